@@ -1,0 +1,40 @@
+"""Building blocks shared by every event model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+
+class Frozen(BaseModel):
+    """Immutable model that ignores unknown fields, so producers may add fields freely."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+"""A timezone-aware instant, normalised to UTC (serialised with a trailing ``Z``)."""
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+CountryCode = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True, strip_whitespace=True)
+]
+Severity = Literal["warning", "critical"]
+Cause = Literal["regulator", "breach_policy"]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+NonEmptyList = Field(min_length=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """Instants as fixed-width UTC text, which sorts like time in every store."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

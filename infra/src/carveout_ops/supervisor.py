@@ -1,0 +1,201 @@
+"""``carveout up``: the broker, the topics and the three services, kept running together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+import httpx
+from carveout_contracts import TokenBook
+from rich.console import Console
+from rich.table import Table
+
+from .broker import EmbeddedBroker, ensure_topics, partitions_from_env, wait_for_broker
+from .system import SERVICES, address, tokens_file, var_dir
+
+STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    env: dict[str, str]
+    console: Console
+    process: subprocess.Popen[str] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    _pump: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"carveout_{self.name}", "serve"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self.started_at = time.monotonic()
+        self._pump = threading.Thread(target=self._echo, args=(self.process.stdout,), daemon=True)
+        self._pump.start()
+
+    def _echo(self, stream: IO[str] | None) -> None:
+        if stream is None:
+            return
+        style = STYLES.get(self.name, "white")
+        for line in stream:
+            self.console.print(f"[{style}]{self.name:>12}[/] | {line.rstrip()}", highlight=False)
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class Supervisor:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.broker: EmbeddedBroker | None = None
+        self.services: list[ServiceProcess] = []
+        self._stopping = threading.Event()
+
+    def _service_env(self, bootstrap: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("CARVEOUT_SESSION_TIMEOUT_MS", "3000")
+        env["CARVEOUT_KAFKA_BOOTSTRAP"] = bootstrap
+        env["CARVEOUT_TOKENS_FILE"] = str(tokens_file().resolve())
+        for name in SERVICES:
+            key = f"CARVEOUT_{name.upper()}_DATABASE_URL"
+            env.setdefault(key, f"sqlite:///{(var_dir() / f'{name}.db').resolve()}")
+        return env
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def start_broker(self) -> str:
+        external = os.environ.get("CARVEOUT_KAFKA_BOOTSTRAP")
+        if external:
+            self.console.print(f"[yellow]broker[/]: using {external} (CARVEOUT_KAFKA_BOOTSTRAP)")
+            asyncio.run(wait_for_broker(external))
+            bootstrap = external
+        else:
+            port = int(os.environ.get("CARVEOUT_BROKER_PORT", "9092"))
+            self.broker = EmbeddedBroker(port=port, log_file=var_dir() / "broker.log")
+            with self.console.status(f"starting the embedded broker on 127.0.0.1:{port}"):
+                self.broker.start()
+                asyncio.run(wait_for_broker(self.broker.bootstrap))
+            bootstrap = self.broker.bootstrap
+        created = asyncio.run(ensure_topics(bootstrap, partitions_from_env()))
+        if created:
+            self.console.print(f"[yellow]broker[/]: created topics {', '.join(created)}")
+        return bootstrap
+
+    def wait_ready(self, timeout: float = 90.0) -> bool:
+        deadline = time.monotonic() + timeout
+        pending = set(SERVICES)
+        with self.console.status("waiting for the services to be ready") as status:
+            while pending and time.monotonic() < deadline and not self._stopping.is_set():
+                for name in sorted(pending):
+                    try:
+                        if httpx.get(address(name).url + "/readyz", timeout=1).status_code == 200:
+                            pending.discard(name)
+                    except httpx.HTTPError:
+                        pass
+                status.update(f"waiting for {', '.join(sorted(pending))} to be ready")
+                time.sleep(0.2)
+        return not pending
+
+    def print_summary(self, book: TokenBook, created: bool) -> None:
+        table = Table(title="Carveout is running", show_header=True)
+        table.add_column("part")
+        table.add_column("address")
+        for name in SERVICES:
+            table.add_row(name, address(name).url)
+        table.add_row("broker", self.bootstrap)
+        self.console.print(table)
+        where = tokens_file()
+        self.console.print(
+            f"API tokens ({'new, ' if created else ''}from {where}):", highlight=False
+        )
+        for role, token in book.as_json().items():
+            self.console.print(f"  {role:<10} {token}", highlight=False)
+        self.console.print("Stop with Ctrl-C.\n")
+
+    def run(self) -> int:
+        var_dir().mkdir(parents=True, exist_ok=True)
+        book, created = TokenBook.load_or_create(tokens_file())
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            self.bootstrap = self.start_broker()
+            env = self._service_env(self.bootstrap)
+            self.services = [ServiceProcess(name, env, self.console) for name in SERVICES]
+            for service in self.services:
+                service.start()
+            if self.wait_ready():
+                self.print_summary(book, created)
+            elif not self._stopping.is_set():
+                self.console.print("[red]some services are not ready yet; see their logs above[/]")
+            self._watch()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            if self.broker is not None and not self.broker.alive():
+                self.console.print("[red]the embedded broker died; restarting everything[/]")
+                for service in self.services:
+                    service.stop()
+                self.broker.start()
+                asyncio.run(ensure_topics(self.broker.bootstrap, partitions_from_env()))
+                for service in self.services:
+                    service.start()
+                continue
+            for service in self.services:
+                code = service.exited()
+                if code is None:
+                    continue
+                service.restarts += 1
+                delay = min(2 ** min(service.restarts, 5) * 0.25, 5.0)
+                if time.monotonic() - service.started_at > 60:
+                    service.restarts = 0
+                self.console.print(
+                    f"[red]{service.name} exited with code {code}; restarting in {delay:.1f}s[/]"
+                )
+                if self._stopping.wait(delay):
+                    return
+                service.start()
+
+    def shutdown(self) -> None:
+        if self.services:
+            self.console.print("stopping the services")
+        for service in self.services:
+            service.terminate()
+        for service in self.services:
+            service.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def run_up(console: Console | None = None) -> int:
+    return Supervisor(console or Console()).run()

@@ -1,0 +1,43 @@
+"""Where the parts of a running Carveout system are, from the same environment the services read."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES: tuple[str, ...] = ("grant", "enforcement", "notification")
+DEFAULT_PORTS = {"grant": 8081, "enforcement": 8082, "notification": 8083}
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("CARVEOUT_VAR_DIR", "var"))
+
+
+def tokens_file() -> Path:
+    return Path(os.environ.get("CARVEOUT_TOKENS_FILE", str(var_dir() / "tokens.json")))
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    name: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def address(service: str) -> ServiceAddress:
+    prefix = f"CARVEOUT_{service.upper()}_"
+    url = os.environ.get(prefix + "URL")
+    if url:
+        host_port = url.split("://", 1)[-1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        return ServiceAddress(service, host, int(port))
+    return ServiceAddress(
+        service,
+        os.environ.get(prefix + "HOST", "127.0.0.1"),
+        int(os.environ.get(prefix + "PORT", DEFAULT_PORTS[service])),
+    )

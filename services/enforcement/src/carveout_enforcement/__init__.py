@@ -1,0 +1,1 @@
+"""The Carveout enforcement service: judges every access against the grants in force."""

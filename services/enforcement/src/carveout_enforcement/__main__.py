@@ -1,0 +1,40 @@
+"""``python -m carveout_enforcement``: run the enforcement service."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+from carveout_contracts.runtime import configure_logging
+
+from .settings import EnforcementSettings
+
+cli = typer.Typer(
+    help="The Carveout enforcement service.", no_args_is_help=True, add_completion=False
+)
+
+
+@cli.command()
+def serve() -> None:
+    """Serve the HTTP API and judge accesses (configured by CARVEOUT_ENFORCEMENT_* variables)."""
+    from .app import create_app
+
+    settings = EnforcementSettings()
+    configure_logging("enforcement", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,
+    )
+
+
+@cli.command()
+def version() -> None:
+    """Print the service version."""
+    typer.echo("carveout-enforcement 1")
+
+
+if __name__ == "__main__":
+    cli()

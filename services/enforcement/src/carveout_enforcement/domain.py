@@ -1,0 +1,145 @@
+"""Grants over time, as enforcement needs them: every version with the interval it was in force.
+
+``apply`` is a pure projection of grant events; an access is judged against the period
+in force at the access's ``occurred_at``, not the latest state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from carveout_contracts import (
+    BreachPolicy,
+    CarveoutRevoked,
+    Condition,
+    GrantAmended,
+    GrantEvent,
+    GrantIssued,
+    GrantReinstated,
+    GrantSuspended,
+)
+from carveout_contracts.common import Frozen, UtcDatetime
+
+Lifecycle = Literal["active", "suspended", "revoked"]
+
+
+class GrantPeriod(Frozen):
+    """One version of a grant, in force from ``effective_at`` until the next period starts.
+
+    The first period has no start: a grant covers its whole validity window once issued.
+    """
+
+    version: int
+    status: Lifecycle
+    effective_at: UtcDatetime | None
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    conditions: list[Condition]
+
+
+class GrantView(Frozen):
+    grant_id: str
+    carveout_id: str
+    grantee_id: str
+    model_id: str
+    breach_policy: BreachPolicy
+    periods: list[GrantPeriod]
+    updated_at: UtcDatetime
+
+    @property
+    def current(self) -> GrantPeriod:
+        return self.periods[-1]
+
+    @property
+    def version(self) -> int:
+        return self.current.version
+
+    @property
+    def status(self) -> Lifecycle:
+        return self.current.status
+
+    def period_at(self, moment: datetime) -> GrantPeriod:
+        """The period in force at ``moment``."""
+        found = self.periods[0]
+        for period in self.periods[1:]:
+            if period.effective_at is not None and period.effective_at <= moment:
+                found = period
+            else:
+                break
+        return found
+
+
+def affected_grants(event: GrantEvent) -> list[str]:
+    if isinstance(event, CarveoutRevoked):
+        return list(event.data.grant_ids)
+    return [event.data.grant_id]
+
+
+def apply(view: GrantView | None, event: GrantEvent, grant_id: str) -> GrantView | None:
+    """Fold one grant event into grant ``grant_id``'s view. Pure: no I/O, no clock.
+
+    Returns ``None`` when the event concerns a grant this view has never seen issued.
+    """
+    if isinstance(event, GrantIssued):
+        d = event.data
+        return GrantView(
+            grant_id=d.grant_id,
+            carveout_id=d.carveout_id,
+            grantee_id=d.grantee.id,
+            model_id=d.model_id,
+            breach_policy=d.breach_policy,
+            periods=[
+                GrantPeriod(
+                    version=d.version,
+                    status="active",
+                    effective_at=None,
+                    valid_from=d.valid_from,
+                    valid_until=d.valid_until,
+                    conditions=d.conditions,
+                )
+            ],
+            updated_at=event.occurred_at,
+        )
+    if view is None:
+        return None
+    current = view.current
+    policy = view.breach_policy
+    if isinstance(event, GrantAmended):
+        a = event.data
+        period = GrantPeriod(
+            version=a.version,
+            status=current.status,
+            effective_at=a.effective_at,
+            valid_from=a.valid_from,
+            valid_until=a.valid_until,
+            conditions=a.conditions,
+        )
+        policy = a.breach_policy
+    elif isinstance(event, GrantSuspended | GrantReinstated):
+        status: Lifecycle = "suspended" if isinstance(event, GrantSuspended) else "active"
+        period = current.model_copy(
+            update={
+                "version": event.data.version,
+                "status": status,
+                "effective_at": event.data.effective_at,
+            }
+        )
+    else:
+        r = event.data
+        period = current.model_copy(
+            update={
+                "version": r.grant_versions.get(grant_id, current.version + 1),
+                "status": "revoked",
+                "effective_at": r.effective_at,
+            }
+        )
+    if period.version <= current.version:
+        return view  # an older or repeated version changes nothing
+    return view.model_copy(
+        update={
+            "periods": [*view.periods, period],
+            "breach_policy": policy,
+            "updated_at": event.occurred_at,
+        }
+    )

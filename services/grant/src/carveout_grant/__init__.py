@@ -1,0 +1,1 @@
+"""The Carveout grant service: system of record for regulator actions."""

@@ -1,0 +1,87 @@
+"""Composition root of the grant service: settings, store, broker, relay, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from carveout_contracts.http import install_error_handlers
+from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import api
+from .relay import OutboxRelay, grants_log_size
+from .service import GrantService
+from .settings import GrantSettings
+from .store import GrantStore
+
+log = logging.getLogger("carveout.grant")
+
+
+def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None = None) -> FastAPI:
+    settings = settings or GrantSettings()
+    tokens = settings.token_book()
+    store = GrantStore(make_engine(settings.database_url))
+    broker = broker or kafka_broker(settings, "carveout-grant")
+    relay = OutboxRelay(store, broker, settings.relay_poll_seconds)
+    service = GrantService(store, relay, settings.relay_wait_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_broker(broker, settings.kafka_bootstrap)
+        await relay.restore_log_if_lost(await grants_log_size(settings.kafka_bootstrap))
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await broker.stop()
+
+    app = FastAPI(
+        title="Carveout grant service",
+        description="System of record for regulator actions on carveout grants.",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.service = service
+    app.state.broker = broker
+    install_error_handlers(app)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            store.ping()
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unavailable: {exc}"
+        checks["broker"] = "ok" if await broker.ping(timeout=1.0) else "unreachable"
+        total, published = store.counts()
+        checks["outbox"] = "ok" if published == total else f"{total - published} to relay"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

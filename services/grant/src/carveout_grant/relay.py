@@ -1,0 +1,118 @@
+"""The outbox relay: publishes recorded grant events to Kafka, in order, until acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from inspect import isawaitable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from carveout_contracts import codec, topics
+from faststream.kafka import KafkaBroker
+
+from .store import GrantStore
+
+log = logging.getLogger("carveout.grant.relay")
+
+
+class OutboxRelay:
+    def __init__(self, store: GrantStore, broker: KafkaBroker, poll_seconds: float) -> None:
+        self.store = store
+        self.broker = broker
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._published_up_to = 0
+        self._progress = asyncio.Condition()
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def restore_log_if_lost(self, topic_event_count: int) -> int:
+        """Re-publish the whole history when the broker came back without the grants log.
+
+        The embedded broker keeps its log in memory; the grant service is the system of
+        record, so it puts the log back. Consumers dedupe by ``event_id``.
+        """
+        _, published = self.store.counts()
+        if published == 0 or topic_event_count > 0:
+            return 0
+        count = self.store.mark_all_unpublished()
+        log.warning("grants log is empty but %d events were published: re-publishing", count)
+        return count
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                sent = await self.relay_once()
+                self.last_error = None
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("outbox relay failed, retrying in %.1fs: %s", backoff, self.last_error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if sent == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                self._wake.clear()
+
+    async def relay_once(self) -> int:
+        rows = self.store.unpublished()
+        if not rows:
+            return 0
+        # Enqueue in sequence order before awaiting any acknowledgement, so the per-key
+        # order on the topic is the order the grant service recorded.
+        pending = []
+        for row in rows:
+            sent = await self.broker.publish(
+                row.payload.encode(),
+                row.topic,
+                key=row.key.encode(),
+                headers=dict(
+                    (name, value.decode()) for name, value in codec.headers(row.traceparent)
+                ),
+                no_confirm=True,
+            )
+            pending.append(sent)
+        await asyncio.gather(*(p for p in pending if isawaitable(p)))
+        seqs = [row.seq for row in rows if row.seq is not None]
+        self.store.mark_published(seqs, datetime.now(UTC))
+        async with self._progress:
+            self._published_up_to = max(self._published_up_to, max(seqs))
+            self._progress.notify_all()
+        return len(rows)
+
+    async def wait_published(self, seq: int, within_s: float) -> bool:
+        self.wake()
+        try:
+            async with asyncio.timeout(within_s), self._progress:
+                await self._progress.wait_for(lambda: self._published_up_to >= seq)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def grants_log_size(bootstrap: str) -> int:
+    """How many events the broker holds on the grants topic (end minus beginning offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topics.GRANTS)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topics.GRANTS) or set()
+        tps = [TopicPartition(topics.GRANTS, p) for p in partitions]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        return sum(max(0, ends[tp] - starts[tp]) for tp in tps)
+    finally:
+        await consumer.stop()

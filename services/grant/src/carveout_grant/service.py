@@ -1,0 +1,33 @@
+"""The grant service's unit of work: record a change and its event together, then relay it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from carveout_contracts import Envelope
+
+from .domain import Grant
+from .relay import OutboxRelay
+from .store import GrantStore
+
+log = logging.getLogger("carveout.grant")
+
+
+class GrantService:
+    def __init__(self, store: GrantStore, relay: OutboxRelay, relay_wait_seconds: float) -> None:
+        self.store = store
+        self.relay = relay
+        self.relay_wait_seconds = relay_wait_seconds
+
+    async def record(self, grants: Sequence[Grant], event: Envelope) -> bool:
+        """Commit the change with its event (outbox), then wait briefly for the relay.
+
+        Returns whether the event reached the broker in time; if not, it is still
+        recorded and the relay keeps trying, so nothing is lost.
+        """
+        seq = self.store.record(grants, event, traceparent=None)
+        published = await self.relay.wait_published(seq, self.relay_wait_seconds)
+        if not published:
+            log.warning("event %s recorded but not yet published", event.event_id)
+        return published

@@ -1,0 +1,19 @@
+"""Configuration of the grant service: ``CARVEOUT_GRANT_*`` plus the shared ``CARVEOUT_*``."""
+
+from __future__ import annotations
+
+from carveout_contracts.runtime import SharedSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class GrantSettings(SharedSettings):
+    model_config = SettingsConfigDict(env_prefix="CARVEOUT_GRANT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    database_url: str = "sqlite:///var/grant.db"
+    relay_poll_seconds: float = 0.5
+    relay_wait_seconds: float = Field(
+        2.0, description="How long a regulator call waits for its event to reach the broker."
+    )
