@@ -212,7 +212,6 @@ class _Attributes:
         return getattr(self._raw, name)
 
 
-
 class Envelope(Frozen):
     """The envelope every event travels in. The Kafka message key is ``key``."""
 

@@ -7,11 +7,12 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
     from sqlalchemy import Engine
 
 
@@ -132,6 +134,18 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
+class _DropKnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Auto create topics is disabled" not in record.getMessage()
+
+
+def _faststream_logger() -> logging.Logger:
+    logger = logging.getLogger("carveout.faststream")
+    if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
+        logger.addFilter(_DropKnownNoise())
+    return logger
+
+
 def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
     """The FastStream Kafka broker a service publishes and subscribes with."""
     from faststream.kafka import KafkaBroker
@@ -143,7 +157,8 @@ def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
         linger_ms=1,
         allow_auto_create_topics=False,
         client_id=client_id,
-        logger=logging.getLogger("faststream"),
+        logger=_faststream_logger(),
+        log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines only when asked for
     )
 
 
@@ -166,3 +181,154 @@ async def start_broker(broker: KafkaBroker, bootstrap: str, deadline_s: float = 
                 await broker.stop()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
+"""``(value, reason, error, message)``: set a message aside on the dead-letter topic."""
+
+
+class EventHandler:
+    """The thin shape of every consumer: decode, dead-letter poison, dedupe, process.
+
+    ``process`` must store its effects and the processed mark in one transaction; the
+    Kafka offset is committed only after it returns (the subscriber's ack policy).
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        is_processed: Callable[[str], bool],
+        process: Callable[[Any], Awaitable[None]],
+        dead_letter: DeadLetter,
+        retry_attempts: int = 5,
+    ) -> None:
+        self.topic = topic
+        self.is_processed = is_processed
+        self.process = process
+        self.dead_letter = dead_letter
+        self.retry_attempts = retry_attempts
+        self.processed = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def handle(self, value: bytes, message: Any) -> None:
+        from .codec import PoisonMessage, decode
+
+        try:
+            event = decode(self.topic, value)
+        except PoisonMessage as poison:
+            await self.dead_letter(value, poison.reason, poison.error, message)
+            self.dead_lettered += 1
+            return
+        event_id = str(event.event_id)
+        if await with_retries(
+            lambda: self.is_processed(event_id),
+            attempts=self.retry_attempts,
+            what=f"checking {event.type} {event_id}",
+        ):
+            self.duplicates += 1
+            return
+        await self.process(event)
+        self.processed += 1
+
+
+def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
+    """Publish a dead-letter event for a message ``service`` could not process."""
+    from . import codec, topics
+
+    log = logging.getLogger(f"carveout.{service}")
+
+    async def dead_letter(value: bytes, reason: str, error: str, message: Any) -> None:
+        event = codec.dead_letter_event(
+            message.raw_message, consumer=service, reason=reason, error=error, value=value
+        )
+        await broker.publish(
+            codec.encode_value(event),
+            topics.DEADLETTER,
+            key=event.key.encode(),
+            headers={"content-type": codec.CONTENT_TYPE},
+        )
+        log.warning("dead-lettered a %s message: %s: %s", event.data.source_topic, reason, error)
+
+    return dead_letter
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    handler: EventHandler,
+    *,
+    group_id: str,
+    settings: SharedSettings,
+    description: str,
+) -> DefaultSubscriber:
+    """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
+
+    A handler that raises (after its own bounded retries) is nacked: the consumer seeks
+    back and the message comes again, instead of being skipped.
+    """
+    from faststream import AckPolicy
+
+    async def raw_body(message: Any) -> bytes:
+        return bytes(message.body)
+
+    subscriber = broker.subscriber(
+        topic,
+        group_id=group_id,
+        decoder=raw_body,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
+        rebalance_timeout_ms=settings.session_timeout_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        title=f"{group_id}/{topic}",
+        description=description,
+    )
+
+    @subscriber
+    async def on_message(body: bytes, message: KafkaMessage) -> None:
+        await handler.handle(body, message)
+
+    return subscriber
+
+
+def service_cli(
+    name: str,
+    summary: str,
+    settings_factory: Callable[[], SharedSettings],
+    app_factory: Callable[[Any], Any],
+) -> Any:
+    """The ``python -m carveout_<name>`` command line of a service (``serve``, ``--help``)."""
+    import typer
+
+    cli = typer.Typer(help=summary, no_args_is_help=True, add_completion=False)
+    prefix = f"CARVEOUT_{name.upper()}_"
+
+    @cli.command()
+    def serve() -> None:
+        """Serve the HTTP API and the Kafka subscribers until stopped (SIGINT or SIGTERM)."""
+        import uvicorn
+
+        settings = settings_factory()
+        configure_logging(name, settings.log_level)
+        uvicorn.run(
+            app_factory(settings),
+            host=getattr(settings, "host", "127.0.0.1"),
+            port=int(getattr(settings, "port", 0)),
+            log_level=settings.log_level,
+            access_log=False,
+            log_config=None,
+        )
+
+    @cli.command()
+    def settings() -> None:
+        """Print the settings in force (from CARVEOUT_* variables), tokens hidden."""
+        values = settings_factory().model_dump(mode="json")
+        for key in [k for k in values if k.endswith("_token")]:
+            values[key] = "***" if values[key] else None
+        typer.echo(json.dumps(values, indent=2))
+
+    serve.__doc__ = f"{serve.__doc__} Configured by {prefix}* and CARVEOUT_* variables."
+    return cli

@@ -51,7 +51,9 @@ class ServiceProcess:
             return
         style = STYLES.get(self.name, "white")
         for line in stream:
-            self.console.print(f"[{style}]{self.name:>12}[/] | {line.rstrip()}", highlight=False)
+            self.console.print(
+                f"[{style}]{self.name:>12}[/] | {line.rstrip()}", highlight=False, soft_wrap=True
+            )
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()

@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import typer
-import uvicorn
-from carveout_contracts.runtime import configure_logging
+from carveout_contracts.runtime import service_cli
 
 from .settings import EnforcementSettings
 
-cli = typer.Typer(
-    help="The Carveout enforcement service.", no_args_is_help=True, add_completion=False
-)
 
-
-@cli.command()
-def serve() -> None:
-    """Serve the HTTP API and judge accesses (configured by CARVEOUT_ENFORCEMENT_* variables)."""
+def _create_app(settings: EnforcementSettings) -> object:
     from .app import create_app
 
-    settings = EnforcementSettings()
-    configure_logging("enforcement", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        log_config=None,
-    )
+    return create_app(settings)
 
 
-@cli.command()
-def version() -> None:
-    """Print the service version."""
-    typer.echo("carveout-enforcement 1")
-
+cli = service_cli(
+    "enforcement",
+    "The Carveout enforcement service: judges every access against the grants in force.",
+    EnforcementSettings,
+    _create_app,
+)
 
 if __name__ == "__main__":
     cli()

@@ -6,14 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from carveout_contracts import codec, topics
+from carveout_contracts import topics
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.kafka import consumer_lag
-from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
+from carveout_contracts.runtime import (
+    EventHandler,
+    dead_letter_publisher,
+    kafka_broker,
+    make_engine,
+    start_broker,
+    subscribe,
+)
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import api
@@ -34,25 +40,21 @@ def create_app(
     index = grants.GrantIndex(list(store.load_grants()))
     broker = broker or kafka_broker(settings, "carveout-enforcement")
 
-    async def dead_letter(value: bytes, reason: str, error: str, message: KafkaMessage) -> None:
-        event = codec.dead_letter_event(
-            message.raw_message, consumer=SERVICE, reason=reason, error=error, value=value
-        )
-        await broker.publish(
-            codec.encode_value(event),
-            topics.DEADLETTER,
-            key=event.key.encode(),
-            headers={"content-type": codec.CONTENT_TYPE},
-        )
-        log.warning("dead-lettered %s message: %s: %s", event.data.source_topic, reason, error)
-
-    projector = grants.GrantProjector(store, index, dead_letter, settings.store_retry_attempts)
-    grants_subscriber = grants.subscribe(
+    projector = grants.GrantProjector(store, index, settings.store_retry_attempts)
+    grant_events = EventHandler(
+        topics.GRANTS,
+        is_processed=store.is_processed,
+        process=projector,
+        dead_letter=dead_letter_publisher(broker, SERVICE),
+        retry_attempts=settings.store_retry_attempts,
+    )
+    grants_subscriber = subscribe(
         broker,
-        projector,
+        topics.GRANTS,
+        grant_events,
         group_id=settings.group_id,
-        session_timeout_ms=settings.session_timeout_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        settings=settings,
+        description="Grant events, folded into the projection of grants over time.",
     )
 
     @asynccontextmanager
@@ -74,7 +76,7 @@ def create_app(
     app.state.index = index
     app.state.store = store
     app.state.broker = broker
-    app.state.projector = projector
+    app.state.grant_events = grant_events
     install_error_handlers(app)
     app.include_router(api.router)
 

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import typer
-import uvicorn
-from carveout_contracts.runtime import configure_logging
+from carveout_contracts.runtime import service_cli
 
 from .settings import GrantSettings
 
-cli = typer.Typer(
-    help="The Carveout grant service.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 
-
-@cli.command()
-def serve() -> None:
-    """Serve the HTTP API and relay grant events (configured by CARVEOUT_GRANT_* variables)."""
+def _create_app(settings: GrantSettings) -> object:
     from .app import create_app
 
-    settings = GrantSettings()
-    configure_logging("grant", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        log_config=None,
-    )
+    return create_app(settings)
 
 
-@cli.command()
-def version() -> None:
-    """Print the service version."""
-    typer.echo("carveout-grant 1")
-
+cli = service_cli(
+    "grant",
+    "The Carveout grant service: system of record for regulator actions.",
+    GrantSettings,
+    _create_app,
+)
 
 if __name__ == "__main__":
     cli()

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The Carveout notification service: tells every party concerned, exactly once."""

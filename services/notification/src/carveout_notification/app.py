@@ -1,0 +1,112 @@
+"""Composition root of the notification service: settings, store, index, broker, HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from carveout_contracts import topics
+from carveout_contracts.http import install_error_handlers
+from carveout_contracts.kafka import consumer_lag
+from carveout_contracts.runtime import (
+    EventHandler,
+    dead_letter_publisher,
+    kafka_broker,
+    make_engine,
+    start_broker,
+    subscribe,
+)
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import api
+from .handlers import grants
+from .settings import NotificationSettings
+from .store import NotificationStore
+
+SERVICE = "notification"
+log = logging.getLogger("carveout.notification")
+
+
+def create_app(
+    settings: NotificationSettings | None = None, broker: KafkaBroker | None = None
+) -> FastAPI:
+    settings = settings or NotificationSettings()
+    tokens = settings.token_book()
+    store = NotificationStore(make_engine(settings.database_url))
+    broker = broker or kafka_broker(settings, "carveout-notification")
+
+    projector = grants.ContactsProjector(store, settings.store_retry_attempts)
+    grant_events = EventHandler(
+        topics.GRANTS,
+        is_processed=store.is_processed,
+        process=projector,
+        dead_letter=dead_letter_publisher(broker, SERVICE),
+        retry_attempts=settings.store_retry_attempts,
+    )
+    grants_subscriber = subscribe(
+        broker,
+        topics.GRANTS,
+        grant_events,
+        group_id=settings.group_id,
+        settings=settings,
+        description="Grant events, folded into who is to be told about each grant.",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_broker(broker, settings.kafka_bootstrap)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    app = FastAPI(
+        title="Carveout notification service",
+        description="Tells every party concerned of grant changes and breaches, exactly once.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.store = store
+    app.state.broker = broker
+    app.state.grant_events = grant_events
+    install_error_handlers(app)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            store.ping()
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unavailable: {exc}"
+        checks["broker"] = "ok" if await broker.ping(timeout=1.0) else "unreachable"
+        try:
+            lag = await consumer_lag(grants_subscriber.consumer)
+        except Exception as exc:
+            lag, checks["grants"] = None, f"unknown: {exc}"
+        if "grants" not in checks:
+            checks["grants"] = (
+                "joining consumer group" if lag is None else "ok" if lag == 0 else f"{lag} behind"
+            )
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

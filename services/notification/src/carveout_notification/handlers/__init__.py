@@ -1,0 +1,1 @@
+"""Kafka handlers of the notification service."""
