@@ -48,6 +48,8 @@ def up() -> None:
     """Start the embedded broker, create the topics and run the three services (Ctrl-C stops)."""
     from .supervisor import run_up
 
+    # Lines appear as they happen even when the output goes to a file or a pipe.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     raise typer.Exit(run_up(console))
 
 
@@ -142,3 +144,7 @@ def grant_list(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m carveout_ops`` is the ``carveout`` command."""
+
+from .cli import main
+
+main()
