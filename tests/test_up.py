@@ -25,6 +25,11 @@ def visible_in_enforcement(system: System, grant_id: str) -> dict[str, Any] | No
     return response.json() if response.status_code == 200 else None
 
 
+def known_to_notification(system: System, grant_id: str) -> dict[str, Any] | None:
+    response = system.call("notification", "GET", f"/v1/grants/{grant_id}/contacts")
+    return response.json() if response.status_code == 200 else None
+
+
 def test_tokens_are_generated_private_and_printed(system: System) -> None:
     tokens_file = system.var_dir / "tokens.json"
     assert set(system.tokens()) == {"regulator", "gateway", "auditor"}
@@ -51,18 +56,7 @@ def test_demo_grant_is_issued_and_reaches_enforcement_within_a_second(
     assert [c["id"] for c in seen["conditions"]] == [c["id"] for c in demo_grant["conditions"]]
 
     contacts = wait_for(
-        lambda: (
-            system.call(
-                "notification", "GET", f"/v1/grants/{grant['grant_id']}/contacts", role="auditor"
-            ).json()
-            if system.call(
-                "notification", "GET", f"/v1/grants/{grant['grant_id']}/contacts", role="auditor"
-            ).status_code
-            == 200
-            else None
-        ),
-        2.0,
-        "grant contacts in notification",
+        lambda: known_to_notification(system, grant["grant_id"]), 2.0, "grant contacts"
     )
     assert contacts["contacts"] == demo_grant["grantee"]["contacts"]
 

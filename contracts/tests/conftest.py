@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from carveout_contracts.events import CURRENT_VERSION
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"

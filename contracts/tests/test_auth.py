@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from carveout_contracts.auth import ANY_ROLE, AuthError, MissingTokens, Role, TokenBook
 
 BOOK = TokenBook({Role.REGULATOR: "tok-reg", Role.GATEWAY: "tok-gw", Role.AUDITOR: "tok-aud"})

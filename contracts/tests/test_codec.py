@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from carveout_contracts import codec, events, topics
 from carveout_contracts.codec import PoisonMessage, decode
 from carveout_contracts.events import AccessRecorded, GrantIssued, MessageDeadLettered

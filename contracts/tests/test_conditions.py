@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
+
 from carveout_contracts.conditions import (
     CONDITION_KINDS,
     BreachPolicy,
@@ -23,7 +25,6 @@ from carveout_contracts.events import (
     GrantIssued,
     GrantIssuedData,
 )
-from pydantic import TypeAdapter, ValidationError
 
 Golden = Callable[[str], dict[str, Any]]
 CONDITION: TypeAdapter[Any] = TypeAdapter(Condition)

@@ -9,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
+
 from carveout_contracts import topics
 from carveout_contracts.codec import decode
 from carveout_contracts.events import (
@@ -22,7 +24,6 @@ from carveout_contracts.events import (
     MessageDeadLettered,
     event_type,
 )
-from pydantic import ValidationError
 
 Golden = Callable[[str], dict[str, Any]]
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from carveout_contracts import codec
 from carveout_contracts.conditions import CONDITION_KINDS
 from carveout_contracts.events import (

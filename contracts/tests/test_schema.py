@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from carveout_contracts import topics
 from carveout_contracts.events import EVENT_CLASSES, current_version, event_type
 from carveout_contracts.schema import main, render, schemas

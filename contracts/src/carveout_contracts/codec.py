@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -124,11 +125,18 @@ def encode_value(event: Envelope) -> bytes:
     return event.model_dump_json().encode()
 
 
+def new_traceparent() -> str:
+    """A W3C ``traceparent`` starting a new trace, for events no trace context reached."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def text_headers(traceparent: str | None = None) -> list[tuple[str, str]]:
+    """The headers every event carries: ``content-type`` and a W3C ``traceparent``."""
+    return [("content-type", CONTENT_TYPE), ("traceparent", traceparent or new_traceparent())]
+
+
 def headers(traceparent: str | None = None) -> list[tuple[str, bytes]]:
-    out = [("content-type", CONTENT_TYPE.encode())]
-    if traceparent:
-        out.append(("traceparent", traceparent.encode()))
-    return out
+    return [(name, value.encode()) for name, value in text_headers(traceparent)]
 
 
 def dead_letter_data(

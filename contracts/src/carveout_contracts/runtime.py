@@ -61,7 +61,7 @@ class SharedSettings(BaseSettings):
     Each service subclasses this with its own ``env_prefix`` for what is its alone.
     """
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", validation_alias="CARVEOUT_KAFKA_BOOTSTRAP")
     session_timeout_ms: int = Field(6000, validation_alias="CARVEOUT_SESSION_TIMEOUT_MS")
@@ -247,7 +247,7 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
             codec.encode_value(event),
             topics.DEADLETTER,
             key=event.key.encode(),
-            headers={"content-type": codec.CONTENT_TYPE},
+            headers=dict(codec.text_headers(event.data.headers.get("traceparent"))),
         )
         log.warning("dead-lettered a %s message: %s: %s", event.data.source_topic, reason, error)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from carveout_contracts import Role
 from rich.console import Console
 from rich.table import Table
+
+from carveout_contracts import Role
 
 from .client import ApiFailure, call
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+
 from carveout_contracts import Role, TokenBook
 
 from .system import address, tokens_file

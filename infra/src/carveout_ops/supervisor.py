@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import httpx
-from carveout_contracts import TokenBook
 from rich.console import Console
 from rich.table import Table
+
+from carveout_contracts import TokenBook
 
 from .broker import EmbeddedBroker, ensure_topics, partitions_from_env, wait_for_broker
 from .system import SERVICES, address, tokens_file, var_dir

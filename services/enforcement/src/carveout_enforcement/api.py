@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from carveout_contracts.http import ApiError, Reader
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+
+from carveout_contracts.http import ApiError, Reader
 
 from .domain import GrantView
 from .handlers.grants import GrantIndex

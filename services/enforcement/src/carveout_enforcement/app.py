@@ -6,6 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from carveout_contracts import topics
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.kafka import consumer_lag
@@ -17,10 +22,6 @@ from carveout_contracts.runtime import (
     start_broker,
     subscribe,
 )
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import api
 from .handlers import grants

@@ -82,6 +82,8 @@ def apply(view: GrantView | None, event: GrantEvent, grant_id: str) -> GrantView
     Returns ``None`` when the event concerns a grant this view has never seen issued.
     """
     if isinstance(event, GrantIssued):
+        if view is not None:
+            return view  # issued once; a repeat must never reset later versions
         d = event.data
         return GrantView(
             grant_id=d.grant_id,
@@ -104,6 +106,8 @@ def apply(view: GrantView | None, event: GrantEvent, grant_id: str) -> GrantView
     if view is None:
         return None
     current = view.current
+    if current.status == "revoked":
+        return view  # revocation is final
     policy = view.breach_policy
     if isinstance(event, GrantAmended):
         a = event.data

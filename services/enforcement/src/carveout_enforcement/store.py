@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from carveout_contracts.common import iso_utc as iso
 from sqlalchemy import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
+
+from carveout_contracts.common import iso_utc as iso
 
 from .domain import GrantView
 

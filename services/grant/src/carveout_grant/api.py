@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from carveout_contracts import encode_token
-from carveout_contracts.http import ApiError, Reader, Regulator
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
+
+from carveout_contracts import encode_token
+from carveout_contracts.http import ApiError, Reader, Regulator
 
 from .domain import Grant, GrantRequest, PublicStatus, apply, issue, new_grant_id
 from .service import GrantService

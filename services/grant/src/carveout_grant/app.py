@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from carveout_contracts.http import install_error_handlers
-from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from carveout_contracts.http import install_error_handlers
+from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
 
 from . import api
 from .relay import OutboxRelay, grants_log_size

@@ -7,6 +7,8 @@ import time
 from datetime import datetime
 from typing import Literal
 
+from pydantic import Field
+
 from carveout_contracts import (
     BreachPolicy,
     Condition,
@@ -20,7 +22,6 @@ from carveout_contracts import (
     TermsChecks,
 )
 from carveout_contracts.common import Frozen, Identifier, UtcDatetime
-from pydantic import Field
 
 PRODUCER = "grant"
 Lifecycle = Literal["active", "suspended", "revoked"]

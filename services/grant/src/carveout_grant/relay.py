@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from inspect import isawaitable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from carveout_contracts import codec, topics
 from faststream.kafka import KafkaBroker
+
+from carveout_contracts import codec, topics
 
 from .store import GrantStore
 
@@ -75,9 +76,7 @@ class OutboxRelay:
                 row.payload.encode(),
                 row.topic,
                 key=row.key.encode(),
-                headers=dict(
-                    (name, value.decode()) for name, value in codec.headers(row.traceparent)
-                ),
+                headers=dict(codec.text_headers(row.traceparent)),
                 no_confirm=True,
             )
             pending.append(sent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from carveout_contracts import Envelope
+from carveout_contracts import Envelope, codec
 
 from .domain import Grant
 from .relay import OutboxRelay
@@ -26,7 +26,7 @@ class GrantService:
         Returns whether the event reached the broker in time; if not, it is still
         recorded and the relay keeps trying, so nothing is lost.
         """
-        seq = self.store.record(grants, event, traceparent=None)
+        seq = self.store.record(grants, event, traceparent=codec.new_traceparent())
         published = await self.relay.wait_published(seq, self.relay_wait_seconds)
         if not published:
             log.warning("event %s recorded but not yet published", event.event_id)

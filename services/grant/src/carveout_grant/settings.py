@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from carveout_contracts.runtime import SharedSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from carveout_contracts.runtime import SharedSettings
 
 
 class GrantSettings(SharedSettings):

@@ -10,11 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from carveout_contracts import Envelope
-from carveout_contracts.common import iso_utc as iso
 from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from carveout_contracts import Envelope
+from carveout_contracts.common import iso_utc as iso
 
 from .domain import Grant, PublicStatus
 

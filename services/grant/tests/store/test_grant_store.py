@@ -55,7 +55,7 @@ def test_find_filters_by_grantee_and_status_and_pages(database_url: str) -> None
     assert total == 3 and {g.grant_id for g in grants} == {"grt_0", "grt_1", "grt_3"}
     expired, total = store.find(now=NOW, status="expired")
     assert total == 1 and expired[0].grant_id == "grt_1"
-    active, total = store.find(now=NOW, grantee_id="a", status="active")
+    _, total = store.find(now=NOW, grantee_id="a", status="active")
     assert total == 2
     page, total = store.find(now=NOW, limit=2, offset=2)
     assert total == 4 and [g.grant_id for g in page] == ["grt_2", "grt_3"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from carveout_contracts.http import ApiError, Reader
 from fastapi import APIRouter, Request
+
+from carveout_contracts.http import ApiError, Reader
 
 from .domain import GrantContacts
 from .store import NotificationStore

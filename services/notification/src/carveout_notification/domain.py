@@ -38,6 +38,8 @@ def affected_grants(event: GrantEvent) -> list[str]:
 def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> GrantContacts | None:
     """Fold one grant event into grant ``grant_id``'s contacts. Pure: no I/O, no clock."""
     if isinstance(event, GrantIssued):
+        if view is not None:
+            return view  # issued once; a repeat must never reset later versions
         d = event.data
         return GrantContacts(
             grant_id=d.grant_id,
@@ -52,6 +54,8 @@ def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> Grant
         )
     if view is None:
         return None
+    if view.status == "revoked":
+        return view  # revocation is final
     if isinstance(event, CarveoutRevoked):
         version = event.data.grant_versions.get(grant_id, view.version + 1)
         status: Lifecycle = "revoked"

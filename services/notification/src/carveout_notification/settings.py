@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from carveout_contracts.runtime import SharedSettings
 from pydantic_settings import SettingsConfigDict
+
+from carveout_contracts.runtime import SharedSettings
 
 
 class NotificationSettings(SharedSettings):
