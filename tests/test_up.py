@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from typing import Any
 
@@ -85,6 +86,22 @@ def test_health_readiness_and_metrics_answer(system: System) -> None:
         ready = system.call(service, "GET", "/readyz", role=None)
         assert ready.status_code == 200, ready.text
         assert system.call(service, "GET", "/metrics", role=None).status_code == 200
+
+
+def test_a_service_that_dies_is_restarted(system: System, demo_grant: dict[str, Any]) -> None:
+    pid_file = system.var_dir / "run" / "enforcement.pid"
+    old_pid = int(pid_file.read_text())
+    os.kill(old_pid, signal.SIGKILL)
+
+    wait_for(lambda: int(pid_file.read_text()) != old_pid, 10, "a new enforcement process")
+    wait_for(
+        lambda: system.call("enforcement", "GET", "/readyz", role=None).status_code == 200,
+        30,
+        "enforcement ready again",
+    )
+    assert "enforcement exited with code -9; restarting" in system.output()
+    grant = issue(system, demo_grant)
+    wait_for(lambda: visible_in_enforcement(system, grant["grant_id"]), 2.0, "grant after restart")
 
 
 def test_restart_comes_back_consistent(system: System, demo_grant: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -185,8 +186,11 @@ def test_encode_value_is_compact_json(golden: Golden) -> None:
     assert json.loads(value) == golden("access.recorded")
 
 
-def test_headers() -> None:
-    assert codec.headers() == [("content-type", b"application/json")]
+def test_headers_carry_content_type_and_a_traceparent() -> None:
+    fresh = dict(codec.headers())
+    assert fresh["content-type"] == b"application/json"
+    assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-01", fresh["traceparent"])
+    assert dict(codec.headers())["traceparent"] != fresh["traceparent"]
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert codec.headers(trace) == [
         ("content-type", b"application/json"),

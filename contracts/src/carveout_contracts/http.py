@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .auth import AuthError, Role, TokenBook
+
+log = logging.getLogger("carveout.http")
 
 
 class ApiError(Exception):
@@ -24,11 +27,23 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
+def _is_store_error(exc: Exception) -> bool:
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover - every service has SQLAlchemy
+        return False
+    return isinstance(exc, OperationalError | DBAPIError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]}
+            {
+                "field": "body" if e["type"] == "json_invalid" else _field(e["loc"]),
+                "message": "not valid JSON" if e["type"] == "json_invalid" else e["msg"],
+                "type": e["type"],
+            }
             for e in exc.errors()
         ]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
@@ -47,6 +62,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if _is_store_error(exc):
+            log.error("store unavailable: %s", exc)
+            return JSONResponse(
+                {"error": "store_unavailable", "message": "the store is unavailable; retry"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        log.exception("unexpected error")
+        return JSONResponse(
+            {"error": "internal", "message": f"unexpected {type(exc).__name__}; see the logs"},
+            status_code=500,
+        )
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -44,6 +44,9 @@ class ServiceProcess:
             bufsize=1,
         )
         self.started_at = time.monotonic()
+        pid_file = var_dir() / "run" / f"{self.name}.pid"
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{self.process.pid}\n")
         self._pump = threading.Thread(target=self._echo, args=(self.process.stdout,), daemon=True)
         self._pump.start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from .domain import Grant, GrantRequest, PublicStatus, apply, issue, new_grant_i
 from .service import GrantService
 
 router = APIRouter(prefix="/v1")
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class GrantPublic(BaseModel):
@@ -54,6 +56,11 @@ class GrantPage(BaseModel):
     offset: int
 
 
+def valid_traceparent(request: Request) -> str | None:
+    value = request.headers.get("traceparent", "")
+    return value if TRACEPARENT.fullmatch(value) else None
+
+
 def _service(request: Request) -> GrantService:
     service: GrantService = request.app.state.service
     return service
@@ -68,7 +75,7 @@ async def issue_grant(
     now = datetime.now(UTC)
     event = issue(body, grant_id=new_grant_id(), by=role.value, now=now)
     grant = apply(None, event)
-    published = await service.record([grant], event)
+    published = await service.record([grant], event, valid_traceparent(request))
     response.headers["Location"] = f"/v1/grants/{grant.grant_id}"
     return GrantIssuedAnswer.model_validate(
         {

@@ -20,13 +20,16 @@ class GrantService:
         self.relay = relay
         self.relay_wait_seconds = relay_wait_seconds
 
-    async def record(self, grants: Sequence[Grant], event: Envelope) -> bool:
+    async def record(
+        self, grants: Sequence[Grant], event: Envelope, traceparent: str | None = None
+    ) -> bool:
         """Commit the change with its event (outbox), then wait briefly for the relay.
 
+        The event continues the caller's trace when it sent a valid W3C ``traceparent``.
         Returns whether the event reached the broker in time; if not, it is still
         recorded and the relay keeps trying, so nothing is lost.
         """
-        seq = self.store.record(grants, event, traceparent=codec.new_traceparent())
+        seq = self.store.record(grants, event, traceparent or codec.new_traceparent())
         published = await self.relay.wait_published(seq, self.relay_wait_seconds)
         if not published:
             log.warning("event %s recorded but not yet published", event.event_id)

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from carveout_contracts import topics
-from carveout_grant.app import create_app
-from carveout_grant.settings import GrantSettings
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from httpx import ASGITransport, AsyncClient
+
+from carveout_contracts import topics
+from carveout_grant.app import create_app
+from carveout_grant.settings import GrantSettings
 
 REGULATOR = {"Authorization": "Bearer r"}
 GATEWAY = {"Authorization": "Bearer g"}
@@ -50,10 +51,10 @@ class GrantHarness:
 def make_settings(tmp_path: Path, **overrides: Any) -> GrantSettings:
     return GrantSettings(
         database_url=f"sqlite:///{tmp_path}/grant.db",
-        CARVEOUT_REGULATOR_TOKEN="r",
-        CARVEOUT_GATEWAY_TOKEN="g",
-        CARVEOUT_AUDITOR_TOKEN="a",
-        CARVEOUT_KAFKA_BOOTSTRAP="localhost:1",
+        regulator_token="r",
+        gateway_token="g",
+        auditor_token="a",
+        kafka_bootstrap="localhost:1",
         **overrides,
     )
 

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.exc import OperationalError
+
 from carveout_contracts import GrantIssued, decode, decode_token, topics
 
 from .conftest import AUDITOR, GATEWAY, REGULATOR, GrantHarness
@@ -72,22 +75,29 @@ async def test_issued_event_reaches_the_grants_topic(
     assert grant_service.app.state.service.store.counts() == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DESIGN §3 says every event's headers carry a W3C traceparent, but the "
-    "grant service records every outbox row with traceparent=None (GrantService.record), "
-    "so grant events reach Kafka with only content-type",
-)
 async def test_issued_event_carries_a_traceparent_header(
     grant_service: GrantHarness, demo_body: dict[str, Any]
 ) -> None:
+    """DESIGN §3: every event's headers carry a W3C ``traceparent``, a new trace by default."""
+    await issue(grant_service, demo_body)
+    await issue(grant_service, demo_body)
+    first, second = (r.headers["traceparent"] for r in grant_service.published)
+    for traceparent in (first, second):
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
+    assert first.split("-")[1] != second.split("-")[1]
+
+
+async def test_a_callers_trace_continues_into_the_event(
+    grant_service: GrantHarness, demo_body: dict[str, Any]
+) -> None:
+    """A regulator call made inside a trace announces its change inside the same trace."""
     incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     response = await grant_service.client.post(
         "/v1/grants", json=demo_body, headers={**REGULATOR, "traceparent": incoming}
     )
     assert response.status_code == 201
-    headers = grant_service.published[0].headers
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", headers["traceparent"])
+    traceparent = grant_service.published[0].headers["traceparent"]
+    assert traceparent.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 async def test_each_issue_publishes_one_event_in_order(
@@ -118,6 +128,18 @@ async def test_an_unrelayed_issue_is_kept_in_the_outbox_until_relayed(
         assert str(decode(topics.GRANTS, record.value).event_id) == grant["event_id"]
         assert await harness.app.state.service.relay.relay_once() == 0
         assert len(harness.published) == 1
+
+
+async def test_the_service_assigns_id_version_and_issuer(
+    grant_service: GrantHarness, demo_body: dict[str, Any]
+) -> None:
+    """``grant_id``, ``version`` and ``issued_by`` come from the service, never the body."""
+    body = {**demo_body, "grant_id": "grt_mine", "version": 7, "issued_by": "mallory"}
+    grant = await issue(grant_service, body)
+    assert grant["grant_id"] != "grt_mine"
+    assert (grant["version"], grant["issued_by"]) == (1, "regulator")
+    event = decode(topics.GRANTS, grant_service.published[0].value)
+    assert (event.data.grant_id, event.data.issued_by) == (grant["grant_id"], "regulator")
 
 
 # --------------------------------------------------------------------------- validation
@@ -266,3 +288,20 @@ async def test_healthz_is_open(grant_service: GrantHarness) -> None:
     response = await grant_service.client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "alive"}
+
+
+async def test_a_store_failure_answers_a_json_error(
+    start_grant: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_grant() as harness:
+
+        def database_down(*_: Any, **__: Any) -> None:
+            raise OperationalError("SELECT", {}, Exception("unable to open database file"))
+
+        monkeypatch.setattr(harness.app.state.service.store, "get", database_down)
+        transport = ASGITransport(app=harness.app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://grant") as client:
+            response = await client.get("/v1/grants/grt_x", headers=AUDITOR)
+        assert response.status_code in (500, 503)
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["message"]

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from carveout_contracts import (
     CarveoutRevoked,
     GrantAmended,
@@ -19,9 +23,6 @@ from carveout_contracts import (
 )
 from carveout_contracts.events import Envelope
 from carveout_grant.domain import Grant, GrantRequest, apply, issue, new_grant_id
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
@@ -62,49 +63,57 @@ def issued_grant(now: datetime = T0) -> tuple[GrantIssued, Grant]:
 def status_change(
     cls: type[GrantSuspended | GrantReinstated], version: int, at: datetime
 ) -> GrantSuspended | GrantReinstated:
-    return cls(
-        producer="grant",
-        occurred_at=at,
-        data={
-            "grant_id": GRANT_ID,
-            "version": version,
-            "reason": "because",
-            "by": "regulator",
-            "effective_at": at,
-        },
+    return cls.model_validate(
+        {
+            "producer": "grant",
+            "occurred_at": at,
+            "data": {
+                "grant_id": GRANT_ID,
+                "version": version,
+                "reason": "because",
+                "by": "regulator",
+                "effective_at": at,
+            },
+        }
     )
 
 
 def amended(version: int, at: datetime, units: int = 5000) -> GrantAmended:
-    return GrantAmended(
-        producer="grant",
-        occurred_at=at,
-        data={
-            "grant_id": GRANT_ID,
-            "version": version,
-            "valid_from": "2026-06-28T00:00:00Z",
-            "valid_until": "2027-06-28T00:00:00Z",
-            "conditions": [{"id": "cap", "kind": "usage_cap", "units": units, "window": "hour"}],
-            "breach_policy": {"suspend_after_critical": 1, "window_seconds": 60},
-            "amended_by": "regulator",
-            "reason": "new terms",
-            "effective_at": at,
-        },
+    return GrantAmended.model_validate(
+        {
+            "producer": "grant",
+            "occurred_at": at,
+            "data": {
+                "grant_id": GRANT_ID,
+                "version": version,
+                "valid_from": "2026-06-28T00:00:00Z",
+                "valid_until": "2027-06-28T00:00:00Z",
+                "conditions": [
+                    {"id": "cap", "kind": "usage_cap", "units": units, "window": "hour"}
+                ],
+                "breach_policy": {"suspend_after_critical": 1, "window_seconds": 60},
+                "amended_by": "regulator",
+                "reason": "new terms",
+                "effective_at": at,
+            },
+        }
     )
 
 
 def revoked(at: datetime, versions: dict[str, int] | None = None) -> CarveoutRevoked:
-    return CarveoutRevoked(
-        producer="grant",
-        occurred_at=at,
-        data={
-            "carveout_id": "co-mythos-2026",
-            "grant_ids": [GRANT_ID],
-            "reason": "revoked",
-            "revoked_by": "regulator",
-            "effective_at": at,
-            "grant_versions": versions or {},
-        },
+    return CarveoutRevoked.model_validate(
+        {
+            "producer": "grant",
+            "occurred_at": at,
+            "data": {
+                "carveout_id": "co-mythos-2026",
+                "grant_ids": [GRANT_ID],
+                "reason": "revoked",
+                "revoked_by": "regulator",
+                "effective_at": at,
+                "grant_versions": versions or {},
+            },
+        }
     )
 
 
@@ -292,7 +301,7 @@ def test_fold_tracks_the_last_version_and_status(steps: list[str]) -> None:
         else:
             event, expected_status = revoked(at, {GRANT_ID: version}), "revoked"
         before = grant
-        grant = apply(grant, event)  # type: ignore[arg-type]
+        grant = apply(grant, event)
         assert grant.version == version > before.version
         assert grant.updated_at == at
     assert grant.version == len(steps) + 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+
 from carveout_grant.settings import GrantSettings
 
 SHARED_ENV = (
@@ -29,19 +32,17 @@ def test_shared_settings_come_from_carveout_variables(monkeypatch: pytest.Monkey
 
 
 def test_tokens_given_by_variable_name_make_a_token_book() -> None:
-    settings = GrantSettings(
-        CARVEOUT_REGULATOR_TOKEN="r", CARVEOUT_GATEWAY_TOKEN="g", CARVEOUT_AUDITOR_TOKEN="a"
-    )
+    by_variable: dict[str, Any] = {
+        "CARVEOUT_REGULATOR_TOKEN": "r",
+        "CARVEOUT_GATEWAY_TOKEN": "g",
+        "CARVEOUT_AUDITOR_TOKEN": "a",
+    }
+    settings = GrantSettings(**by_variable)
     assert settings.token_book().as_json() == {"regulator": "r", "gateway": "g", "auditor": "a"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SharedSettings fields use validation_alias without populate_by_name, so "
-    "keyword arguments by field name (kafka_bootstrap=, regulator_token=, ...) are silently "
-    "dropped (extra='ignore') and the defaults are used instead",
-)
 def test_shared_settings_can_be_given_by_field_name() -> None:
+    """Keyword arguments by field name must not be dropped silently in favour of defaults."""
     settings = GrantSettings(
         kafka_bootstrap="localhost:1",
         regulator_token="r",
@@ -49,4 +50,4 @@ def test_shared_settings_can_be_given_by_field_name() -> None:
         auditor_token="a",
     )
     assert settings.kafka_bootstrap == "localhost:1"
-    assert settings.regulator_token == "r"
+    assert settings.token_book().as_json() == {"regulator": "r", "gateway": "g", "auditor": "a"}

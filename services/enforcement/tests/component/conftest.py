@@ -1,0 +1,103 @@
+"""The enforcement service in one process: FastStream's in-memory Kafka broker and an ASGI client.
+
+Subscribers are registered on the broker by ``create_app``; ``TestKafkaBroker`` delivers
+each published message to them before ``publish`` returns, so no test needs to wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from httpx import ASGITransport, AsyncClient
+
+from carveout_contracts import MessageDeadLettered, decode, topics
+from carveout_enforcement.app import create_app
+from carveout_enforcement.settings import EnforcementSettings
+
+GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
+AUDITOR = {"Authorization": "Bearer a"}
+
+
+@dataclass
+class DeadLetter:
+    """One message as it reached the dead-letter topic."""
+
+    key: bytes | None
+    headers: dict[str, str]
+    event: MessageDeadLettered
+
+
+@dataclass
+class EnforcementHarness:
+    app: FastAPI
+    broker: KafkaBroker
+    client: AsyncClient
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    async def publish(
+        self,
+        value: bytes,
+        key: str = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM",
+        traceparent: str | None = None,
+    ) -> None:
+        headers = {"content-type": "application/json"}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        await self.broker.publish(value, topics.GRANTS, key=key.encode(), headers=headers)
+
+
+def golden_bytes(event_type: str) -> bytes:
+    return (GOLDEN / f"{event_type}.v1.json").read_bytes()
+
+
+async def _raw_body(message: Any) -> bytes:
+    return bytes(message.body)
+
+
+Starter = Callable[..., AbstractAsyncContextManager[EnforcementHarness]]
+
+
+@pytest.fixture
+def start_enforcement(tmp_path: Path) -> Starter:
+    """Start enforcement on a store in ``tmp_path``; start it again to see a restart."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[EnforcementHarness]:
+        settings = EnforcementSettings(
+            database_url=f"sqlite:///{tmp_path}/enforcement.db",
+            regulator_token="r",
+            gateway_token="g",
+            auditor_token="a",
+            kafka_bootstrap="localhost:1",
+            **overrides,
+        )
+        broker = KafkaBroker("localhost:1")
+        app = create_app(settings, broker)
+        dead: list[DeadLetter] = []
+
+        @broker.subscriber(topics.DEADLETTER, decoder=_raw_body)
+        async def on_dead_letter(body: bytes, message: KafkaMessage) -> None:
+            raw: Any = message.raw_message
+            headers = {name: value.decode() for name, value in raw.headers}
+            dead.append(DeadLetter(raw.key, headers, decode(topics.DEADLETTER, body)))
+
+        async with TestKafkaBroker(broker) as br:
+            transport = ASGITransport(app=app)
+            async with AsyncClient(transport=transport, base_url="http://enforcement") as client:
+                yield EnforcementHarness(app, br, client, dead)
+
+    return start
+
+
+@pytest.fixture
+async def enforcement(start_enforcement: Starter) -> AsyncIterator[EnforcementHarness]:
+    async with start_enforcement() as harness:
+        yield harness

@@ -1,0 +1,293 @@
+"""Enforcement consuming ``carveout.grants``: projection, idempotence, dead letters, HTTP view."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from carveout_contracts import topics
+from carveout_enforcement.store import GrantViewRecord, ProcessedEvent
+
+from .conftest import AUDITOR, EnforcementHarness, golden_bytes
+
+GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
+Starter = Callable[..., AbstractAsyncContextManager[EnforcementHarness]]
+
+
+def processed_marks(harness: EnforcementHarness) -> list[str]:
+    with Session(harness.app.state.store.engine) as session:
+        return list(session.exec(select(ProcessedEvent.event_id)).all())
+
+
+def stored_versions(harness: EnforcementHarness) -> dict[str, int]:
+    with Session(harness.app.state.store.engine) as session:
+        rows = session.exec(select(GrantViewRecord.grant_id, GrantViewRecord.version)).all()
+    return dict(rows)
+
+
+async def get_grant(harness: EnforcementHarness, grant_id: str = GRANT_ID) -> dict[str, Any]:
+    response = await harness.client.get(f"/v1/grants/{grant_id}", headers=AUDITOR)
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+def golden_with(event_type: str, **changes: Any) -> bytes:
+    raw = json.loads(golden_bytes(event_type))
+    raw.update(changes)
+    return json.dumps(raw).encode()
+
+
+# --------------------------------------------------------------------------- projection
+
+
+async def test_an_issued_grant_is_answered_over_http(enforcement: EnforcementHarness) -> None:
+    response = await enforcement.client.get(f"/v1/grants/{GRANT_ID}", headers=AUDITOR)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+    await enforcement.publish(golden_bytes("grant.issued"))
+
+    view = await get_grant(enforcement)
+    assert view["grant_id"] == GRANT_ID
+    assert (view["version"], view["status"]) == (1, "active")
+    assert (view["grantee_id"], view["model_id"]) == ("org-netsec", "mythos-preview")
+    assert view["carveout_id"] == "co-mythos-2026"
+    assert view["valid_until"] == "2026-12-31T00:00:00Z"
+    assert [c["id"] for c in view["conditions"]] == [
+        "countries",
+        "embargo",
+        "regions",
+        "purpose",
+        "safeguards",
+        "cap",
+    ]
+    assert [(p["version"], p["effective_at"]) for p in view["periods"]] == [(1, None)]
+    assert view["breach_policy"]["revoke_after_critical"] == 3
+    # the store and its processed mark were written together
+    assert stored_versions(enforcement) == {GRANT_ID: 1}
+    assert processed_marks(enforcement) == ["7c0b6c1e-3c55-4d1a-9f0e-2b1f0f3f9a10"]
+
+
+async def test_the_same_event_five_times_is_processed_once(
+    enforcement: EnforcementHarness,
+) -> None:
+    for _ in range(5):
+        await enforcement.publish(golden_bytes("grant.issued"))
+    await enforcement.publish(golden_bytes("grant.suspended"))
+    for _ in range(4):
+        await enforcement.publish(golden_bytes("grant.suspended"))
+
+    assert sorted(processed_marks(enforcement)) == sorted(
+        ["7c0b6c1e-3c55-4d1a-9f0e-2b1f0f3f9a10", "4b8d2f6a-0c1e-4a3b-9d5f-7e8a9b0c1d2e"]
+    )
+    handler = enforcement.app.state.grant_events
+    assert (handler.processed, handler.duplicates, handler.dead_lettered) == (2, 8, 0)
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (3, "suspended")
+    assert [p["version"] for p in view["periods"]] == [1, 3]
+    assert stored_versions(enforcement) == {GRANT_ID: 3}
+
+
+async def test_a_repeated_issue_after_a_suspension_does_not_reactivate(
+    enforcement: EnforcementHarness,
+) -> None:
+    await enforcement.publish(golden_bytes("grant.issued"))
+    await enforcement.publish(golden_bytes("grant.suspended"))
+    await enforcement.publish(golden_bytes("grant.issued"))  # redelivered
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (3, "suspended")
+
+
+async def test_a_suspension_after_issue_shows_suspended_then_reinstated(
+    enforcement: EnforcementHarness,
+) -> None:
+    await enforcement.publish(golden_bytes("grant.issued"))
+    await enforcement.publish(golden_bytes("grant.suspended"))
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (3, "suspended")
+    assert [(p["version"], p["status"], p["effective_at"]) for p in view["periods"]] == [
+        (1, "active", None),
+        (3, "suspended", "2026-08-03T09:20:00Z"),
+    ]
+
+    await enforcement.publish(golden_bytes("grant.reinstated"))
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (4, "active")
+
+
+async def test_the_golden_history_ends_revoked(enforcement: EnforcementHarness) -> None:
+    for event_type in (
+        "grant.issued",
+        "grant.amended",
+        "grant.suspended",
+        "grant.reinstated",
+        "carveout.revoked",
+    ):
+        await enforcement.publish(golden_bytes(event_type))
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (5, "revoked")
+    assert [p["status"] for p in view["periods"]] == [
+        "active",
+        "active",
+        "suspended",
+        "active",
+        "revoked",
+    ]
+    assert [c["units"] for c in view["conditions"] if c["kind"] == "usage_cap"] == [2_000_000]
+    assert len(processed_marks(enforcement)) == 5
+
+
+async def test_an_event_for_a_grant_never_issued_is_marked_and_skipped(
+    enforcement: EnforcementHarness,
+) -> None:
+    await enforcement.publish(golden_bytes("grant.suspended"))
+    assert processed_marks(enforcement) == ["4b8d2f6a-0c1e-4a3b-9d5f-7e8a9b0c1d2e"]
+    assert stored_versions(enforcement) == {}
+    response = await enforcement.client.get(f"/v1/grants/{GRANT_ID}", headers=AUDITOR)
+    assert response.status_code == 404
+
+
+async def test_the_projection_survives_a_restart(start_enforcement: Starter) -> None:
+    async with start_enforcement() as first:
+        await first.publish(golden_bytes("grant.issued"))
+        await first.publish(golden_bytes("grant.suspended"))
+    async with start_enforcement() as second:
+        view = await get_grant(second)
+        assert (view["version"], view["status"]) == (3, "suspended")
+        # what was processed before the restart is still a duplicate after it
+        await second.publish(golden_bytes("grant.suspended"))
+        assert second.app.state.grant_events.duplicates == 1
+        assert len(processed_marks(second)) == 2
+
+
+# --------------------------------------------------------------------------- store failures
+
+
+def failing(real: Callable[..., Any], failures: int) -> Callable[..., Any]:
+    """``real``, failing like a database that is down for its first ``failures`` calls."""
+    calls = {"n": 0}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    return call
+
+
+async def test_a_transient_store_failure_is_retried(
+    start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_enforcement(store_retry_attempts=3) as harness:
+        store = harness.app.state.store
+        monkeypatch.setattr(store, "save_grants", failing(store.save_grants, failures=2))
+        await harness.publish(golden_bytes("grant.issued"))
+        assert (await get_grant(harness))["version"] == 1
+        assert len(processed_marks(harness)) == 1
+        assert harness.dead_letters == []
+
+
+async def test_a_lasting_store_failure_leaves_the_event_for_redelivery(
+    start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its retries the handler fails, so the offset is not committed; nothing is lost."""
+    async with start_enforcement(store_retry_attempts=2) as harness:
+        store = harness.app.state.store
+        real = store.save_grants
+        monkeypatch.setattr(store, "save_grants", failing(real, failures=2))
+        with pytest.raises(OperationalError):
+            await harness.publish(golden_bytes("grant.issued"))
+        assert processed_marks(harness) == []
+        assert harness.dead_letters == []
+        response = await harness.client.get(f"/v1/grants/{GRANT_ID}", headers=AUDITOR)
+        assert response.status_code == 404
+
+        await harness.publish(golden_bytes("grant.issued"))  # the redelivery
+        assert (await get_grant(harness))["version"] == 1
+        assert len(processed_marks(harness)) == 1
+
+
+# --------------------------------------------------------------------------- poison
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{this is not json", "bad_json"),
+        (golden_with("grant.issued", type="grant.transferred"), "unknown_type"),
+        (golden_with("access.recorded"), "unknown_type"),
+        (golden_with("grant.issued", version=2), "unsupported_version"),
+        (golden_with("grant.issued", data={"grant_id": GRANT_ID}), "invalid"),
+    ],
+    ids=["bad_json", "unknown_type", "wrong_topic", "future_version", "invalid"],
+)
+async def test_a_poison_message_is_dead_lettered_and_processing_continues(
+    enforcement: EnforcementHarness, value: bytes, reason: str
+) -> None:
+    await enforcement.publish(value, key="poison-key")
+    await enforcement.publish(golden_bytes("grant.issued"))
+
+    [letter] = enforcement.dead_letters
+    dead = letter.event
+    assert letter.key == topics.GRANTS.encode()
+    assert letter.headers["content-type"] == "application/json"
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", letter.headers["traceparent"])
+    assert dead.key == topics.GRANTS
+    assert dead.producer == "enforcement"
+    assert dead.data.reason == reason
+    assert dead.data.source_topic == topics.GRANTS
+    assert dead.data.consumer == "enforcement"
+    assert dead.data.source_key == "poison-key"
+    assert (dead.data.source_partition, dead.data.source_offset) == (0, 0)  # its position
+    assert dead.data.payload.encode() == value
+    assert dead.data.error
+    view = await get_grant(enforcement)
+    assert view["version"] == 1
+    assert processed_marks(enforcement) == ["7c0b6c1e-3c55-4d1a-9f0e-2b1f0f3f9a10"]
+
+
+async def test_bad_json_and_unknown_type_each_give_one_dead_letter(
+    enforcement: EnforcementHarness,
+) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await enforcement.publish(b"\x00\xffnot json at all", traceparent=traceparent)
+    await enforcement.publish(golden_with("grant.issued", type="grant.transferred"))
+    await enforcement.publish(golden_bytes("grant.issued"))
+
+    dead = [letter.event.data for letter in enforcement.dead_letters]
+    assert [(d.reason, d.source_topic) for d in dead] == [
+        ("bad_json", topics.GRANTS),
+        ("unknown_type", topics.GRANTS),
+    ]
+    assert "grant.transferred" in dead[1].error
+    # the trace the poison message came with follows it to the dead-letter topic
+    assert enforcement.dead_letters[0].headers["traceparent"] == traceparent
+    assert dead[0].headers["traceparent"] == traceparent
+    # bytes that are not UTF-8 are kept, base64-encoded, so they can be re-driven
+    assert dead[0].payload_encoding == "base64"
+    assert enforcement.app.state.grant_events.dead_lettered == 2
+    view = await get_grant(enforcement)
+    assert (view["version"], view["status"]) == (1, "active")
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+async def test_the_grant_view_needs_a_token(enforcement: EnforcementHarness) -> None:
+    await enforcement.publish(golden_bytes("grant.issued"))
+    response = await enforcement.client.get(f"/v1/grants/{GRANT_ID}")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    response = await enforcement.client.get(
+        f"/v1/grants/{GRANT_ID}", headers={"Authorization": "Bearer wrong"}
+    )
+    assert response.status_code == 401

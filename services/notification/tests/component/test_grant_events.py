@@ -1,0 +1,254 @@
+"""Notification consuming ``carveout.grants``: contacts, idempotence, dead letters, HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from carveout_contracts import topics
+from carveout_notification.store import GrantContactsRecord, ProcessedEvent
+
+from .conftest import AUDITOR, NotificationHarness, golden_bytes
+
+GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
+ISSUED_ID = "7c0b6c1e-3c55-4d1a-9f0e-2b1f0f3f9a10"
+SUSPENDED_ID = "4b8d2f6a-0c1e-4a3b-9d5f-7e8a9b0c1d2e"
+Starter = Callable[..., AbstractAsyncContextManager[NotificationHarness]]
+
+
+def processed_marks(harness: NotificationHarness) -> list[str]:
+    with Session(harness.app.state.store.engine) as session:
+        return list(session.exec(select(ProcessedEvent.event_id)).all())
+
+
+def stored(harness: NotificationHarness) -> dict[str, tuple[int, str]]:
+    with Session(harness.app.state.store.engine) as session:
+        rows = session.exec(select(GrantContactsRecord)).all()
+    return {r.grant_id: (r.version, r.status) for r in rows}
+
+
+async def get_contacts(harness: NotificationHarness, grant_id: str = GRANT_ID) -> dict[str, Any]:
+    response = await harness.client.get(f"/v1/grants/{grant_id}/contacts", headers=AUDITOR)
+    assert response.status_code == 200, response.text
+    contacts: dict[str, Any] = response.json()
+    return contacts
+
+
+def golden_with(event_type: str, **changes: Any) -> bytes:
+    raw = json.loads(golden_bytes(event_type))
+    raw.update(changes)
+    return json.dumps(raw).encode()
+
+
+# --------------------------------------------------------------------------- projection
+
+
+async def test_an_issued_grant_gives_its_contacts_over_http(
+    notification: NotificationHarness,
+) -> None:
+    response = await notification.client.get(f"/v1/grants/{GRANT_ID}/contacts", headers=AUDITOR)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+    assert GRANT_ID in response.json()["message"]
+
+    await notification.publish(golden_bytes("grant.issued"))
+
+    contacts = await get_contacts(notification)
+    assert contacts["grant_id"] == GRANT_ID
+    assert (contacts["grantee_id"], contacts["grantee_name"]) == (
+        "org-netsec",
+        "Example Network Security Inc.",
+    )
+    assert (contacts["carveout_id"], contacts["model_id"]) == ("co-mythos-2026", "mythos-preview")
+    assert (contacts["version"], contacts["status"]) == (1, "active")
+    assert contacts["contacts"] == [
+        {"kind": "webhook", "address": "https://hooks.example.com/carveout"}
+    ]
+    assert stored(notification) == {GRANT_ID: (1, "active")}
+    assert processed_marks(notification) == [ISSUED_ID]
+
+
+async def test_the_same_event_five_times_is_processed_once(
+    notification: NotificationHarness,
+) -> None:
+    for _ in range(5):
+        await notification.publish(golden_bytes("grant.issued"))
+    for _ in range(5):
+        await notification.publish(golden_bytes("grant.suspended"))
+
+    assert sorted(processed_marks(notification)) == sorted([ISSUED_ID, SUSPENDED_ID])
+    handler = notification.app.state.grant_events
+    assert (handler.processed, handler.duplicates, handler.dead_lettered) == (2, 8, 0)
+    contacts = await get_contacts(notification)
+    assert (contacts["version"], contacts["status"]) == (3, "suspended")
+    assert stored(notification) == {GRANT_ID: (3, "suspended")}
+
+
+async def test_a_suspension_after_issue_shows_suspended_then_reinstated(
+    notification: NotificationHarness,
+) -> None:
+    await notification.publish(golden_bytes("grant.issued"))
+    await notification.publish(golden_bytes("grant.suspended"))
+    contacts = await get_contacts(notification)
+    assert (contacts["version"], contacts["status"]) == (3, "suspended")
+    assert contacts["updated_at"] == "2026-08-03T09:20:00Z"
+
+    await notification.publish(golden_bytes("grant.reinstated"))
+    contacts = await get_contacts(notification)
+    assert (contacts["version"], contacts["status"]) == (4, "active")
+
+
+async def test_the_golden_history_ends_revoked(notification: NotificationHarness) -> None:
+    for event_type in (
+        "grant.issued",
+        "grant.amended",
+        "grant.suspended",
+        "grant.reinstated",
+        "carveout.revoked",
+    ):
+        await notification.publish(golden_bytes(event_type))
+    contacts = await get_contacts(notification)
+    assert (contacts["version"], contacts["status"]) == (5, "revoked")
+    assert len(processed_marks(notification)) == 5
+
+
+async def test_an_event_for_a_grant_never_issued_is_marked_and_skipped(
+    notification: NotificationHarness,
+) -> None:
+    await notification.publish(golden_bytes("carveout.revoked"))
+    assert processed_marks(notification) == ["8e3f5a7c-9b1d-4f2e-a6c8-0d2e4f6a8b0c"]
+    assert stored(notification) == {}
+
+
+async def test_the_projection_survives_a_restart(start_notification: Starter) -> None:
+    async with start_notification() as first:
+        await first.publish(golden_bytes("grant.issued"))
+        await first.publish(golden_bytes("grant.suspended"))
+    async with start_notification() as second:
+        contacts = await get_contacts(second)
+        assert (contacts["version"], contacts["status"]) == (3, "suspended")
+        await second.publish(golden_bytes("grant.issued"))
+        assert second.app.state.grant_events.duplicates == 1
+        assert len(processed_marks(second)) == 2
+
+
+# --------------------------------------------------------------------------- store failures
+
+
+def failing(real: Callable[..., Any], failures: int) -> Callable[..., Any]:
+    """``real``, failing like a database that is down for its first ``failures`` calls."""
+    calls = {"n": 0}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    return call
+
+
+async def test_a_transient_store_failure_is_retried(
+    start_notification: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_notification(store_retry_attempts=3) as harness:
+        store = harness.app.state.store
+        monkeypatch.setattr(store, "save_contacts", failing(store.save_contacts, failures=2))
+        await harness.publish(golden_bytes("grant.issued"))
+        assert (await get_contacts(harness))["version"] == 1
+        assert len(processed_marks(harness)) == 1
+        assert harness.dead_letters == []
+
+
+async def test_a_lasting_store_failure_leaves_the_event_for_redelivery(
+    start_notification: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its retries the handler fails, so the offset is not committed; nothing is lost."""
+    async with start_notification(store_retry_attempts=2) as harness:
+        store = harness.app.state.store
+        real = store.save_contacts
+        monkeypatch.setattr(store, "save_contacts", failing(real, failures=2))
+        with pytest.raises(OperationalError):
+            await harness.publish(golden_bytes("grant.issued"))
+        assert processed_marks(harness) == []
+        assert harness.dead_letters == []
+        response = await harness.client.get(f"/v1/grants/{GRANT_ID}/contacts", headers=AUDITOR)
+        assert response.status_code == 404
+
+        await harness.publish(golden_bytes("grant.issued"))  # the redelivery
+        assert (await get_contacts(harness))["version"] == 1
+        assert len(processed_marks(harness)) == 1
+
+
+# --------------------------------------------------------------------------- poison
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json at all", "bad_json"),
+        (golden_with("grant.issued", type="grant.transferred"), "unknown_type"),
+        (golden_with("condition.breached"), "unknown_type"),
+        (golden_with("grant.issued", version=2), "unsupported_version"),
+        (golden_with("grant.issued", data={"grant_id": GRANT_ID}), "invalid"),
+    ],
+    ids=["bad_json", "unknown_type", "wrong_topic", "future_version", "invalid"],
+)
+async def test_a_poison_message_is_dead_lettered_and_processing_continues(
+    notification: NotificationHarness, value: bytes, reason: str
+) -> None:
+    await notification.publish(value, key="poison-key")
+    await notification.publish(golden_bytes("grant.issued"))
+
+    [letter] = notification.dead_letters
+    dead = letter.event
+    assert letter.key == topics.GRANTS.encode()
+    assert letter.headers["content-type"] == "application/json"
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", letter.headers["traceparent"])
+    assert dead.producer == "notification"
+    assert dead.data.reason == reason
+    assert dead.data.source_topic == topics.GRANTS
+    assert dead.data.consumer == "notification"
+    assert dead.data.source_key == "poison-key"
+    assert (dead.data.source_partition, dead.data.source_offset) == (0, 0)  # its position
+    assert dead.data.payload.encode() == value
+    assert (await get_contacts(notification))["version"] == 1
+    assert processed_marks(notification) == [ISSUED_ID]
+
+
+async def test_bad_json_and_unknown_type_each_give_one_dead_letter(
+    notification: NotificationHarness,
+) -> None:
+    await notification.publish(b"{")
+    await notification.publish(golden_with("grant.issued", type="grant.transferred"))
+    await notification.publish(golden_bytes("grant.issued"))
+
+    dead = [letter.event.data for letter in notification.dead_letters]
+    assert [(d.reason, d.source_topic) for d in dead] == [
+        ("bad_json", topics.GRANTS),
+        ("unknown_type", topics.GRANTS),
+    ]
+    assert notification.app.state.grant_events.dead_lettered == 2
+    contacts = await get_contacts(notification)
+    assert (contacts["version"], contacts["status"]) == (1, "active")
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+async def test_contacts_need_a_token(notification: NotificationHarness) -> None:
+    await notification.publish(golden_bytes("grant.issued"))
+    response = await notification.client.get(f"/v1/grants/{GRANT_ID}/contacts")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    regulator = await notification.client.get(
+        f"/v1/grants/{GRANT_ID}/contacts", headers={"Authorization": "Bearer r"}
+    )
+    assert regulator.status_code == 200
