@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from carveout_contracts.http import install_error_handlers
+from carveout_contracts.ops import broker_check, install_ops_routes, store_check
 from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
 
 from . import api
@@ -60,29 +59,16 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     install_error_handlers(app)
     app.include_router(api.router)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        try:
-            store.ping()
-            checks["store"] = "ok"
-        except Exception as exc:
-            checks["store"] = f"unavailable: {exc}"
-        checks["broker"] = "ok" if await broker.ping(timeout=1.0) else "unreachable"
+    async def outbox_relayed() -> str:
         total, published = store.counts()
-        checks["outbox"] = "ok" if published == total else f"{total - published} to relay"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        return "ok" if published == total else f"{total - published} events to relay"
 
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    install_ops_routes(
+        app,
+        {
+            "store": store_check(store.ping),
+            "broker": broker_check(broker),
+            "outbox": outbox_relayed,
+        },
+    )
     return app

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from carveout_contracts import topics
 from carveout_contracts.http import install_error_handlers
-from carveout_contracts.kafka import consumer_lag
+from carveout_contracts.ops import (
+    broker_check,
+    caught_up_check,
+    install_ops_routes,
+    store_check,
+)
 from carveout_contracts.runtime import (
     EventHandler,
     dead_letter_publisher,
@@ -79,35 +82,12 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api.router)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        try:
-            store.ping()
-            checks["store"] = "ok"
-        except Exception as exc:
-            checks["store"] = f"unavailable: {exc}"
-        checks["broker"] = "ok" if await broker.ping(timeout=1.0) else "unreachable"
-        try:
-            lag = await consumer_lag(grants_subscriber.consumer)
-        except Exception as exc:
-            lag, checks["grants"] = None, f"unknown: {exc}"
-        if "grants" not in checks:
-            checks["grants"] = (
-                "joining consumer group" if lag is None else "ok" if lag == 0 else f"{lag} behind"
-            )
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    install_ops_routes(
+        app,
+        {
+            "store": store_check(store.ping),
+            "broker": broker_check(broker),
+            "grants": caught_up_check(grants_subscriber),
+        },
+    )
     return app

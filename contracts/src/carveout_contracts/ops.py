@@ -1,0 +1,70 @@
+"""The operator endpoints every service serves: ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .kafka import consumer_lag
+
+Check = Callable[[], Awaitable[str]]
+"""A readiness check: answers ``"ok"``, or says what is wrong."""
+
+
+def store_check(ping: Callable[[], None]) -> Check:
+    async def check() -> str:
+        try:
+            ping()
+        except Exception as exc:
+            return f"unavailable: {exc}"
+        return "ok"
+
+    return check
+
+
+def broker_check(broker: Any) -> Check:
+    async def check() -> str:
+        return "ok" if await broker.ping(timeout=1.0) else "unreachable"
+
+    return check
+
+
+def caught_up_check(subscriber: Any) -> Check:
+    """Ready once the subscriber has joined its group and consumed to the end of its topic."""
+
+    async def check() -> str:
+        try:
+            lag = await consumer_lag(subscriber.consumer)
+        except Exception as exc:
+            return f"unknown: {exc}"
+        if lag is None:
+            return "joining consumer group"
+        return "ok" if lag == 0 else f"{lag} behind"
+
+    return check
+
+
+def install_ops_routes(app: FastAPI, checks: dict[str, Check]) -> None:
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """Ready: connected to the broker and the store, and caught up on its input topics."""
+        results = {name: await check() for name, check in checks.items()}
+        ready = all(value == "ok" for value in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
