@@ -129,7 +129,7 @@ def grant_list(
         return
     table = Table(title=f"{page['total']} grant(s)")
     for column in ("grant", "carveout", "grantee", "model", "version", "status", "valid until"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for g in page["items"]:
         table.add_row(
             g["grant_id"],
