@@ -96,4 +96,5 @@ def requires(*roles: Role) -> Callable[..., Role]:
 
 
 Regulator = Annotated[Role, Depends(requires(Role.REGULATOR))]
+Gateway = Annotated[Role, Depends(requires(Role.GATEWAY))]
 Reader = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR, Role.GATEWAY))]

@@ -33,8 +33,8 @@ def broker_check(broker: Any) -> Check:
     return check
 
 
-def caught_up_check(subscriber: Any) -> Check:
-    """Ready once the subscriber has joined its group and consumed to the end of its topic."""
+def caught_up_check(subscriber: Any, max_lag: int = 0) -> Check:
+    """Ready once the subscriber has joined its group and is within ``max_lag`` of the end."""
 
     async def check() -> str:
         try:
@@ -43,7 +43,7 @@ def caught_up_check(subscriber: Any) -> Check:
             return f"unknown: {exc}"
         if lag is None:
             return "joining consumer group"
-        return "ok" if lag == 0 else f"{lag} behind"
+        return "ok" if lag <= max_lag else f"{lag} behind"
 
     return check
 

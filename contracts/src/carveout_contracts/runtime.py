@@ -184,7 +184,7 @@ async def start_broker(broker: KafkaBroker, bootstrap: str, deadline_s: float = 
 
 
 DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
-"""``(value, reason, error, message)``: set a message aside on the dead-letter topic."""
+"""``(value, reason, error, message or record)``: set a message aside on the dead-letter topic."""
 
 
 class EventHandler:
@@ -240,8 +240,9 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
     log = logging.getLogger(f"carveout.{service}")
 
     async def dead_letter(value: bytes, reason: str, error: str, message: Any) -> None:
+        record = getattr(message, "raw_message", message)  # a FastStream message or a record
         event = codec.dead_letter_event(
-            message.raw_message, consumer=service, reason=reason, error=error, value=value
+            record, consumer=service, reason=reason, error=error, value=value
         )
         await broker.publish(
             codec.encode_value(event),
@@ -262,11 +263,13 @@ def subscribe(
     group_id: str,
     settings: SharedSettings,
     description: str,
+    after: Callable[[Any], None] | None = None,
 ) -> DefaultSubscriber:
     """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
 
     A handler that raises (after its own bounded retries) is nacked: the consumer seeks
-    back and the message comes again, instead of being skipped.
+    back and the message comes again, instead of being skipped. ``after`` is told of each
+    record once it is handled (for progress tracking).
     """
     from faststream import AckPolicy
 
@@ -290,6 +293,8 @@ def subscribe(
     @subscriber
     async def on_message(body: bytes, message: KafkaMessage) -> None:
         await handler.handle(body, message)
+        if after is not None:
+            after(message.raw_message)
 
     return subscriber
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, Field
 
-from carveout_contracts.http import ApiError, Reader
+from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
+from carveout_contracts.common import Identifier, UtcDatetime, utcnow
+from carveout_contracts.consistency import BadConsistencyToken, decode_token, encode_token
+from carveout_contracts.http import ApiError, Gateway, Reader
 
+from .access import Access
 from .domain import GrantView
 from .handlers.grants import GrantIndex
+from .judge import judge
+from .store import BreachRecord, DecisionRecord
 
 router = APIRouter(prefix="/v1")
 
@@ -64,3 +73,247 @@ async def get_grant(grant_id: str, request: Request, _: Reader) -> GrantViewPubl
     if view is None:
         raise ApiError(404, "not_found", f"enforcement knows no grant with id {grant_id!r}")
     return GrantViewPublic.of(view)
+
+
+class DecisionRequest(AccessRecordedData):
+    """An access a gateway is about to serve: the ``access.recorded`` data, and optionally
+    when it happens and the consistency token of a regulator action it must reflect."""
+
+    request_id: Identifier = Field(default_factory=lambda: f"req_{uuid.uuid4().hex[:16]}")
+    occurred_at: UtcDatetime | None = None
+    min_consistency: str | None = None
+
+
+class Consistency(BaseModel):
+    required: bool
+    met: bool
+    waited_ms: float
+
+
+class DecisionAnswer(BaseModel):
+    decision: Literal["allow", "deny"]
+    violations: list[dict[str, Any]]
+    grant_id: str | None
+    grant_version: int | None
+    consistency_token: str | None
+    consistency: Consistency
+
+
+def _stale(expected: Any, actual: str) -> dict[str, Any]:
+    return {
+        "condition_id": "stale",
+        "kind": "stale",
+        "severity": "critical",
+        "expected": expected,
+        "actual": actual,
+    }
+
+
+@router.post("/decisions", response_model=DecisionAnswer)
+async def decide(body: DecisionRequest, request: Request, _: Gateway) -> DecisionAnswer:
+    """Allow or deny an access now, from memory. Records nothing: access events are the record.
+
+    Fails closed (``deny``, kind ``stale``) when enforcement cannot show it is caught up on
+    the grants log, or has not applied the action named by ``min_consistency`` in time.
+    """
+    state = request.app.state
+    settings = state.settings
+    index: GrantIndex = state.index
+    started = time.perf_counter()
+    waited = 0.0
+    if body.min_consistency:
+        try:
+            versions = decode_token(body.min_consistency)
+        except BadConsistencyToken as exc:
+            raise ApiError(422, "invalid_request", f"min_consistency: {exc}") from None
+        met = index.has_applied(versions) or await index.wait_for(
+            versions, settings.consistency_wait_seconds
+        )
+        waited = (time.perf_counter() - started) * 1000
+        if not met:
+            return DecisionAnswer(
+                decision="deny",
+                violations=[
+                    _stale(
+                        {"min_consistency": body.min_consistency},
+                        f"not applied within {settings.consistency_wait_seconds}s",
+                    )
+                ],
+                grant_id=None,
+                grant_version=None,
+                consistency_token=None,
+                consistency=Consistency(required=True, met=False, waited_ms=waited),
+            )
+    if not state.grants_log.fresh(settings.stale_after_seconds):
+        return DecisionAnswer(
+            decision="deny",
+            violations=[
+                _stale(
+                    {"grants_log_within_s": settings.stale_after_seconds},
+                    "cannot show the grants log is caught up",
+                )
+            ],
+            grant_id=None,
+            grant_version=None,
+            consistency_token=None,
+            consistency=Consistency(
+                required=bool(body.min_consistency), met=False, waited_ms=waited
+            ),
+        )
+    occurred = body.occurred_at or utcnow()
+    access = Access(
+        event_id="",
+        occurred_at=occurred.timestamp(),
+        request_id=body.request_id,
+        grantee_id=body.grantee_id,
+        model_id=body.model_id,
+        grant_id=body.grant_id,
+        user_id=body.user_id,
+        user_country=body.user_country,
+        deployment_region=body.deployment_region,
+        purpose=body.purpose,
+        safeguards=frozenset(body.safeguards),
+        units=body.units,
+        gateway_id=body.gateway_id,
+    )
+    verdict = judge(access, index.candidates(body.grantee_id, body.model_id), state.usage)
+    token = None
+    if verdict.grant_id is not None:
+        current = index.get(verdict.grant_id)
+        token = encode_token({verdict.grant_id: current.version if current else 0})
+    return DecisionAnswer(
+        decision=verdict.decision,
+        violations=verdict.violations,
+        grant_id=verdict.grant_id,
+        grant_version=verdict.grant_version,
+        consistency_token=token,
+        consistency=Consistency(required=bool(body.min_consistency), met=True, waited_ms=waited),
+    )
+
+
+class AccessIn(AccessRecordedData):
+    """One access to record: the ``access.recorded`` data, optionally with when it happened
+    and an event id (a gateway re-sending the same id records the access once)."""
+
+    occurred_at: UtcDatetime | None = None
+    event_id: uuid.UUID | None = None
+
+
+class AccessAccepted(BaseModel):
+    accepted: int
+    event_ids: list[str]
+
+
+@router.post("/access", status_code=202, response_model=AccessAccepted)
+async def record_access(
+    request: Request,
+    _: Gateway,
+    body: Annotated[AccessIn | list[AccessIn], Body()],
+) -> AccessAccepted:
+    """Publish access events to ``carveout.access`` for gateways without a Kafka client."""
+    items = body if isinstance(body, list) else [body]
+    if len(items) > 10_000:
+        raise ApiError(413, "too_large", "at most 10000 access events per request")
+    broker = request.app.state.broker
+    pending = []
+    ids = []
+    for item in items:
+        data = AccessRecordedData.model_validate(
+            item.model_dump(exclude={"occurred_at", "event_id"})
+        )
+        event = AccessRecorded(
+            event_id=item.event_id or uuid.uuid4(),
+            occurred_at=item.occurred_at or utcnow(),
+            producer=item.gateway_id,
+            key=data.grantee_id,
+            data=data,
+        )
+        pending.append(
+            await broker.publish(
+                codec.encode_value(event),
+                topics.ACCESS,
+                key=event.key.encode(),
+                headers=dict(codec.text_headers(request.headers.get("traceparent"))),
+                no_confirm=True,
+            )
+        )
+        ids.append(str(event.event_id))
+    for sent in pending:
+        if sent is not None:
+            await sent
+    return AccessAccepted(accepted=len(ids), event_ids=ids)
+
+
+class DecisionPublic(BaseModel):
+    access_event_id: str
+    request_id: str
+    grantee_id: str
+    model_id: str
+    grant_id: str | None
+    grant_version: int | None
+    decision: str
+    violations: list[dict[str, Any]]
+    occurred_at: datetime
+    judged_at: datetime
+    user_id: str
+    gateway_id: str
+    units: int
+
+
+class DecisionPage(BaseModel):
+    items: list[DecisionPublic]
+    total: int
+
+
+class BreachPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+
+
+def _page_args(
+    grantee_id: str | None = None,
+    grant_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    return {
+        "grantee_id": grantee_id,
+        "grant_id": grant_id,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+PageArgs = Annotated[dict[str, Any], Depends(_page_args)]
+
+
+@router.get("/decisions", response_model=DecisionPage)
+async def list_decisions(request: Request, _: Reader, args: PageArgs) -> DecisionPage:
+    """Judged accesses, newest first, by grantee, grant and time range (``since``/``until``)."""
+    page = request.app.state.store.page(DecisionRecord, **args)
+    items = [
+        DecisionPublic.model_validate(
+            {**row.model_dump(), "violations": orjson.loads(row.violations)}
+        )
+        for row in page.items
+    ]
+    return DecisionPage(items=items, total=page.total)
+
+
+@router.get("/breaches", response_model=BreachPage)
+async def list_breaches(request: Request, _: Reader, args: PageArgs) -> BreachPage:
+    """Breaches, newest first, as published on ``carveout.breaches``."""
+    page = request.app.state.store.page(BreachRecord, **args)
+    items = [
+        {
+            **orjson.loads(row.payload)["data"],
+            "event_id": orjson.loads(row.payload)["event_id"],
+            "published": row.published_at is not None,
+        }
+        for row in page.items
+    ]
+    return BreachPage(items=items, total=page.total)

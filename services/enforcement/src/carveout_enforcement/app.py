@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import topics
+from carveout_contracts import codec, topics
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -27,7 +28,9 @@ from carveout_contracts.runtime import (
 )
 
 from . import api
-from .handlers import grants
+from .freshness import GrantsLog
+from .handlers import access, grants
+from .handlers.access import AccessPipeline
 from .settings import EnforcementSettings
 from .store import EnforcementStore
 
@@ -42,14 +45,17 @@ def create_app(
     tokens = settings.token_book()
     store = EnforcementStore(make_engine(settings.database_url))
     index = grants.GrantIndex(list(store.load_grants()))
+    usage = store.load_usage(0)
     broker = broker or kafka_broker(settings, "carveout-enforcement")
+    grants_log = GrantsLog(settings.kafka_bootstrap)
+    dead_letter = dead_letter_publisher(broker, SERVICE)
 
     projector = grants.GrantProjector(store, index, settings.store_retry_attempts)
     grant_events = EventHandler(
         topics.GRANTS,
         is_processed=store.is_processed,
         process=projector,
-        dead_letter=dead_letter_publisher(broker, SERVICE),
+        dead_letter=dead_letter,
         retry_attempts=settings.store_retry_attempts,
     )
     grants_subscriber = subscribe(
@@ -59,15 +65,42 @@ def create_app(
         group_id=settings.group_id,
         settings=settings,
         description="Grant events, folded into the projection of grants over time.",
+        after=grants_log.applied,
     )
+    grants_log.subscriber = grants_subscriber
+
+    async def publish(value: bytes, topic: str, key: bytes) -> Any:
+        return await broker.publish(
+            value, topic, key=key, headers=dict(codec.text_headers()), no_confirm=True
+        )
+
+    async def dead_letter_record(record: Any, reason: str, error: str) -> None:
+        await dead_letter(record.value, reason, error, record)
+
+    pipeline = AccessPipeline(
+        store,
+        index,
+        grants_log,
+        usage,
+        publish=publish,
+        dead_letter=dead_letter_record,
+        retry_attempts=settings.store_retry_attempts,
+        grants_sync_s=settings.grants_sync_seconds,
+    )
+    access_subscriber = access.subscribe(broker, pipeline, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await grants_log.start()
         await start_broker(broker, settings.kafka_bootstrap)
+        republished = await pipeline.publish_pending()
+        if republished:
+            log.warning("published %d breaches left unpublished by a crash", republished)
         try:
             yield
         finally:
             await broker.stop()
+            await grants_log.stop()
 
     app = FastAPI(
         title="Carveout enforcement service",
@@ -81,6 +114,9 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     app.state.grant_events = grant_events
+    app.state.grants_log = grants_log
+    app.state.usage = usage
+    app.state.pipeline = pipeline
     install_error_handlers(app)
     app.include_router(api.router)
 
@@ -90,6 +126,7 @@ def create_app(
             "store": store_check(store.ping),
             "broker": broker_check(broker),
             "grants": caught_up_check(grants_subscriber),
+            "access": caught_up_check(access_subscriber, max_lag=settings.batch_max_records),
         },
     )
     return app

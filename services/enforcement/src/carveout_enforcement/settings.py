@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from carveout_contracts.runtime import SharedSettings
@@ -14,4 +15,16 @@ class EnforcementSettings(SharedSettings):
     port: int = 8082
     database_url: str = "sqlite:///var/enforcement.db"
     group_id: str = "carveout-enforcement"
+    access_group_id: str = "carveout-enforcement-access"
     store_retry_attempts: int = 5
+    batch_max_records: int = Field(5000, description="Most access events judged in one batch.")
+    batch_timeout_ms: int = Field(20, description="Longest wait to fill a batch of accesses.")
+    grants_sync_seconds: float = Field(
+        5.0, description="Longest an access batch waits for the grant projection to catch up."
+    )
+    stale_after_seconds: float = Field(
+        1.0, description="Decisions fail closed ('stale') when the grants log is older than this."
+    )
+    consistency_wait_seconds: float = Field(
+        1.0, description="Longest a decision waits for the action named by min_consistency."
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
 
@@ -29,6 +32,52 @@ class GrantViewRecord(EnforcementTable, table=True):
     version: int
     updated_at: str
     document: str
+
+
+class DecisionRecord(EnforcementTable, table=True):
+    """One judged access. Its primary key is also the access event's processed mark."""
+
+    __tablename__ = "decisions"
+
+    access_event_id: str = Field(primary_key=True)
+    request_id: str
+    grantee_id: str = Field(index=True)
+    model_id: str
+    grant_id: str | None = Field(default=None, index=True)
+    grant_version: int | None = None
+    decision: str
+    violations: str
+    occurred_at: str = Field(index=True)
+    judged_at: str
+    user_id: str
+    gateway_id: str
+    units: int
+
+
+class BreachRecord(EnforcementTable, table=True):
+    """A breach and its ``condition.breached`` event, published after the commit (outbox)."""
+
+    __tablename__ = "breaches"
+
+    breach_id: str = Field(primary_key=True)
+    access_event_id: str = Field(index=True)
+    grant_id: str | None = Field(default=None, index=True)
+    grantee_id: str = Field(index=True)
+    severity: str
+    occurred_at: str = Field(index=True)
+    payload: str
+    published_at: str | None = Field(default=None, index=True)
+
+
+class UsageRecord(EnforcementTable, table=True):
+    """Units used by a grant in one UTC-aligned hour or day."""
+
+    __tablename__ = "usage"
+
+    grant_id: str = Field(primary_key=True)
+    window: str = Field(primary_key=True)
+    window_start: int = Field(primary_key=True)
+    units: int
 
 
 class ProcessedEvent(EnforcementTable, table=True):
@@ -77,3 +126,105 @@ class EnforcementStore:
         with Session(self.engine) as session:
             for row in session.exec(select(GrantViewRecord)):
                 yield GrantView.model_validate_json(row.document)
+
+    # ----------------------------------------------------------------- judged accesses
+
+    def decided(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these access events already have a decision."""
+        if not event_ids:
+            return set()
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(DecisionRecord.access_event_id).where(
+                    col(DecisionRecord.access_event_id).in_(event_ids)
+                )
+            )
+            return set(rows)
+
+    def record_judgements(
+        self,
+        decisions: Sequence[dict[str, Any]],
+        breaches: Sequence[dict[str, Any]],
+        usage: Mapping[tuple[str, str, int], int],
+    ) -> None:
+        """Decisions, breaches and usage totals of one batch, in one transaction."""
+        with Session(self.engine) as session:
+            if decisions:
+                session.execute(insert(DecisionRecord), list(decisions))
+            if breaches:
+                session.execute(insert(BreachRecord), list(breaches))
+            if usage:
+                rows = [
+                    {"grant_id": g, "window": w, "window_start": s, "units": u}
+                    for (g, w, s), u in usage.items()
+                ]
+                dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+                statement = dialect.insert(UsageRecord)
+                session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["grant_id", "window", "window_start"],
+                        set_={"units": statement.excluded.units},
+                    ),
+                    rows,
+                )
+            session.commit()
+
+    def load_usage(self, since_window_start: int) -> dict[tuple[str, str, int], int]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(UsageRecord).where(UsageRecord.window_start >= since_window_start)
+            )
+            return {(r.grant_id, r.window, r.window_start): r.units for r in rows}
+
+    def unpublished_breaches(self, limit: int = 1000) -> list[BreachRecord]:
+        with Session(self.engine) as session:
+            return list(
+                session.exec(
+                    select(BreachRecord)
+                    .where(col(BreachRecord.published_at).is_(None))
+                    .order_by(col(BreachRecord.occurred_at))
+                    .limit(limit)
+                )
+            )
+
+    def mark_breaches_published(self, breach_ids: Sequence[str], at: datetime) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(BreachRecord)
+                .where(col(BreachRecord.breach_id).in_(breach_ids))
+                .values(published_at=iso(at))
+            )
+            session.commit()
+
+    def page(
+        self,
+        table: type[DecisionRecord] | type[BreachRecord],
+        *,
+        grantee_id: str | None,
+        grant_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> Page:
+        query = select(table)
+        if grantee_id:
+            query = query.where(table.grantee_id == grantee_id)
+        if grant_id:
+            query = query.where(table.grant_id == grant_id)
+        if since:
+            query = query.where(table.occurred_at >= iso(since))
+        if until:
+            query = query.where(table.occurred_at < iso(until))
+        with Session(self.engine) as session:
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            rows = session.exec(
+                query.order_by(col(table.occurred_at).desc()).offset(offset).limit(limit)
+            ).all()
+        return Page(list(rows), int(total))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    total: int

@@ -346,6 +346,10 @@ def test_an_event_for_an_unknown_grant_gives_none(event_type: str) -> None:
 # --------------------------------------------------------------------------- the index
 
 
+def ids(grants: list[Any]) -> list[str]:
+    return [g.grant_id for g in grants]
+
+
 def test_index_finds_views_by_id_and_by_grantee_and_model() -> None:
     a = fold([issued("grt_A")], "grt_A")
     b = fold([issued("grt_B")], "grt_B")
@@ -353,14 +357,15 @@ def test_index_finds_views_by_id_and_by_grantee_and_model() -> None:
     index = GrantIndex([a, b, c])
     assert index.get("grt_B") is b
     assert index.get("grt_nope") is None
-    assert index.by_grantee_model[("org-netsec", "mythos-preview")] == ["grt_A", "grt_B"]
-    assert index.by_grantee_model[("org-other", "mythos-preview")] == ["grt_C"]
+    assert ids(index.candidates("org-netsec", "mythos-preview")) == ["grt_A", "grt_B"]
+    assert ids(index.candidates("org-other", "mythos-preview")) == ["grt_C"]
     # a newer view of a known grant replaces it without listing it twice
     newer = apply(a, status_change(GrantSuspended, 2, T0 + timedelta(days=1), "grt_A"), "grt_A")
     assert newer is not None
     index.put(newer)
     assert index.get("grt_A") is newer
-    assert index.by_grantee_model[("org-netsec", "mythos-preview")] == ["grt_A", "grt_B"]
+    assert ids(index.candidates("org-netsec", "mythos-preview")) == ["grt_A", "grt_B"]
+    assert index.candidates("org-netsec", "mythos-preview")[0].version == 2
 
 
 # --------------------------------------------------------------------------- properties

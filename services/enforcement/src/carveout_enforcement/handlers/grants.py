@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,28 +12,57 @@ from carveout_contracts import GrantEvent, topics
 from carveout_contracts.runtime import with_retries
 
 from ..domain import GrantView, affected_grants, apply
+from ..judge import CompiledGrant, compile_grant
 from ..store import EnforcementStore
 
 log = logging.getLogger("carveout.enforcement.grants")
 
 
 class GrantIndex:
-    """Every grant's view, in memory, by id and by (grantee, model)."""
+    """Every grant's view, and its compiled form, in memory, by id and by (grantee, model)."""
 
     def __init__(self, views: Sequence[GrantView] = ()) -> None:
         self.by_id: dict[str, GrantView] = {}
-        self.by_grantee_model: dict[tuple[str, str], list[str]] = {}
+        self.compiled: dict[str, CompiledGrant] = {}
+        self.by_grantee_model: dict[tuple[str, str], list[CompiledGrant]] = {}
+        self._changed = asyncio.Event()
         for view in views:
             self.put(view)
 
     def put(self, view: GrantView) -> None:
-        if view.grant_id not in self.by_id:
-            ids = self.by_grantee_model.setdefault((view.grantee_id, view.model_id), [])
-            ids.append(view.grant_id)
+        compiled = compile_grant(view)
+        grants = self.by_grantee_model.setdefault((view.grantee_id, view.model_id), [])
+        if view.grant_id in self.by_id:
+            grants[:] = [compiled if g.grant_id == view.grant_id else g for g in grants]
+        else:
+            grants.append(compiled)
         self.by_id[view.grant_id] = view
+        self.compiled[view.grant_id] = compiled
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def get(self, grant_id: str) -> GrantView | None:
         return self.by_id.get(grant_id)
+
+    def candidates(self, grantee_id: str, model_id: str) -> list[CompiledGrant]:
+        return self.by_grantee_model.get((grantee_id, model_id), [])
+
+    def has_applied(self, versions: dict[str, int]) -> bool:
+        return all(
+            (view := self.by_id.get(grant_id)) is not None and view.version >= version
+            for grant_id, version in versions.items()
+        )
+
+    async def wait_for(self, versions: dict[str, int], within_s: float) -> bool:
+        """Wait until every named grant is at least at its version."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while not self.has_applied(versions):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
 
 
 class GrantProjector:

@@ -1,0 +1,107 @@
+"""How far the grant projection has applied ``carveout.grants``.
+
+Enforcement must never conclude "no grant" merely because it has not yet read the grant
+that covers an access, and must not judge an access after a revocation it has not read.
+Before judging a batch, the access pipeline waits until the projection has applied the
+grants log up to the ends it has now; the decision API checks, at no cost, that the
+grants consumer has polled recently and has nothing left to apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from carveout_contracts import topics
+
+log = logging.getLogger("carveout.enforcement.freshness")
+
+
+class GrantsLog:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.applied_next: dict[int, int] = {}
+        self.subscriber: Any = None
+        self._progress = asyncio.Event()
+        self._offsets: AIOKafkaConsumer | None = None
+
+    def applied(self, record: Any) -> None:
+        """The projection has handled this ``carveout.grants`` record."""
+        if record.offset + 1 > self.applied_next.get(record.partition, 0):
+            self.applied_next[record.partition] = record.offset + 1
+        self._progress.set()
+
+    async def start(self) -> None:
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self._offsets.start()
+
+    async def stop(self) -> None:
+        if self._offsets is not None:
+            await self._offsets.stop()
+
+    async def ends(self) -> dict[int, int]:
+        assert self._offsets is not None, "GrantsLog.start() first"
+        partitions = self._offsets.partitions_for_topic(topics.GRANTS)
+        if not partitions:
+            await self._offsets._client.force_metadata_update()
+            partitions = self._offsets.partitions_for_topic(topics.GRANTS) or set()
+        tps = [TopicPartition(topics.GRANTS, p) for p in partitions]
+        ends = await self._offsets.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def _baseline(self, partitions: list[int]) -> None:
+        """Partitions the projection has not read yet start at the group's committed offset."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None:
+            return
+        for partition in partitions:
+            if partition in self.applied_next:
+                continue
+            committed = await consumer.committed(TopicPartition(topics.GRANTS, partition))
+            if committed is not None:
+                self.applied_next.setdefault(partition, committed)
+
+    async def wait_caught_up(self, within_s: float) -> bool:
+        """Wait until every grant event published before now has been applied."""
+        ends = await self.ends()
+        deadline = time.monotonic() + within_s
+        baseline_taken = False
+        while True:
+            behind = [p for p, end in ends.items() if end > self.applied_next.get(p, 0)]
+            if not behind:
+                return True
+            if not baseline_taken:
+                await self._baseline(behind)
+                baseline_taken = True
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("grant projection still behind on partitions %s", behind)
+                return False
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+            except TimeoutError:
+                baseline_taken = False
+
+    def fresh(self, bound_s: float) -> bool:
+        """True when the grants consumer polled within ``bound_s`` and has nothing to apply."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None:
+            return False
+        assignment = consumer.assignment()
+        if not assignment:
+            return False
+        now_ms = time.time() * 1000
+        for tp in assignment:
+            highwater = consumer.highwater(tp)
+            polled = consumer.last_poll_timestamp(tp)
+            if highwater is None or polled is None or now_ms - polled > bound_s * 1000:
+                return False
+            if highwater > self.applied_next.get(tp.partition, 0):
+                return False
+        return True

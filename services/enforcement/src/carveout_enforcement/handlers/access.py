@@ -1,0 +1,246 @@
+"""Judge ``carveout.access`` a batch at a time: read, dedupe, judge, record, publish breaches.
+
+One batch is one store transaction (decisions, breaches, usage totals); the breaches are
+published after it commits and marked published, and the Kafka offsets are committed
+after that. A crash anywhere re-delivers the batch: decided accesses are skipped by
+``event_id`` and unpublished breaches are published again with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import ChainMap
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from inspect import isawaitable
+from typing import Any
+
+import orjson
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+from prometheus_client import Counter
+
+from carveout_contracts import ConditionBreached, PoisonMessage, codec, topics
+from carveout_contracts.runtime import with_retries
+
+from ..access import Access, read_access
+from ..freshness import GrantsLog
+from ..judge import UsageKey, Verdict, breach_id, judge
+from ..settings import EnforcementSettings
+from ..store import BreachRecord, EnforcementStore
+from .grants import GrantIndex
+
+log = logging.getLogger("carveout.enforcement.access")
+SERVICE = "enforcement"
+
+EVENTS = Counter("carveout_events_consumed", "Events consumed", ["service", "topic"])
+DECISIONS = Counter("carveout_decisions", "Accesses judged", ["decision"])
+BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
+
+DeadLetterRecord = Callable[[Any, str, str], Awaitable[None]]
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def breach_event(access: Access, verdict: Verdict) -> ConditionBreached:
+    bid = breach_id(access.event_id, verdict.grant_id, verdict.grant_version)
+    return ConditionBreached.model_validate(
+        {
+            "event_id": uuid.uuid5(uuid.NAMESPACE_URL, bid),
+            "occurred_at": access.occurred,
+            "producer": SERVICE,
+            "data": {
+                "breach_id": bid,
+                "grant_id": verdict.grant_id,
+                "grant_version": verdict.grant_version,
+                "grantee_id": access.grantee_id,
+                "model_id": access.model_id,
+                "access_event_id": access.event_id,
+                "request_id": access.request_id,
+                "severity": verdict.severity,
+                "violations": verdict.violations,
+                "access_occurred_at": access.occurred,
+                "user_id": access.user_id,
+                "gateway_id": access.gateway_id,
+            },
+        }
+    )
+
+
+class AccessPipeline:
+    def __init__(
+        self,
+        store: EnforcementStore,
+        index: GrantIndex,
+        grants_log: GrantsLog,
+        usage: dict[UsageKey, int],
+        *,
+        publish: Callable[[bytes, str, bytes], Awaitable[Any]] | None,
+        dead_letter: DeadLetterRecord | None,
+        retry_attempts: int = 5,
+        grants_sync_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.grants_log = grants_log
+        self.usage = usage
+        self.publish = publish
+        self.dead_letter = dead_letter
+        self.retry_attempts = retry_attempts
+        self.grants_sync_s = grants_sync_s
+        self.judged = 0
+        self.duplicates = 0
+
+    async def process(self, records: Sequence[Any]) -> None:
+        EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
+        fresh: dict[str, Access] = {}
+        for record in records:
+            try:
+                access = read_access(record.value)
+            except PoisonMessage as poison:
+                if self.dead_letter is not None:
+                    await self.dead_letter(record, poison.reason, poison.error)
+                continue
+            fresh.setdefault(access.event_id, access)
+        decided = await with_retries(
+            lambda: self.store.decided(list(fresh)),
+            attempts=self.retry_attempts,
+            what="checking decided accesses",
+        )
+        todo = [a for event_id, a in fresh.items() if event_id not in decided]
+        self.duplicates += len(records) - len(todo)
+        if not todo:
+            return
+        await self.grants_log.wait_caught_up(self.grants_sync_s)
+        decisions, breaches, overlay = self.judge_all(todo)
+        await with_retries(
+            lambda: self.store.record_judgements(decisions, breaches, overlay),
+            attempts=self.retry_attempts,
+            what="recording decisions",
+        )
+        self.usage.update(overlay)
+        self.judged += len(todo)
+        if breaches and self.publish is not None:
+            await self.publish_breaches(breaches)
+
+    def judge_all(
+        self, accesses: Sequence[Access]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[UsageKey, int]]:
+        overlay: dict[UsageKey, int] = {}
+        usage = ChainMap(overlay, self.usage)
+        judged_at = _iso(time.time())
+        decisions: list[dict[str, Any]] = []
+        breaches: list[dict[str, Any]] = []
+        allowed = 0
+        candidates = self.index.candidates
+        for access in accesses:
+            verdict = judge(access, candidates(access.grantee_id, access.model_id), usage)
+            for key in verdict.usage:
+                overlay[key] = usage.get(key, 0) + access.units
+            occurred = _iso(access.occurred_at)
+            decisions.append(
+                {
+                    "access_event_id": access.event_id,
+                    "request_id": access.request_id,
+                    "grantee_id": access.grantee_id,
+                    "model_id": access.model_id,
+                    "grant_id": verdict.grant_id,
+                    "grant_version": verdict.grant_version,
+                    "decision": verdict.decision,
+                    "violations": orjson.dumps(verdict.violations).decode()
+                    if verdict.violations
+                    else "[]",
+                    "occurred_at": occurred,
+                    "judged_at": judged_at,
+                    "user_id": access.user_id,
+                    "gateway_id": access.gateway_id,
+                    "units": access.units,
+                }
+            )
+            if verdict.decision == "allow":
+                allowed += 1
+            if verdict.violations:
+                event = breach_event(access, verdict)
+                breaches.append(
+                    {
+                        "breach_id": event.data.breach_id,
+                        "access_event_id": access.event_id,
+                        "grant_id": verdict.grant_id,
+                        "grantee_id": access.grantee_id,
+                        "severity": event.data.severity,
+                        "occurred_at": occurred,
+                        "payload": codec.encode_value(event).decode(),
+                        "published_at": None,
+                    }
+                )
+                BREACHES.labels(event.data.severity).inc()
+        DECISIONS.labels("allow").inc(allowed)
+        DECISIONS.labels("deny").inc(len(accesses) - allowed)
+        return decisions, breaches, overlay
+
+    async def publish_breaches(self, rows: Sequence[dict[str, Any] | BreachRecord]) -> None:
+        """Publish breach events (keyed by grant, else grantee), then mark them published."""
+        assert self.publish is not None
+        pending = []
+        ids: list[str] = []
+        for row in rows:
+            fields = row if isinstance(row, dict) else row.model_dump()
+            key = str(fields["grant_id"] or fields["grantee_id"]).encode()
+            pending.append(
+                await self.publish(str(fields["payload"]).encode(), topics.BREACHES, key)
+            )
+            ids.append(str(fields["breach_id"]))
+        for sent in pending:
+            if isawaitable(sent):
+                await sent
+        await with_retries(
+            lambda: self.store.mark_breaches_published(ids, datetime.now(UTC)),
+            attempts=self.retry_attempts,
+            what="marking breaches published",
+        )
+
+    async def publish_pending(self) -> int:
+        """Publish breaches a crash left unpublished; returns how many."""
+        total = 0
+        while rows := self.store.unpublished_breaches():
+            await self.publish_breaches(rows)
+            total += len(rows)
+        return total
+
+
+def subscribe(
+    broker: KafkaBroker, pipeline: AccessPipeline, settings: EnforcementSettings
+) -> BatchSubscriber:
+    async def no_body(message: KafkaMessage) -> None:
+        return None
+
+    subscriber = broker.subscriber(
+        topics.ACCESS,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        group_id=settings.access_group_id,
+        decoder=no_body,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
+        rebalance_timeout_ms=settings.session_timeout_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        title=f"{settings.access_group_id}/{topics.ACCESS}",
+        description="Access events from gateways, judged a batch at a time.",
+    )
+
+    @subscriber
+    async def on_access_batch(body: Any, message: KafkaMessage) -> None:
+        records = message.raw_message
+        await pipeline.process(records if isinstance(records, tuple) else (records,))
+
+    return subscriber

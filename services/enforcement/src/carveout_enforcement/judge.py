@@ -1,0 +1,291 @@
+"""Judging one access against the grants in force when it happened. Pure: no I/O, no clock.
+
+Grants are compiled once per version into plain checks (sets, floats), so judging an
+access is a few dictionary and set look-ups.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from carveout_contracts import (
+    Condition,
+    DeploymentRegions,
+    Purposes,
+    Safeguards,
+    UsageCap,
+    UserCountries,
+)
+
+from .access import Access
+from .domain import GrantPeriod, GrantView
+
+Decision = Literal["allow", "deny"]
+NoGrantReason = Literal["revoked", "suspended", "expired", "not_yet_valid", "unknown"]
+UsageKey = tuple[str, str, int]
+"""(grant id, ``hour`` or ``day``, start of the UTC-aligned window in epoch seconds)."""
+
+WINDOW_SECONDS = {"hour": 3600, "day": 86400}
+BREACH_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-4e7a-9c5f-0b2d4e6f8a1c")
+_REASON_PRIORITY: tuple[NoGrantReason, ...] = (
+    "revoked",
+    "suspended",
+    "not_yet_valid",
+    "expired",
+)
+
+Check = Callable[[Access], tuple[Any, Any] | None]
+"""Returns ``(expected, actual)`` when the access breaks the condition, else ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCheck:
+    condition_id: str
+    kind: str
+    severity: str
+    check: Check
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCap:
+    condition_id: str
+    severity: str
+    units: int
+    window: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPeriod:
+    version: int
+    status: str
+    starts: float
+    valid_from: float
+    valid_until: float
+    checks: tuple[CompiledCheck, ...]
+    caps: tuple[CompiledCap, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledGrant:
+    grant_id: str
+    grantee_id: str
+    model_id: str
+    version: int
+    periods: tuple[CompiledPeriod, ...]
+
+    def period_at(self, moment: float) -> CompiledPeriod:
+        for period in reversed(self.periods):
+            if period.starts <= moment:
+                return period
+        return self.periods[0]
+
+
+def _compile_condition(condition: Condition) -> CompiledCheck | CompiledCap:
+    cid, severity = condition.id, condition.severity
+    if isinstance(condition, UsageCap):
+        return CompiledCap(cid, severity, condition.units, condition.window)
+    check: Check
+    if isinstance(condition, UserCountries):
+        if condition.allow is not None:
+            allowed, allow_list = frozenset(condition.allow), list(condition.allow)
+
+            def check(a: Access) -> tuple[Any, Any] | None:
+                return (
+                    None if a.user_country in allowed else ({"allow": allow_list}, a.user_country)
+                )
+        else:
+            denied, deny_list = frozenset(condition.deny or ()), list(condition.deny or ())
+
+            def check(a: Access) -> tuple[Any, Any] | None:
+                return ({"deny": deny_list}, a.user_country) if a.user_country in denied else None
+    elif isinstance(condition, DeploymentRegions):
+        regions, region_list = frozenset(condition.allow), list(condition.allow)
+
+        def check(a: Access) -> tuple[Any, Any] | None:
+            return (
+                None
+                if a.deployment_region in regions
+                else ({"allow": region_list}, a.deployment_region)
+            )
+    elif isinstance(condition, Purposes):
+        purposes, purpose_list = frozenset(condition.allow), list(condition.allow)
+
+        def check(a: Access) -> tuple[Any, Any] | None:
+            return None if a.purpose in purposes else ({"allow": purpose_list}, a.purpose)
+    elif isinstance(condition, Safeguards):
+        required, required_list = frozenset(condition.require), list(condition.require)
+
+        def check(a: Access) -> tuple[Any, Any] | None:
+            if required <= a.safeguards:
+                return None
+            return (
+                {"require": required_list},
+                {"attested": sorted(a.safeguards), "missing": sorted(required - a.safeguards)},
+            )
+    else:  # pragma: no cover - the union is closed
+        raise TypeError(f"unknown condition {condition!r}")
+    return CompiledCheck(cid, condition.kind, severity, check)
+
+
+def _compile_period(period: GrantPeriod) -> CompiledPeriod:
+    compiled = [_compile_condition(c) for c in period.conditions]
+    return CompiledPeriod(
+        version=period.version,
+        status=period.status,
+        starts=-math.inf if period.effective_at is None else period.effective_at.timestamp(),
+        valid_from=period.valid_from.timestamp(),
+        valid_until=period.valid_until.timestamp(),
+        checks=tuple(c for c in compiled if isinstance(c, CompiledCheck)),
+        caps=tuple(c for c in compiled if isinstance(c, CompiledCap)),
+    )
+
+
+def compile_grant(view: GrantView) -> CompiledGrant:
+    return CompiledGrant(
+        grant_id=view.grant_id,
+        grantee_id=view.grantee_id,
+        model_id=view.model_id,
+        version=view.version,
+        periods=tuple(_compile_period(p) for p in view.periods),
+    )
+
+
+@dataclass(slots=True)
+class Verdict:
+    decision: Decision
+    violations: list[dict[str, Any]]
+    grant_id: str | None
+    grant_version: int | None
+    usage: list[UsageKey] = field(default_factory=list)
+    """The usage windows this access's units count towards (empty when no grant covers it)."""
+
+    @property
+    def severity(self) -> str | None:
+        if not self.violations:
+            return None
+        critical = any(v["severity"] == "critical" for v in self.violations)
+        return "critical" if critical else "warning"
+
+
+def window_start(moment: float, window: str) -> int:
+    size = WINDOW_SECONDS[window]
+    return int(moment // size) * size
+
+
+def usage_keys(grant_id: str, moment: float) -> list[UsageKey]:
+    return [(grant_id, w, window_start(moment, w)) for w in WINDOW_SECONDS]
+
+
+def _status(period: CompiledPeriod, moment: float) -> NoGrantReason | None:
+    if period.status == "revoked":
+        return "revoked"
+    if period.status == "suspended":
+        return "suspended"
+    if moment < period.valid_from:
+        return "not_yet_valid"
+    if moment >= period.valid_until:
+        return "expired"
+    return None
+
+
+def _violations(
+    access: Access, grant_id: str, period: CompiledPeriod, usage: Mapping[UsageKey, int]
+) -> list[dict[str, Any]]:
+    found = []
+    for c in period.checks:
+        broken = c.check(access)
+        if broken is not None:
+            found.append(
+                {
+                    "condition_id": c.condition_id,
+                    "kind": c.kind,
+                    "severity": c.severity,
+                    "expected": broken[0],
+                    "actual": broken[1],
+                }
+            )
+    for cap in period.caps:
+        start = window_start(access.occurred_at, cap.window)
+        used = usage.get((grant_id, cap.window, start), 0) + access.units
+        if used > cap.units:
+            found.append(
+                {
+                    "condition_id": cap.condition_id,
+                    "kind": "usage_cap",
+                    "severity": cap.severity,
+                    "expected": {"units": cap.units, "window": cap.window},
+                    "actual": {
+                        "units": used,
+                        "window_start": datetime.fromtimestamp(start, UTC).isoformat(),
+                    },
+                }
+            )
+    return found
+
+
+def no_active_grant(access: Access, reason: NoGrantReason) -> dict[str, Any]:
+    return {
+        "condition_id": "no_active_grant",
+        "kind": "no_active_grant",
+        "severity": "critical",
+        "expected": {"grantee_id": access.grantee_id, "model_id": access.model_id},
+        "actual": reason,
+    }
+
+
+def judge(
+    access: Access, candidates: Sequence[CompiledGrant], usage: Mapping[UsageKey, int]
+) -> Verdict:
+    """Judge ``access`` against the grants of its grantee and model, as of its ``occurred_at``.
+
+    ``candidates`` are in issue order. An access naming a grant is judged against that
+    grant alone. Any critical violation denies; warnings alone allow, and are reported.
+    """
+    moment = access.occurred_at
+    if access.grant_id is not None:
+        candidates = [g for g in candidates if g.grant_id == access.grant_id]
+    in_force: list[tuple[CompiledGrant, CompiledPeriod]] = []
+    lapsed: list[tuple[NoGrantReason, CompiledGrant, CompiledPeriod]] = []
+    for grant in candidates:
+        period = grant.period_at(moment)
+        reason = _status(period, moment)
+        if reason is None:
+            in_force.append((grant, period))
+        else:
+            lapsed.append((reason, grant, period))
+    if not in_force:
+        if not lapsed:
+            return Verdict("deny", [no_active_grant(access, "unknown")], None, None)
+        reason, grant, period = min(
+            reversed(lapsed), key=lambda item: _REASON_PRIORITY.index(item[0])
+        )
+        return Verdict("deny", [no_active_grant(access, reason)], grant.grant_id, period.version)
+    best: tuple[CompiledGrant, CompiledPeriod, list[dict[str, Any]]] | None = None
+    for grant, period in reversed(in_force):
+        found = _violations(access, grant.grant_id, period, usage)
+        if not found:
+            best = (grant, period, found)
+            break
+        if best is None or _critical(found) < _critical(best[2]):
+            best = (grant, period, found)
+    assert best is not None
+    grant, period, found = best
+    decision: Decision = "deny" if _critical(found) else "allow"
+    return Verdict(
+        decision, found, grant.grant_id, period.version, usage_keys(grant.grant_id, moment)
+    )
+
+
+def _critical(violations: list[dict[str, Any]]) -> int:
+    return sum(1 for v in violations if v["severity"] == "critical")
+
+
+def breach_id(access_event_id: str, grant_id: str | None, grant_version: int | None) -> str:
+    """The same access and grant version always give the same breach id."""
+    name = f"{access_event_id}/{grant_id or '-'}/{grant_version or 0}"
+    return "brc_" + uuid.uuid5(BREACH_NAMESPACE, name).hex
