@@ -1,36 +1,42 @@
-"""``make bench``: measure on the embedded broker and write ``var/bench.json``.
+"""``make bench``: measure on the embedded broker, one machine; write ``var/bench.json``.
 
-This first harness measures the broker's own round trip, the floor every latency is read
-against; the enforcement, decision, propagation and replay figures join it as those
-capabilities land.
+Figures (DESIGN targets in brackets): enforcement throughput and CPU cost (>= 25,000/s and
+per CPU-second), decision API p99 over HTTP at 1,000 req/s (<= 3 ms), in-process decision
+p99 (<= 50 us, and no slower than Cedar deciding the same rules), and the broker's own
+round trip, the floor every latency is read against.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
-from rich.progress import track
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from carveout_ops.broker import EmbeddedBroker, ensure_topics, free_port, wait_for_broker
 
-ROUNDS = 500
+from . import decide, enforcement
+
+TARGETS = {
+    "enforcement_events_per_s": ">= 25000",
+    "enforcement_events_per_cpu_s": ">= 25000",
+    "decision_http_p99_ms": "<= 3",
+    "decide_p99_us": "<= 50, <= cedar",
+    "cedar_decide_p99_us": "",
+    "broker_roundtrip_p99_ms": "",
+}
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def broker_roundtrip_ms(bootstrap: str) -> list[float]:
-    """Produce one message and consume it back, ``ROUNDS`` times."""
-    await ensure_topics(bootstrap)
+async def broker_roundtrip_ms(bootstrap: str, rounds: int = 500) -> list[float]:
+    """Produce one message and consume it back, ``rounds`` times."""
     topic = "carveout.bench.roundtrip"
     await ensure_topics(bootstrap, {topic: 1})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
@@ -42,7 +48,7 @@ async def broker_roundtrip_ms(bootstrap: str) -> list[float]:
     await consumer.seek_to_end(tp)
     samples = []
     try:
-        for _ in track(range(ROUNDS), description="broker round trip"):
+        for _ in range(rounds):
             started = time.perf_counter()
             await producer.send_and_wait(topic, b"x")
             while not (await consumer.getmany(tp, timeout_ms=1000)).get(tp):
@@ -55,26 +61,72 @@ async def broker_roundtrip_ms(bootstrap: str) -> list[float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000, help="access events to judge")
+    parser.add_argument("--out", type=Path, default=Path("var/bench.json"))
+    args = parser.parse_args()
     console = Console()
+    figures: dict[str, float] = {}
     broker = EmbeddedBroker(port=free_port())
     broker.start()
-    try:
-        asyncio.run(wait_for_broker(broker.bootstrap))
-        roundtrip = asyncio.run(broker_roundtrip_ms(broker.bootstrap))
-    finally:
-        broker.stop()
-    figures = {
-        "broker_roundtrip_p50_ms": round(statistics.median(roundtrip), 3),
-        "broker_roundtrip_p99_ms": round(percentile(roundtrip, 0.99), 3),
-    }
-    out = Path("var/bench.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    table = Table(title=f"Carveout benchmarks (written to {out})")
+    tasks: dict[str, TaskID] = {}
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}"),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+
+        def step(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        service = None
+        try:
+            asyncio.run(wait_for_broker(broker.bootstrap))
+            asyncio.run(ensure_topics(broker.bootstrap))
+            step("broker round trip", 0, 1)
+            roundtrip = asyncio.run(broker_roundtrip_ms(broker.bootstrap))
+            step("broker round trip", 1, 1)
+            figures["broker_roundtrip_p50_ms"] = round(statistics.median(roundtrip), 3)
+            figures["broker_roundtrip_p99_ms"] = round(decide.percentile(roundtrip, 0.99), 3)
+
+            step("in-process decisions", 0, 2)
+            ours = decide.carveout_decide_us()
+            step("in-process decisions", 1, 2)
+            cedar = decide.cedar_decide_us()
+            step("in-process decisions", 2, 2)
+            figures["decide_p50_us"] = round(statistics.median(ours), 2)
+            figures["decide_p99_us"] = round(decide.percentile(ours, 0.99), 2)
+            figures["cedar_decide_p99_us"] = round(decide.percentile(cedar, 0.99), 2)
+
+            rates, service = enforcement.throughput(
+                broker.bootstrap, Path(workdir), args.events, step
+            )
+            figures.update(rates)
+
+            step("decision API", 0, 1)
+            latency = asyncio.run(enforcement.decision_latency_ms(service.url))
+            step("decision API", 1, 1)
+            figures["decision_http_p50_ms"] = round(statistics.median(latency), 3)
+            figures["decision_http_p99_ms"] = round(decide.percentile(latency, 0.99), 3)
+        finally:
+            if service is not None:
+                service.stop()
+            broker.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    table = Table(title=f"Carveout benchmarks ({args.out})")
     table.add_column("figure")
     table.add_column("value", justify="right")
+    table.add_column("target")
     for key, value in figures.items():
-        table.add_row(key, str(value))
+        table.add_row(key, f"{value:,}", TARGETS.get(key, ""))
     console.print(table)
 
 

@@ -20,7 +20,7 @@ from .access import Access
 from .domain import GrantView
 from .handlers.grants import GrantIndex
 from .judge import judge
-from .store import BreachRecord, DecisionRecord
+from .store import BreachRecord, DecisionRecord, from_micros
 
 router = APIRouter(prefix="/v1")
 
@@ -297,7 +297,12 @@ async def list_decisions(request: Request, _: Reader, args: PageArgs) -> Decisio
     page = request.app.state.store.page(DecisionRecord, **args)
     items = [
         DecisionPublic.model_validate(
-            {**row.model_dump(), "violations": orjson.loads(row.violations)}
+            {
+                **row.model_dump(),
+                "violations": orjson.loads(row.violations),
+                "occurred_at": from_micros(row.occurred_at),
+                "judged_at": from_micros(row.judged_at),
+            }
         )
         for row in page.items
     ]

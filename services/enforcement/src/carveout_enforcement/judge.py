@@ -178,7 +178,10 @@ def window_start(moment: float, window: str) -> int:
 
 
 def usage_keys(grant_id: str, moment: float) -> list[UsageKey]:
-    return [(grant_id, w, window_start(moment, w)) for w in WINDOW_SECONDS]
+    return [
+        (grant_id, "hour", int(moment // 3600) * 3600),
+        (grant_id, "day", int(moment // 86400) * 86400),
+    ]
 
 
 def _status(period: CompiledPeriod, moment: float) -> NoGrantReason | None:
@@ -210,7 +213,8 @@ def _violations(
                 }
             )
     for cap in period.caps:
-        start = window_start(access.occurred_at, cap.window)
+        size = WINDOW_SECONDS[cap.window]
+        start = int(access.occurred_at // size) * size
         used = usage.get((grant_id, cap.window, start), 0) + access.units
         if used > cap.units:
             found.append(
@@ -265,17 +269,18 @@ def judge(
             reversed(lapsed), key=lambda item: _REASON_PRIORITY.index(item[0])
         )
         return Verdict("deny", [no_active_grant(access, reason)], grant.grant_id, period.version)
-    best: tuple[CompiledGrant, CompiledPeriod, list[dict[str, Any]]] | None = None
+    best: tuple[CompiledGrant, CompiledPeriod, list[dict[str, Any]], int] | None = None
     for grant, period in reversed(in_force):
         found = _violations(access, grant.grant_id, period, usage)
         if not found:
-            best = (grant, period, found)
+            best = (grant, period, found, 0)
             break
-        if best is None or _critical(found) < _critical(best[2]):
-            best = (grant, period, found)
+        critical = _critical(found)
+        if best is None or critical < best[3]:
+            best = (grant, period, found, critical)
     assert best is not None
-    grant, period, found = best
-    decision: Decision = "deny" if _critical(found) else "allow"
+    grant, period, found, critical = best
+    decision: Decision = "deny" if critical else "allow"
     return Verdict(
         decision, found, grant.grant_id, period.version, usage_keys(grant.grant_id, moment)
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import ChainMap
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from inspect import isawaitable
@@ -24,7 +23,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter
 
-from carveout_contracts import ConditionBreached, PoisonMessage, codec, topics
+from carveout_contracts import PoisonMessage, topics
 from carveout_contracts.runtime import with_retries
 
 from ..access import Access, read_access
@@ -44,33 +43,42 @@ BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
 DeadLetterRecord = Callable[[Any, str, str], Awaitable[None]]
 
 
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def breach_event(access: Access, verdict: Verdict) -> ConditionBreached:
+def breach_event(access: Access, verdict: Verdict) -> dict[str, Any]:
+    """The ``condition.breached`` event for a judged access, as the JSON object published.
+
+    Built directly rather than through the pydantic model, as it is on the hot path; a
+    test holds it to the contract (it must decode to an equal ``ConditionBreached``).
+    Every field is derived from the access and the grant version, so the same access
+    judged again yields the same event, ids included.
+    """
     bid = breach_id(access.event_id, verdict.grant_id, verdict.grant_version)
-    return ConditionBreached.model_validate(
-        {
-            "event_id": uuid.uuid5(uuid.NAMESPACE_URL, bid),
-            "occurred_at": access.occurred,
-            "producer": SERVICE,
-            "data": {
-                "breach_id": bid,
-                "grant_id": verdict.grant_id,
-                "grant_version": verdict.grant_version,
-                "grantee_id": access.grantee_id,
-                "model_id": access.model_id,
-                "access_event_id": access.event_id,
-                "request_id": access.request_id,
-                "severity": verdict.severity,
-                "violations": verdict.violations,
-                "access_occurred_at": access.occurred,
-                "user_id": access.user_id,
-                "gateway_id": access.gateway_id,
-            },
-        }
-    )
+    occurred = _utc(access.occurred_at)
+    return {
+        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, bid)),
+        "type": "condition.breached",
+        "version": 1,
+        "occurred_at": occurred,
+        "producer": SERVICE,
+        "key": verdict.grant_id or access.grantee_id,
+        "data": {
+            "breach_id": bid,
+            "grant_id": verdict.grant_id,
+            "grant_version": verdict.grant_version,
+            "grantee_id": access.grantee_id,
+            "model_id": access.model_id,
+            "access_event_id": access.event_id,
+            "request_id": access.request_id,
+            "severity": verdict.severity,
+            "violations": verdict.violations,
+            "access_occurred_at": occurred,
+            "user_id": access.user_id,
+            "gateway_id": access.gateway_id,
+        },
+    }
 
 
 class AccessPipeline:
@@ -118,71 +126,82 @@ class AccessPipeline:
         if not todo:
             return
         await self.grants_log.wait_caught_up(self.grants_sync_s)
-        decisions, breaches, overlay = self.judge_all(todo)
-        await with_retries(
-            lambda: self.store.record_judgements(decisions, breaches, overlay),
-            attempts=self.retry_attempts,
-            what="recording decisions",
-        )
-        self.usage.update(overlay)
+        before: dict[UsageKey, int | None] = {}
+        decisions, breaches, changed = self.judge_all(todo, before)
+        try:
+            await with_retries(
+                lambda: self.store.record_judgements(decisions, breaches, changed),
+                attempts=self.retry_attempts,
+                what="recording decisions",
+            )
+        except Exception:
+            # Nothing was recorded: put the usage totals back as they were.
+            for key, old in before.items():
+                if old is None:
+                    self.usage.pop(key, None)
+                else:
+                    self.usage[key] = old
+            raise
         self.judged += len(todo)
         if breaches and self.publish is not None:
             await self.publish_breaches(breaches)
 
     def judge_all(
-        self, accesses: Sequence[Access]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[UsageKey, int]]:
-        overlay: dict[UsageKey, int] = {}
-        usage = ChainMap(overlay, self.usage)
-        judged_at = _iso(time.time())
-        decisions: list[dict[str, Any]] = []
+        self, accesses: Sequence[Access], before: dict[UsageKey, int | None]
+    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], dict[UsageKey, int]]:
+        """Judge in order, counting usage as it goes; ``before`` keeps the old totals."""
+        usage = self.usage
+        judged_at = round(time.time() * 1_000_000)
+        decisions: list[tuple[Any, ...]] = []
         breaches: list[dict[str, Any]] = []
         allowed = 0
         candidates = self.index.candidates
         for access in accesses:
             verdict = judge(access, candidates(access.grantee_id, access.model_id), usage)
             for key in verdict.usage:
-                overlay[key] = usage.get(key, 0) + access.units
-            occurred = _iso(access.occurred_at)
-            decisions.append(
-                {
-                    "access_event_id": access.event_id,
-                    "request_id": access.request_id,
-                    "grantee_id": access.grantee_id,
-                    "model_id": access.model_id,
-                    "grant_id": verdict.grant_id,
-                    "grant_version": verdict.grant_version,
-                    "decision": verdict.decision,
-                    "violations": orjson.dumps(verdict.violations).decode()
-                    if verdict.violations
-                    else "[]",
-                    "occurred_at": occurred,
-                    "judged_at": judged_at,
-                    "user_id": access.user_id,
-                    "gateway_id": access.gateway_id,
-                    "units": access.units,
-                }
+                old = usage.get(key)
+                if key not in before:
+                    before[key] = old
+                usage[key] = (old or 0) + access.units
+            occurred = access.occurred_us
+            decisions.append(  # in the decisions table's column order
+                (
+                    access.event_id,
+                    access.request_id,
+                    access.grantee_id,
+                    access.model_id,
+                    verdict.grant_id,
+                    verdict.grant_version,
+                    verdict.decision,
+                    orjson.dumps(verdict.violations).decode() if verdict.violations else "[]",
+                    occurred,
+                    judged_at,
+                    access.user_id,
+                    access.gateway_id,
+                    access.units,
+                )
             )
             if verdict.decision == "allow":
                 allowed += 1
             if verdict.violations:
                 event = breach_event(access, verdict)
+                severity = event["data"]["severity"]
                 breaches.append(
                     {
-                        "breach_id": event.data.breach_id,
+                        "breach_id": event["data"]["breach_id"],
                         "access_event_id": access.event_id,
                         "grant_id": verdict.grant_id,
                         "grantee_id": access.grantee_id,
-                        "severity": event.data.severity,
+                        "severity": severity,
                         "occurred_at": occurred,
-                        "payload": codec.encode_value(event).decode(),
+                        "payload": orjson.dumps(event).decode(),
                         "published_at": None,
                     }
                 )
-                BREACHES.labels(event.data.severity).inc()
+                BREACHES.labels(severity).inc()
         DECISIONS.labels("allow").inc(allowed)
         DECISIONS.labels("deny").inc(len(accesses) - allowed)
-        return decisions, breaches, overlay
+        return decisions, breaches, {key: usage[key] for key in before}
 
     async def publish_breaches(self, rows: Sequence[dict[str, Any] | BreachRecord]) -> None:
         """Publish breach events (keyed by grant, else grantee), then mark them published."""

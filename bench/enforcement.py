@@ -1,0 +1,174 @@
+"""The enforcement service as its own process: throughput, CPU cost, decision API latency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from carveout_contracts import topics
+from carveout_ops.broker import free_port
+from carveout_ops.load import AccessTemplate, publish, scanning_traffic
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-grant.json"
+TOKENS = {"regulator": "bench-r", "gateway": "bench-g", "auditor": "bench-a"}
+DECISIONS = re.compile(rb'^carveout_decisions_total\{decision="(allow|deny)"\} ([0-9.e+]+)$', re.M)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def issue_demo_grant(bootstrap: str, grant_id: str = "grt_bench") -> None:
+    body = json.loads(DEMO.read_text())
+    event = {
+        "event_id": "00000000-0000-4000-8000-0000000000b1",
+        "type": "grant.issued",
+        "version": 1,
+        "occurred_at": "2026-06-28T00:00:00Z",
+        "producer": "grant",
+        "key": grant_id,
+        "data": {**body, "grant_id": grant_id, "issued_by": "regulator"},
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.GRANTS, orjson.dumps(event), key=grant_id.encode())
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class EnforcementProcess:
+    bootstrap: str
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "CARVEOUT_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CARVEOUT_ENFORCEMENT_PORT": str(self.port),
+            "CARVEOUT_ENFORCEMENT_DATABASE_URL": f"sqlite:///{self.workdir}/enforcement.db",
+            "CARVEOUT_SESSION_TIMEOUT_MS": "3000",
+            "CARVEOUT_REGULATOR_TOKEN": TOKENS["regulator"],
+            "CARVEOUT_GATEWAY_TOKEN": TOKENS["gateway"],
+            "CARVEOUT_AUDITOR_TOKEN": TOKENS["auditor"],
+        }
+        log = open(self.workdir / "enforcement.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "carveout_enforcement", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def decisions(self) -> int:
+        try:
+            text = httpx.get(self.url + "/metrics", timeout=2).content
+        except httpx.HTTPError:
+            return 0
+        return int(sum(float(n) for _, n in DECISIONS.findall(text)))
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+
+def throughput(
+    bootstrap: str, workdir: Path, events: int, progress: Callable[[str, int, int], None]
+) -> tuple[dict[str, float], EnforcementProcess]:
+    """Judge a backlog of ``events`` access events; wall and CPU time of the service."""
+    asyncio.run(issue_demo_grant(bootstrap))
+    traffic = scanning_traffic(
+        AccessTemplate(gateway_id="gw-bench"),
+        events,
+        start=datetime(2026, 7, 1, tzinfo=UTC),
+        span=timedelta(days=42),
+    )
+    asyncio.run(publish(bootstrap, traffic, on_sent=lambda n: progress("publish", n, events)))
+    service = EnforcementProcess(bootstrap, workdir)
+    service.start()
+    assert service.process is not None
+    pid = service.process.pid
+    first_wall = first_cpu = 0.0
+    first_count = 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        count = service.decisions()
+        if count and not first_count:
+            first_wall, first_cpu, first_count = time.perf_counter(), cpu_seconds(pid), count
+        progress("judge", count, events)
+        if count >= events:
+            break
+        time.sleep(0.1)
+    else:
+        service.stop()
+        raise RuntimeError(f"enforcement judged {service.decisions()} of {events} in time")
+    wall = time.perf_counter() - first_wall
+    cpu = cpu_seconds(pid) - first_cpu
+    judged = events - first_count
+    return {
+        "enforcement_events_per_s": round(judged / wall),
+        "enforcement_events_per_cpu_s": round(judged / cpu),
+    }, service
+
+
+async def decision_latency_ms(url: str, rate: int = 1000, seconds: float = 5.0) -> list[float]:
+    """``POST /v1/decisions`` at ``rate`` requests per second; latency of each."""
+    body = {
+        "grantee_id": "org-netsec",
+        "model_id": "mythos-preview",
+        "user_id": "user-1",
+        "user_country": "GB",
+        "deployment_region": "us-east",
+        "purpose": "vulnerability-scanning",
+        "safeguards": ["access_logging", "mfa"],
+        "units": 120,
+        "gateway_id": "gw-bench",
+    }
+    headers = {"Authorization": f"Bearer {TOKENS['gateway']}"}
+    samples: list[float] = []
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
+        for _ in range(200):
+            (await client.post("/v1/decisions", json=body)).raise_for_status()
+
+        async def one() -> None:
+            started = time.perf_counter()
+            response = await client.post("/v1/decisions", json=body)
+            samples.append((time.perf_counter() - started) * 1000)
+            answer: dict[str, Any] = response.json()
+            assert answer["decision"] == "allow", answer
+
+        tasks = []
+        begin = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = begin + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return samples
