@@ -111,7 +111,7 @@ def main() -> None:
             figures.update(rates)
 
             step("decision API", 0, 1)
-            latency = asyncio.run(enforcement.decision_latency_ms(service.url))
+            latency = asyncio.run(enforcement.decision_latency_ms(service.port))
             step("decision API", 1, 1)
             figures["decision_http_p50_ms"] = round(statistics.median(latency), 3)
             figures["decision_http_p99_ms"] = round(decide.percentile(latency, 0.99), 3)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -22,6 +21,8 @@ from aiokafka import AIOKafkaProducer
 from carveout_contracts import topics
 from carveout_ops.broker import free_port
 from carveout_ops.load import AccessTemplate, publish, scanning_traffic
+
+from .httpload import fixed_rate, post_json
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-grant.json"
 TOKENS = {"regulator": "bench-r", "gateway": "bench-g", "auditor": "bench-a"}
@@ -136,39 +137,20 @@ def throughput(
     }, service
 
 
-async def decision_latency_ms(url: str, rate: int = 1000, seconds: float = 5.0) -> list[float]:
+async def decision_latency_ms(port: int, rate: int = 1000, seconds: float = 5.0) -> list[float]:
     """``POST /v1/decisions`` at ``rate`` requests per second; latency of each."""
-    body = {
-        "grantee_id": "org-netsec",
-        "model_id": "mythos-preview",
-        "user_id": "user-1",
-        "user_country": "GB",
-        "deployment_region": "us-east",
-        "purpose": "vulnerability-scanning",
-        "safeguards": ["access_logging", "mfa"],
-        "units": 120,
-        "gateway_id": "gw-bench",
-    }
-    headers = {"Authorization": f"Bearer {TOKENS['gateway']}"}
-    samples: list[float] = []
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
-        for _ in range(200):
-            (await client.post("/v1/decisions", json=body)).raise_for_status()
-
-        async def one() -> None:
-            started = time.perf_counter()
-            response = await client.post("/v1/decisions", json=body)
-            samples.append((time.perf_counter() - started) * 1000)
-            answer: dict[str, Any] = response.json()
-            assert answer["decision"] == "allow", answer
-
-        tasks = []
-        begin = time.perf_counter()
-        for n in range(int(rate * seconds)):
-            delay = begin + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    return samples
+    body = orjson.dumps(
+        {
+            "grantee_id": "org-netsec",
+            "model_id": "mythos-preview",
+            "user_id": "user-1",
+            "user_country": "GB",
+            "deployment_region": "us-east",
+            "purpose": "vulnerability-scanning",
+            "safeguards": ["access_logging", "mfa"],
+            "units": 120,
+            "gateway_id": "gw-bench",
+        }
+    )
+    request = post_json("127.0.0.1", port, "/v1/decisions", body, TOKENS["gateway"])
+    return await fixed_rate("127.0.0.1", port, request, rate=rate, seconds=seconds)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -265,3 +268,35 @@ def test_a_decision_over_http_reflects_a_revocation_token(
     ).json()
     assert answer["decision"] == "allow"
     assert answer["consistency"]["met"] is True
+
+
+def test_the_cli_publishes_an_access_as_a_gateway(
+    system: System, demo_grant: dict[str, Any]
+) -> None:
+    issue(system, demo_grant, "org-cli")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carveout_ops",
+            "access",
+            "publish",
+            "--grantee-id",
+            "org-cli",
+            "--user-country",
+            "KP",
+            "--occurred-at",
+            "2026-09-10T11:04:59Z",
+            "--json",
+        ],
+        env={**os.environ, "CARVEOUT_KAFKA_BOOTSTRAP": system.bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)
+    [decision] = wait_for(lambda: decisions(system, "org-cli"), 5, "the CLI's access judged")
+    assert decision["access_event_id"] == event["event_id"]
+    assert decision["decision"] == "deny"
+    assert {v["condition_id"] for v in decision["violations"]} == {"countries", "embargo"}

@@ -53,6 +53,9 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 }
 
 
+_WIRE = {"wire": True}
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False)[:5]:
@@ -97,7 +100,7 @@ def decode(topic: str, value: bytes | str | None) -> Any:
     if value is None:
         raise PoisonMessage("bad_json", "empty message value")
     try:
-        return adapter.validate_json(value)
+        return adapter.validate_json(value, context=_WIRE)
     except ValidationError:
         pass  # the slow path below names the exact problem, and upcasts old versions
     try:
@@ -112,7 +115,7 @@ def decode(topic: str, value: bytes | str | None) -> Any:
             "unknown_type", f"event type {raw['type']!r} does not belong on {topic}"
         )
     try:
-        return adapter.validate_python(raw)
+        return adapter.validate_python(raw, context=_WIRE)
     except ValidationError as exc:
         raise PoisonMessage("invalid", _describe(exc)) from None
 

@@ -15,7 +15,10 @@ class Frozen(BaseModel):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
@@ -38,3 +41,7 @@ def utcnow() -> datetime:
 def iso_utc(moment: datetime) -> str:
     """Instants as fixed-width UTC text, which sorts like time in every store."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+MAX_UNITS = 2**53 - 1
+"""Largest usage count an access may report: exact in JSON numbers everywhere."""

@@ -18,12 +18,14 @@ from pydantic import (
     NonNegativeInt,
     PositiveInt,
     TypeAdapter,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from . import topics
 from .common import (
+    MAX_UNITS,
     Cause,
     CountryCode,
     Frozen,
@@ -136,7 +138,7 @@ class AccessRecordedData(Frozen):
     deployment_region: Identifier
     purpose: Identifier
     safeguards: list[Identifier] = Field(default_factory=list)
-    units: NonNegativeInt = 0
+    units: Annotated[int, Field(ge=0, le=MAX_UNITS)] = 0
     gateway_id: Identifier
 
 
@@ -235,6 +237,17 @@ class Envelope(Frozen):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"version must be an integer, got {value!r}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_fields_present(cls, values: Any, info: ValidationInfo) -> Any:
+        """On the wire, ``event_id`` and ``occurred_at`` must be given, never defaulted:
+        consumers dedupe by the one and judge by the other."""
+        if info.context and info.context.get("wire") and isinstance(values, dict):
+            missing = [name for name in ("event_id", "occurred_at") if name not in values]
+            if missing:
+                raise ValueError(f"missing {' and '.join(missing)}")
+        return values
 
     @model_validator(mode="before")
     @classmethod

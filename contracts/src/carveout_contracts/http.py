@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -27,6 +27,20 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
+def validation_error_body(raw_errors: Any) -> dict[str, Any]:
+    """The 422 body: which fields were wrong and why, in one readable message too."""
+    errors = [
+        {
+            "field": "body" if e["type"] == "json_invalid" else _field(e["loc"]),
+            "message": "not valid JSON" if e["type"] == "json_invalid" else e["msg"],
+            "type": e["type"],
+        }
+        for e in raw_errors
+    ]
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return {"error": "invalid_request", "message": message, "errors": errors}
+
+
 def _is_store_error(exc: Exception) -> bool:
     try:
         from sqlalchemy.exc import DBAPIError, OperationalError
@@ -38,18 +52,7 @@ def _is_store_error(exc: Exception) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": "body" if e["type"] == "json_invalid" else _field(e["loc"]),
-                "message": "not valid JSON" if e["type"] == "json_invalid" else e["msg"],
-                "type": e["type"],
-            }
-            for e in exc.errors()
-        ]
-        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return JSONResponse(
-            {"error": "invalid_request", "message": message, "errors": errors}, status_code=422
-        )
+        return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
@@ -85,10 +88,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def requires(*roles: Role) -> Callable[..., Role]:
+def requires(*roles: Role) -> Callable[..., Awaitable[Role]]:
     """A dependency that admits only callers whose bearer token carries one of ``roles``."""
 
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> Role:
+    async def check(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Role:
         book: TokenBook = request.app.state.tokens
         return book.authorize(authorization, roles)
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from carveout_contracts import AccessRecorded, codec, topics
+from carveout_contracts.common import MAX_UNITS
 
 _MAX_ID = 200
 
@@ -79,7 +80,7 @@ class _WireData(msgspec.Struct):
     purpose: _Ident
     gateway_id: _Ident
     safeguards: list[_Ident] = msgspec.field(default_factory=list)
-    units: Annotated[int, msgspec.Meta(ge=0)] = 0
+    units: Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)] = 0
     grant_id: _Ident | None = None
 
 
@@ -87,13 +88,14 @@ class _WireEnvelope(msgspec.Struct):
     event_id: str
     type: Literal["access.recorded"]
     version: Literal[1]
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    occurred_at: str
     producer: _Ident
     data: _WireData
     key: str = ""
 
 
 _decoder = msgspec.json.Decoder(_WireEnvelope)
+_PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -106,6 +108,13 @@ def _fast(value: bytes) -> Access | None:
     event_id = wire.event_id
     if not _CANONICAL_UUID.fullmatch(event_id):
         return None  # other spellings of a UUID are normalised by the full model
+    # Plain RFC 3339 with at most microseconds, inside the range every store can hold;
+    # anything else is the full model's to accept or name.
+    if not _PLAIN_TIME.fullmatch(wire.occurred_at):
+        return None
+    occurred = datetime.fromisoformat(wire.occurred_at)
+    if not 1 < occurred.year < 9999:
+        return None
     d = wire.data
     texts = (
         d.request_id,
@@ -129,7 +138,7 @@ def _fast(value: bytes) -> Access | None:
         return None
     return Access(
         event_id=event_id,
-        occurred_at=wire.occurred_at.timestamp(),
+        occurred_at=occurred.timestamp(),
         request_id=d.request_id,
         grantee_id=d.grantee_id,
         model_id=d.model_id,

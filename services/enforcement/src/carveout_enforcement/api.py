@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,13 +12,10 @@ from pydantic import BaseModel, Field
 
 from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
 from carveout_contracts.common import Identifier, UtcDatetime, utcnow
-from carveout_contracts.consistency import BadConsistencyToken, decode_token, encode_token
 from carveout_contracts.http import ApiError, Gateway, Reader
 
-from .access import Access
 from .domain import GrantView
 from .handlers.grants import GrantIndex
-from .judge import judge
 from .store import BreachRecord, DecisionRecord, from_micros
 
 router = APIRouter(prefix="/v1")
@@ -99,96 +95,18 @@ class DecisionAnswer(BaseModel):
     consistency: Consistency
 
 
-def _stale(expected: Any, actual: str) -> dict[str, Any]:
-    return {
-        "condition_id": "stale",
-        "kind": "stale",
-        "severity": "critical",
-        "expected": expected,
-        "actual": actual,
-    }
-
-
 @router.post("/decisions", response_model=DecisionAnswer)
 async def decide(body: DecisionRequest, request: Request, _: Gateway) -> DecisionAnswer:
     """Allow or deny an access now, from memory. Records nothing: access events are the record.
 
     Fails closed (``deny``, kind ``stale``) when enforcement cannot show it is caught up on
     the grants log, or has not applied the action named by ``min_consistency`` in time.
+    (Requests are served by :class:`~carveout_enforcement.decisions.DecisionEndpoint`, the
+    lean path in front of this route; both use :func:`~carveout_enforcement.decisions.decide`.)
     """
-    state = request.app.state
-    settings = state.settings
-    index: GrantIndex = state.index
-    started = time.perf_counter()
-    waited = 0.0
-    if body.min_consistency:
-        try:
-            versions = decode_token(body.min_consistency)
-        except BadConsistencyToken as exc:
-            raise ApiError(422, "invalid_request", f"min_consistency: {exc}") from None
-        met = index.has_applied(versions) or await index.wait_for(
-            versions, settings.consistency_wait_seconds
-        )
-        waited = (time.perf_counter() - started) * 1000
-        if not met:
-            return DecisionAnswer(
-                decision="deny",
-                violations=[
-                    _stale(
-                        {"min_consistency": body.min_consistency},
-                        f"not applied within {settings.consistency_wait_seconds}s",
-                    )
-                ],
-                grant_id=None,
-                grant_version=None,
-                consistency_token=None,
-                consistency=Consistency(required=True, met=False, waited_ms=waited),
-            )
-    if not state.grants_log.fresh(settings.stale_after_seconds):
-        return DecisionAnswer(
-            decision="deny",
-            violations=[
-                _stale(
-                    {"grants_log_within_s": settings.stale_after_seconds},
-                    "cannot show the grants log is caught up",
-                )
-            ],
-            grant_id=None,
-            grant_version=None,
-            consistency_token=None,
-            consistency=Consistency(
-                required=bool(body.min_consistency), met=False, waited_ms=waited
-            ),
-        )
-    occurred = body.occurred_at or utcnow()
-    access = Access(
-        event_id="",
-        occurred_at=occurred.timestamp(),
-        request_id=body.request_id,
-        grantee_id=body.grantee_id,
-        model_id=body.model_id,
-        grant_id=body.grant_id,
-        user_id=body.user_id,
-        user_country=body.user_country,
-        deployment_region=body.deployment_region,
-        purpose=body.purpose,
-        safeguards=frozenset(body.safeguards),
-        units=body.units,
-        gateway_id=body.gateway_id,
-    )
-    verdict = judge(access, index.candidates(body.grantee_id, body.model_id), state.usage)
-    token = None
-    if verdict.grant_id is not None:
-        current = index.get(verdict.grant_id)
-        token = encode_token({verdict.grant_id: current.version if current else 0})
-    return DecisionAnswer(
-        decision=verdict.decision,
-        violations=verdict.violations,
-        grant_id=verdict.grant_id,
-        grant_version=verdict.grant_version,
-        consistency_token=token,
-        consistency=Consistency(required=bool(body.min_consistency), met=True, waited_ms=waited),
-    )
+    from .decisions import decide as decide_now
+
+    return DecisionAnswer.model_validate(await decide_now(request.app.state, body))
 
 
 class AccessIn(AccessRecordedData):
@@ -270,7 +188,7 @@ class BreachPage(BaseModel):
     total: int
 
 
-def _page_args(
+async def _page_args(
     grantee_id: str | None = None,
     grant_id: str | None = None,
     since: datetime | None = None,

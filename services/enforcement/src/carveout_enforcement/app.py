@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from carveout_contracts.runtime import (
 )
 
 from . import api
+from .decisions import DecisionEndpoint
 from .freshness import GrantsLog
 from .handlers import access, grants
 from .handlers.access import AccessPipeline
@@ -100,9 +102,11 @@ def create_app(
         republished = await pipeline.publish_pending()
         if republished:
             log.warning("published %d breaches left unpublished by a crash", republished)
+        republisher = asyncio.create_task(pipeline.republish_forever(), name="breach-republisher")
         try:
             yield
         finally:
+            republisher.cancel()
             await broker.stop()
             await grants_log.stop()
 
@@ -123,6 +127,7 @@ def create_app(
     app.state.pipeline = pipeline
     install_error_handlers(app)
     app.include_router(api.router)
+    app.add_middleware(DecisionEndpoint)
 
     install_ops_routes(
         app,

@@ -8,6 +8,7 @@ after that. A crash anywhere re-delivers the batch: decided accesses are skipped
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -39,6 +40,14 @@ SERVICE = "enforcement"
 EVENTS = Counter("carveout_events_consumed", "Events consumed", ["service", "topic"])
 DECISIONS = Counter("carveout_decisions", "Accesses judged", ["decision"])
 BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
+
+USAGE_CEILING = 2**62
+"""Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
+
+
+class GrantsLogBehind(RuntimeError):
+    """The grant projection has not caught up: the batch must not be judged yet."""
+
 
 DeadLetterRecord = Callable[[Any, str, str], Awaitable[None]]
 
@@ -104,10 +113,12 @@ class AccessPipeline:
         self.grants_sync_s = grants_sync_s
         self.judged = 0
         self.duplicates = 0
+        self.unpublished = False
 
     async def process(self, records: Sequence[Any]) -> None:
         EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
         fresh: dict[str, Access] = {}
+        readable = 0
         for record in records:
             try:
                 access = read_access(record.value)
@@ -115,6 +126,7 @@ class AccessPipeline:
                 if self.dead_letter is not None:
                     await self.dead_letter(record, poison.reason, poison.error)
                 continue
+            readable += 1
             fresh.setdefault(access.event_id, access)
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
@@ -122,10 +134,18 @@ class AccessPipeline:
             what="checking decided accesses",
         )
         todo = [a for event_id, a in fresh.items() if event_id not in decided]
-        self.duplicates += len(records) - len(todo)
+        self.duplicates += readable - len(todo)
+        if self.publish is not None and self.unpublished:
+            # A publish failed before: its breaches are recorded; send them first.
+            await self.publish_pending()
         if not todo:
             return
-        await self.grants_log.wait_caught_up(self.grants_sync_s)
+        if not await self.grants_log.wait_caught_up(self.grants_sync_s):
+            # Judging now could report "no grant" for a grant not yet read: leave the batch
+            # unacknowledged so it comes again once the projection has caught up.
+            raise GrantsLogBehind(
+                f"grant projection not caught up within {self.grants_sync_s}s; batch retried"
+            )
         before: dict[UsageKey, int | None] = {}
         decisions, breaches, changed = self.judge_all(todo, before)
         try:
@@ -144,7 +164,9 @@ class AccessPipeline:
             raise
         self.judged += len(todo)
         if breaches and self.publish is not None:
+            self.unpublished = True
             await self.publish_breaches(breaches)
+            self.unpublished = False
 
     def judge_all(
         self, accesses: Sequence[Access], before: dict[UsageKey, int | None]
@@ -162,7 +184,7 @@ class AccessPipeline:
                 old = usage.get(key)
                 if key not in before:
                     before[key] = old
-                usage[key] = (old or 0) + access.units
+                usage[key] = min((old or 0) + access.units, USAGE_CEILING)
             occurred = access.occurred_us
             decisions.append(  # in the decisions table's column order
                 (
@@ -225,12 +247,23 @@ class AccessPipeline:
         )
 
     async def publish_pending(self) -> int:
-        """Publish breaches a crash left unpublished; returns how many."""
+        """Publish breaches a crash or a failed publish left unpublished; returns how many."""
         total = 0
         while rows := self.store.unpublished_breaches():
             await self.publish_breaches(rows)
             total += len(rows)
+        self.unpublished = False
         return total
+
+    async def republish_forever(self, every_s: float = 5.0) -> None:
+        """Keep publishing what is left unpublished, so a broker hiccup delays, never loses."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                if await self.publish_pending():
+                    log.warning("published breaches left over by a failed publish")
+            except Exception as exc:
+                log.error("publishing left-over breaches failed, will retry: %s", exc)
 
 
 def subscribe(
@@ -260,6 +293,6 @@ def subscribe(
     @subscriber
     async def on_access_batch(body: Any, message: KafkaMessage) -> None:
         records = message.raw_message
-        await pipeline.process(records if isinstance(records, tuple) else (records,))
+        await pipeline.process(records if isinstance(records, tuple | list) else (records,))
 
     return subscriber
