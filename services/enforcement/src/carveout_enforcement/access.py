@@ -96,6 +96,20 @@ class _WireEnvelope(msgspec.Struct):
 
 _decoder = msgspec.json.Decoder(_WireEnvelope)
 _PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+
+
+def plain_time(text: str) -> datetime | None:
+    """A plain RFC 3339 time with at most microseconds, inside the range every store holds;
+    ``None`` for anything else, which is the full model's to accept or name."""
+    if not _PLAIN_TIME.fullmatch(text):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # the right shape, an impossible date or time
+    return moment if 1 < moment.year < 9999 else None
+
+
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -108,12 +122,8 @@ def _fast(value: bytes) -> Access | None:
     event_id = wire.event_id
     if not _CANONICAL_UUID.fullmatch(event_id):
         return None  # other spellings of a UUID are normalised by the full model
-    # Plain RFC 3339 with at most microseconds, inside the range every store can hold;
-    # anything else is the full model's to accept or name.
-    if not _PLAIN_TIME.fullmatch(wire.occurred_at):
-        return None
-    occurred = datetime.fromisoformat(wire.occurred_at)
-    if not 1 < occurred.year < 9999:
+    occurred = plain_time(wire.occurred_at)
+    if occurred is None:
         return None
     d = wire.data
     texts = (

@@ -35,7 +35,10 @@ class GrantIndex:
         if view.grant_id in self.by_id:
             grants[:] = [compiled if g.grant_id == view.grant_id else g for g in grants]
         else:
+            # Kept in grant-id order (ids sort by issue time), so judging never depends on
+            # the order grants happened to be loaded or consumed in.
             grants.append(compiled)
+            grants.sort(key=lambda g: g.grant_id)
         self.by_id[view.grant_id] = view
         self.compiled[view.grant_id] = compiled
         self._changed.set()
