@@ -146,6 +146,75 @@ def grant_list(
     console.print(table)
 
 
+Reason = Annotated[str, typer.Option("--reason", help="Why (recorded with the event).")]
+
+
+def _action(path: str, body: dict[str, Any], as_json: bool) -> None:
+    try:
+        answer = call("grant", "POST", path, role=Role.REGULATOR, body=body)
+    except ApiFailure as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit(answer, True)
+        return
+    for grant in answer.get("grants", [answer]):
+        console.print(
+            f"{grant['grant_id']}: version {grant['version']}, {grant['status']} "
+            f"(event {grant['event_id']}, effective {grant['effective_at']})"
+        )
+    console.print(f"consistency token: {answer['consistency_token']}", highlight=False)
+
+
+@grant_app.command("suspend")
+def grant_suspend(grant_id: str, reason: Reason, as_json: JsonFlag = False) -> None:
+    """Suspend an active grant until reinstated."""
+    _action(f"/v1/grants/{grant_id}/suspend", {"reason": reason}, as_json)
+
+
+@grant_app.command("reinstate")
+def grant_reinstate(grant_id: str, reason: Reason, as_json: JsonFlag = False) -> None:
+    """Reinstate a suspended grant."""
+    _action(f"/v1/grants/{grant_id}/reinstate", {"reason": reason}, as_json)
+
+
+@grant_app.command("revoke")
+def grant_revoke(
+    grant_id: Annotated[str, typer.Argument(help="The grant, or the carveout with --carveout.")],
+    reason: Reason,
+    carveout: Annotated[
+        bool, typer.Option("--carveout", help="Revoke the whole carveout ID names.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a grant (or, with --carveout, every grant of a carveout) for good."""
+    path = f"/v1/carveouts/{grant_id}/revoke" if carveout else f"/v1/grants/{grant_id}/revoke"
+    _action(path, {"reason": reason}, as_json)
+
+
+@grant_app.command("amend")
+def grant_amend(
+    grant_id: str,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON with the new valid_from, valid_until, conditions, "
+            "breach_policy (a grant file works); - is stdin."
+        ),
+    ],
+    reason: Reason,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a grant's validity, conditions and breach policy."""
+    text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    try:
+        terms = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{file} is not JSON: {exc}")
+    keep = ("valid_from", "valid_until", "conditions", "breach_policy")
+    body = {k: v for k, v in terms.items() if k in keep}
+    _action(f"/v1/grants/{grant_id}/amend", {**body, "reason": reason}, as_json)
+
+
 Bootstrap = Annotated[
     str,
     typer.Option(envvar="CARVEOUT_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers."),

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from carveout_contracts import encode_token
+from carveout_contracts import GrantEvent, encode_token
 from carveout_contracts.http import ApiError, Reader, Regulator
 
-from .domain import Grant, GrantRequest, PublicStatus, apply, issue, new_grant_id
+from .domain import (
+    ActionRequest,
+    AmendRequest,
+    Grant,
+    GrantConflict,
+    GrantRequest,
+    PublicStatus,
+    amend,
+    apply,
+    issue,
+    new_grant_id,
+    reinstate,
+    revoke,
+    suspend,
+)
 from .service import GrantService
+from .store import StaleGrant
 
 router = APIRouter(prefix="/v1")
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -119,4 +135,132 @@ async def list_grants(
     )
     return GrantPage(
         items=[GrantPublic.of(g, now) for g in grants], total=total, limit=limit, offset=offset
+    )
+
+
+class ActionAnswer(BaseModel):
+    """What a regulator action did: the grant's new version and status, and the event."""
+
+    grant_id: str
+    version: int
+    status: PublicStatus
+    event_id: str
+    event_type: str
+    effective_at: datetime
+    consistency_token: str
+    published: bool
+
+
+class CarveoutRevokedAnswer(BaseModel):
+    carveout_id: str
+    grants: list[ActionAnswer]
+    event_id: str
+    effective_at: datetime
+    consistency_token: str
+    published: bool
+
+
+def _answers(grants: list[Grant], event: GrantEvent, published: bool) -> list[ActionAnswer]:
+    now = datetime.now(UTC)
+    token = encode_token({g.grant_id: g.version for g in grants})
+    effective = getattr(event.data, "effective_at", event.occurred_at)
+    return [
+        ActionAnswer(
+            grant_id=g.grant_id,
+            version=g.version,
+            status=g.status_at(now),
+            event_id=str(event.event_id),
+            event_type=event.type,
+            effective_at=effective,
+            consistency_token=token,
+            published=published,
+        )
+        for g in grants
+    ]
+
+
+async def _act_on_grant(
+    request: Request, grant_id: str, command: Callable[[Grant, datetime], GrantEvent]
+) -> ActionAnswer:
+    service = _service(request)
+    grant = service.store.get(grant_id)
+    if grant is None:
+        raise ApiError(404, "not_found", f"no grant with id {grant_id!r}")
+    try:
+        event = command(grant, datetime.now(UTC))
+        after, published = await service.act([grant], event, valid_traceparent(request))
+    except GrantConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except StaleGrant as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return _answers(after, event, published)[0]
+
+
+@router.post("/grants/{grant_id}/amend", response_model=ActionAnswer)
+async def amend_grant(
+    grant_id: str, body: AmendRequest, request: Request, role: Regulator
+) -> ActionAnswer:
+    """Replace a grant's validity, conditions and breach policy (regulator)."""
+    return await _act_on_grant(
+        request, grant_id, lambda g, now: amend(g, body, by=role.value, now=now)
+    )
+
+
+@router.post("/grants/{grant_id}/suspend", response_model=ActionAnswer)
+async def suspend_grant(
+    grant_id: str, body: ActionRequest, request: Request, role: Regulator
+) -> ActionAnswer:
+    """Suspend an active grant until reinstated (regulator)."""
+    return await _act_on_grant(
+        request, grant_id, lambda g, now: suspend(g, body.reason, by=role.value, now=now)
+    )
+
+
+@router.post("/grants/{grant_id}/reinstate", response_model=ActionAnswer)
+async def reinstate_grant(
+    grant_id: str, body: ActionRequest, request: Request, role: Regulator
+) -> ActionAnswer:
+    """Reinstate a suspended grant (regulator)."""
+    return await _act_on_grant(
+        request, grant_id, lambda g, now: reinstate(g, body.reason, by=role.value, now=now)
+    )
+
+
+@router.post("/grants/{grant_id}/revoke", response_model=ActionAnswer)
+async def revoke_grant(
+    grant_id: str, body: ActionRequest, request: Request, role: Regulator
+) -> ActionAnswer:
+    """Revoke one grant for good (regulator). Announced as ``carveout.revoked``."""
+    return await _act_on_grant(
+        request,
+        grant_id,
+        lambda g, now: revoke([g], body.reason, carveout_id=g.carveout_id, by=role.value, now=now),
+    )
+
+
+@router.post("/carveouts/{carveout_id}/revoke", response_model=CarveoutRevokedAnswer)
+async def revoke_carveout(
+    carveout_id: str, body: ActionRequest, request: Request, role: Regulator
+) -> CarveoutRevokedAnswer:
+    """Revoke a whole carveout: every grant under it, in one event (regulator)."""
+    service = _service(request)
+    grants = service.store.of_carveout(carveout_id)
+    if not grants:
+        raise ApiError(404, "not_found", f"no grants under carveout {carveout_id!r}")
+    live = [g for g in grants if g.lifecycle != "revoked"]
+    try:
+        event = revoke(
+            live, body.reason, carveout_id=carveout_id, by=role.value, now=datetime.now(UTC)
+        )
+        after, published = await service.act(live, event, valid_traceparent(request))
+    except (GrantConflict, StaleGrant) as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    answers = _answers(after, event, published)
+    return CarveoutRevokedAnswer(
+        carveout_id=carveout_id,
+        grants=answers,
+        event_id=str(event.event_id),
+        effective_at=event.data.effective_at,
+        consistency_token=answers[0].consistency_token,
+        published=published,
     )

@@ -11,11 +11,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
+from carveout_contracts import topics
 from carveout_contracts.http import install_error_handlers
-from carveout_contracts.ops import broker_check, install_ops_routes, store_check
-from carveout_contracts.runtime import kafka_broker, make_engine, start_broker
+from carveout_contracts.ops import (
+    broker_check,
+    caught_up_check,
+    install_ops_routes,
+    store_check,
+)
+from carveout_contracts.runtime import (
+    EventHandler,
+    dead_letter_publisher,
+    kafka_broker,
+    make_engine,
+    start_broker,
+    subscribe,
+)
 
 from . import api
+from .handlers.breaches import BreachPolicy
 from .relay import OutboxRelay, grants_log_size
 from .service import GrantService
 from .settings import GrantSettings
@@ -31,6 +45,21 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     broker = broker or kafka_broker(settings, "carveout-grant")
     relay = OutboxRelay(store, broker, settings.relay_poll_seconds)
     service = GrantService(store, relay, settings.relay_wait_seconds)
+    policy = BreachPolicy(store, relay)
+    breach_events = EventHandler(
+        topics.BREACHES,
+        is_processed=store.is_processed,
+        process=policy,
+        dead_letter=dead_letter_publisher(broker, "grant"),
+    )
+    breaches_subscriber = subscribe(
+        broker,
+        topics.BREACHES,
+        breach_events,
+        group_id=settings.group_id,
+        settings=settings,
+        description="Breaches, counted against each grant's breach policy.",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +98,7 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
             "store": store_check(store.ping),
             "broker": broker_check(broker),
             "outbox": outbox_relayed,
+            "breaches": caught_up_check(breaches_subscriber, max_lag=100),
         },
     )
     return app

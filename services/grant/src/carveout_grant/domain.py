@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
+from uuid import UUID, uuid4
 
 from pydantic import Field
 
 from carveout_contracts import (
     BreachPolicy,
+    CarveoutRevoked,
+    CarveoutRevokedData,
     Condition,
     GrantAmended,
+    GrantAmendedData,
     Grantee,
     GrantEvent,
     GrantIssued,
     GrantIssuedData,
     GrantReinstated,
+    GrantStatusChangeData,
     GrantSuspended,
     TermsChecks,
 )
-from carveout_contracts.common import Frozen, Identifier, UtcDatetime
+from carveout_contracts.common import Cause, Frozen, Identifier, Reason, UtcDatetime
 
 PRODUCER = "grant"
 Lifecycle = Literal["active", "suspended", "revoked"]
@@ -68,6 +74,8 @@ class Grant(Frozen):
     issued_by: str
     issued_at: UtcDatetime
     updated_at: UtcDatetime
+    reinstated_at: UtcDatetime | None = None
+    """When the grant was last reinstated: breaches before it no longer count."""
 
     def status_at(self, now: datetime) -> PublicStatus:
         if self.lifecycle == "active" and now >= self.valid_until:
@@ -124,7 +132,164 @@ def apply(state: Grant | None, event: GrantEvent) -> Grant:
     elif isinstance(event, GrantSuspended | GrantReinstated):
         lifecycle = "suspended" if isinstance(event, GrantSuspended) else "active"
         update |= {"version": event.data.version, "lifecycle": lifecycle}
+        if isinstance(event, GrantReinstated):
+            update["reinstated_at"] = event.data.effective_at
     else:
         version = event.data.grant_versions.get(state.grant_id, state.version + 1)
         update |= {"version": version, "lifecycle": "revoked"}
     return state.model_copy(update=update)
+
+
+class GrantConflict(Exception):
+    """The action does not fit the grant's state (reinstating a revoked grant, say)."""
+
+
+class AmendRequest(TermsChecks):
+    """The complete new terms of a grant, and why."""
+
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    conditions: list[Condition] = Field(default_factory=list)
+    breach_policy: BreachPolicy = Field(default_factory=BreachPolicy)
+    reason: Reason
+
+
+class ActionRequest(Frozen):
+    """Why a regulator suspends, reinstates or revokes."""
+
+    reason: Reason
+
+
+def amend(grant: Grant, request: AmendRequest, *, by: str, now: datetime) -> GrantAmended:
+    if grant.lifecycle == "revoked":
+        raise GrantConflict(f"grant {grant.grant_id} is revoked; a revoked grant cannot be amended")
+    return GrantAmended(
+        producer=PRODUCER,
+        occurred_at=now,
+        key=grant.grant_id,
+        data=GrantAmendedData(
+            grant_id=grant.grant_id,
+            version=grant.version + 1,
+            valid_from=request.valid_from,
+            valid_until=request.valid_until,
+            conditions=request.conditions,
+            breach_policy=request.breach_policy,
+            amended_by=by,
+            reason=request.reason,
+            effective_at=now,
+        ),
+    )
+
+
+def _status_change(
+    grant: Grant, reason: str, by: str, now: datetime, cause: Cause, breach_ids: list[str]
+) -> GrantStatusChangeData:
+    return GrantStatusChangeData(
+        grant_id=grant.grant_id,
+        version=grant.version + 1,
+        reason=reason,
+        by=by,
+        effective_at=now,
+        cause=cause,
+        breach_ids=breach_ids,
+    )
+
+
+def suspend(
+    grant: Grant,
+    reason: str,
+    *,
+    by: str,
+    now: datetime,
+    cause: Cause = "regulator",
+    breach_ids: Sequence[str] = (),
+    event_id: UUID | None = None,
+) -> GrantSuspended:
+    if grant.lifecycle != "active":
+        raise GrantConflict(
+            f"grant {grant.grant_id} is {grant.lifecycle}; only an active grant can be suspended"
+        )
+    return GrantSuspended(
+        event_id=event_id or uuid4(),
+        producer=PRODUCER,
+        occurred_at=now,
+        key=grant.grant_id,
+        data=_status_change(grant, reason, by, now, cause, list(breach_ids)),
+    )
+
+
+def reinstate(grant: Grant, reason: str, *, by: str, now: datetime) -> GrantReinstated:
+    if grant.lifecycle != "suspended":
+        raise GrantConflict(
+            f"grant {grant.grant_id} is {grant.lifecycle}; only a suspended grant can be reinstated"
+        )
+    return GrantReinstated(
+        producer=PRODUCER,
+        occurred_at=now,
+        key=grant.grant_id,
+        data=_status_change(grant, reason, by, now, "regulator", []),
+    )
+
+
+def revoke(
+    grants: Sequence[Grant],
+    reason: str,
+    *,
+    carveout_id: str,
+    by: str,
+    now: datetime,
+    cause: Cause = "regulator",
+    breach_ids: Sequence[str] = (),
+    event_id: UUID | None = None,
+) -> CarveoutRevoked:
+    """Revoke the given grants of one carveout for good (those not revoked already)."""
+    live = [g for g in grants if g.lifecycle != "revoked"]
+    if not live:
+        raise GrantConflict(f"nothing to revoke: every grant of {carveout_id} is revoked already")
+    return CarveoutRevoked(
+        event_id=event_id or uuid4(),
+        producer=PRODUCER,
+        occurred_at=now,
+        key=live[0].grant_id,
+        data=CarveoutRevokedData(
+            carveout_id=carveout_id,
+            grant_ids=[g.grant_id for g in live],
+            grant_versions={g.grant_id: g.version + 1 for g in live},
+            reason=reason,
+            revoked_by=by,
+            effective_at=now,
+            cause=cause,
+            breach_ids=list(breach_ids),
+        ),
+    )
+
+
+PolicyAction = Literal["suspend", "revoke"]
+
+
+def policy_action(
+    grant: Grant, recent_critical: Sequence[tuple[str, datetime]], now: datetime
+) -> tuple[PolicyAction, list[str]] | None:
+    """What the grant's breach policy orders, given its critical breaches (id, time).
+
+    Counts the breaches in the sliding window ending at ``now`` (and none from before
+    the last reinstatement). Revocation wins over suspension; each happens once.
+    """
+    policy = grant.breach_policy
+    since = now.timestamp() - policy.window_seconds
+    if grant.reinstated_at is not None:
+        since = max(since, grant.reinstated_at.timestamp())
+    counted = sorted(
+        bid for bid, at in recent_critical if since < at.timestamp() <= now.timestamp()
+    )
+    if grant.lifecycle == "revoked":
+        return None
+    if policy.revoke_after_critical and len(counted) >= policy.revoke_after_critical:
+        return "revoke", counted
+    if (
+        grant.lifecycle == "active"
+        and policy.suspend_after_critical
+        and len(counted) >= policy.suspend_after_critical
+    ):
+        return "suspend", counted
+    return None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from carveout_contracts import Envelope, codec
+from carveout_contracts import CarveoutRevoked, Envelope, GrantEvent, codec
 
-from .domain import Grant
+from .domain import Grant, apply
 from .relay import OutboxRelay
 from .store import GrantStore
 
@@ -21,7 +21,11 @@ class GrantService:
         self.relay_wait_seconds = relay_wait_seconds
 
     async def record(
-        self, grants: Sequence[Grant], event: Envelope, traceparent: str | None = None
+        self,
+        grants: Sequence[Grant],
+        event: Envelope,
+        traceparent: str | None = None,
+        expected_versions: dict[str, int] | None = None,
     ) -> bool:
         """Commit the change with its event (outbox), then wait briefly for the relay.
 
@@ -29,8 +33,26 @@ class GrantService:
         Returns whether the event reached the broker in time; if not, it is still
         recorded and the relay keeps trying, so nothing is lost.
         """
-        seq = self.store.record(grants, event, traceparent or codec.new_traceparent())
+        seq = self.store.record(
+            grants, event, traceparent or codec.new_traceparent(), expected_versions
+        )
         published = await self.relay.wait_published(seq, self.relay_wait_seconds)
         if not published:
             log.warning("event %s recorded but not yet published", event.event_id)
         return published
+
+    async def act(
+        self, before: Sequence[Grant], event: GrantEvent, traceparent: str | None = None
+    ) -> tuple[list[Grant], bool]:
+        """Apply a regulator action's event to the grants it concerns and record both."""
+        after = [apply(g, event) for g in before if _concerns(event, g.grant_id)]
+        published = await self.record(
+            after, event, traceparent, expected_versions={g.grant_id: g.version for g in before}
+        )
+        return after, published
+
+
+def _concerns(event: GrantEvent, grant_id: str) -> bool:
+    if isinstance(event, CarveoutRevoked):
+        return grant_id in event.data.grant_ids
+    return bool(event.data.grant_id == grant_id)

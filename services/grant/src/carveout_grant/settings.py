@@ -14,6 +14,7 @@ class GrantSettings(SharedSettings):
     host: str = "127.0.0.1"
     port: int = 8081
     database_url: str = "sqlite:///var/grant.db"
+    group_id: str = "carveout-grant"
     relay_poll_seconds: float = 0.5
     relay_wait_seconds: float = Field(
         2.0, description="How long a regulator call waits for its event to reach the broker."

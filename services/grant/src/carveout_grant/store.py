@@ -53,12 +53,26 @@ class GrantEventRecord(GrantTable, table=True):
     published_at: str | None = Field(default=None, index=True)
 
 
+class PolicyBreach(GrantTable, table=True):
+    """A critical breach of a grant, kept to apply the grant's breach policy."""
+
+    __tablename__ = "policy_breaches"
+
+    breach_id: str = Field(primary_key=True)
+    grant_id: str = Field(index=True)
+    occurred_at: str
+
+
 class ProcessedEvent(GrantTable, table=True):
     __tablename__ = "processed_events"
 
     event_id: str = Field(primary_key=True)
     topic: str
     processed_at: str
+
+
+class StaleGrant(Exception):
+    """A grant changed between reading it and recording a change to it."""
 
 
 class GrantStore:
@@ -75,37 +89,63 @@ class GrantStore:
         with self._session() as session:
             session.exec(select(1)).one()
 
-    def record(self, grants: Sequence[Grant], event: Envelope, traceparent: str | None) -> int:
-        """Save the changed grants and the event announcing the change, atomically."""
+    def record(
+        self,
+        grants: Sequence[Grant],
+        event: Envelope,
+        traceparent: str | None,
+        expected_versions: dict[str, int] | None = None,
+    ) -> int:
+        """Save the changed grants and the event announcing the change, atomically.
+
+        ``expected_versions`` guards against a concurrent change: the grants must still be
+        at those versions, or :class:`StaleGrant` is raised and nothing is written.
+        """
         with self._session() as session:
-            for grant in grants:
-                session.merge(
-                    GrantRecord(
-                        grant_id=grant.grant_id,
-                        carveout_id=grant.carveout_id,
-                        grantee_id=grant.grantee.id,
-                        model_id=grant.model_id,
-                        lifecycle=grant.lifecycle,
-                        version=grant.version,
-                        valid_until=iso(grant.valid_until),
-                        updated_at=iso(grant.updated_at),
-                        document=grant.model_dump_json(),
-                    )
-                )
-            row = GrantEventRecord(
-                event_id=str(event.event_id),
-                grant_id=event.key,
-                type=event.type,
-                topic=event.TOPIC,
-                key=event.key,
-                payload=event.model_dump_json(),
-                traceparent=traceparent,
-                created_at=iso(event.occurred_at),
-            )
-            session.add(row)
+            seq = self._write_change(session, grants, event, traceparent, expected_versions)
             session.commit()
-            assert row.seq is not None
-            return row.seq
+            return seq
+
+    def _write_change(
+        self,
+        session: Session,
+        grants: Sequence[Grant],
+        event: Envelope,
+        traceparent: str | None,
+        expected_versions: dict[str, int] | None,
+    ) -> int:
+        for grant_id, version in (expected_versions or {}).items():
+            current = session.get(GrantRecord, grant_id, with_for_update=True)
+            if current is None or current.version != version:
+                raise StaleGrant(f"grant {grant_id} changed meanwhile; try again")
+        for grant in grants:
+            session.merge(
+                GrantRecord(
+                    grant_id=grant.grant_id,
+                    carveout_id=grant.carveout_id,
+                    grantee_id=grant.grantee.id,
+                    model_id=grant.model_id,
+                    lifecycle=grant.lifecycle,
+                    version=grant.version,
+                    valid_until=iso(grant.valid_until),
+                    updated_at=iso(grant.updated_at),
+                    document=grant.model_dump_json(),
+                )
+            )
+        outbox = GrantEventRecord(
+            event_id=str(event.event_id),
+            grant_id=event.key,
+            type=event.type,
+            topic=event.TOPIC,
+            key=event.key,
+            payload=event.model_dump_json(),
+            traceparent=traceparent,
+            created_at=iso(event.occurred_at),
+        )
+        session.add(outbox)
+        session.flush()
+        assert outbox.seq is not None
+        return outbox.seq
 
     def get(self, grant_id: str) -> Grant | None:
         with self._session() as session:
@@ -143,6 +183,61 @@ class GrantStore:
                 query.order_by(col(GrantRecord.grant_id)).offset(offset).limit(limit)
             ).all()
         return [Grant.model_validate_json(r.document) for r in rows], int(total)
+
+    def is_processed(self, event_id: str) -> bool:
+        with self._session() as session:
+            return session.get(ProcessedEvent, event_id) is not None
+
+    def critical_breaches(self, grant_id: str, since: datetime) -> list[tuple[str, datetime]]:
+        with self._session() as session:
+            rows = session.exec(
+                select(PolicyBreach).where(
+                    PolicyBreach.grant_id == grant_id, PolicyBreach.occurred_at > iso(since)
+                )
+            ).all()
+        return [(r.breach_id, datetime.fromisoformat(r.occurred_at)) for r in rows]
+
+    def record_breach(
+        self,
+        *,
+        event_id: str,
+        topic: str,
+        breach: PolicyBreach | None,
+        action: tuple[Sequence[Grant], Envelope, str | None, dict[str, int]] | None,
+        at: datetime,
+    ) -> int | None:
+        """A consumed breach, and the policy action it trips if any, in one transaction.
+
+        Returns the outbox sequence of the action's event, when there is one.
+        """
+        with self._session() as session:
+            if breach is not None and session.get(PolicyBreach, breach.breach_id) is None:
+                session.add(breach)
+            seq = None
+            if action is not None:
+                grants, event, traceparent, expected = action
+                seq = self._write_change(session, grants, event, traceparent, expected)
+            session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
+            session.commit()
+            return seq
+
+    def of_carveout(self, carveout_id: str) -> list[Grant]:
+        with self._session() as session:
+            rows = session.exec(
+                select(GrantRecord)
+                .where(GrantRecord.carveout_id == carveout_id)
+                .order_by(col(GrantRecord.grant_id))
+            ).all()
+        return [Grant.model_validate_json(r.document) for r in rows]
+
+    def has_event(self, event_id: str) -> bool:
+        with self._session() as session:
+            return (
+                session.exec(
+                    select(GrantEventRecord.seq).where(GrantEventRecord.event_id == event_id)
+                ).first()
+                is not None
+            )
 
     # ----------------------------------------------------------------- outbox
 

@@ -1,0 +1,1 @@
+"""Kafka handlers of the grant service."""

@@ -1,0 +1,118 @@
+"""Apply each grant's breach policy to ``carveout.breaches``: suspend or revoke, once.
+
+A consumed breach, the policy action it trips (grant change and outbox event) and the
+processed mark commit together. The action's event id is derived from the grant and the
+version it produces, so re-processing the same breaches cannot announce it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+
+from carveout_contracts import ConditionBreached, Envelope, codec, topics
+from carveout_contracts.common import iso_utc
+from carveout_contracts.runtime import with_retries
+
+from ..domain import Grant, apply, policy_action, revoke, suspend
+from ..relay import OutboxRelay
+from ..store import GrantStore, PolicyBreach
+
+log = logging.getLogger("carveout.grant.policy")
+POLICY_ACTIONS = Counter("carveout_policy_actions", "Breach policy actions", ["action"])
+ACTION_NAMESPACE = uuid.UUID("0e7f6a52-31c4-4b8e-9d0a-5c2b1e4f7a93")
+
+
+class BreachPolicy:
+    def __init__(self, store: GrantStore, relay: OutboxRelay, retry_attempts: int = 5) -> None:
+        self.store = store
+        self.relay = relay
+        self.retry_attempts = retry_attempts
+
+    async def __call__(self, event: ConditionBreached) -> None:
+        d = event.data
+        now = datetime.now(UTC)
+        grant = self.store.get(d.grant_id) if d.grant_id else None
+        if grant is None or d.severity != "critical" or grant.lifecycle == "revoked":
+            await self._record(event, None, None, now)
+            return
+        happened = d.access_occurred_at or event.occurred_at
+        window = timedelta(seconds=grant.breach_policy.window_seconds)
+        recent = self.store.critical_breaches(grant.grant_id, happened - window)
+        recent = [*[r for r in recent if r[0] != d.breach_id], (d.breach_id, happened)]
+        breach = PolicyBreach(
+            breach_id=d.breach_id, grant_id=grant.grant_id, occurred_at=iso_utc(happened)
+        )
+        ordered = policy_action(grant, recent, happened)
+        if ordered is None:
+            await self._record(event, breach, None, now)
+            return
+        action, breach_ids = ordered
+        version = grant.version + 1
+        event_id = uuid.uuid5(ACTION_NAMESPACE, f"{grant.grant_id}/{action}/{version}")
+        reason = (
+            f"breach policy: {len(breach_ids)} critical breaches within "
+            f"{grant.breach_policy.window_seconds}s"
+        )
+        change = (
+            revoke(
+                [grant],
+                reason,
+                carveout_id=grant.carveout_id,
+                by="breach-policy",
+                now=now,
+                cause="breach_policy",
+                breach_ids=breach_ids,
+                event_id=event_id,
+            )
+            if action == "revoke"
+            else suspend(
+                grant,
+                reason,
+                by="breach-policy",
+                now=now,
+                cause="breach_policy",
+                breach_ids=breach_ids,
+                event_id=event_id,
+            )
+        )
+        if self.store.has_event(str(event_id)):
+            await self._record(event, breach, None, now)  # ordered before; announced once
+            return
+        seq = await self._record(
+            event,
+            breach,
+            (
+                [apply(grant, change)],
+                change,
+                codec.new_traceparent(),
+                {grant.grant_id: grant.version},
+            ),
+            now,
+        )
+        POLICY_ACTIONS.labels(action).inc()
+        log.warning("breach policy %s grant %s (%s)", action, grant.grant_id, reason)
+        if seq is not None:
+            self.relay.wake()
+
+    async def _record(
+        self,
+        event: ConditionBreached,
+        breach: PolicyBreach | None,
+        action: tuple[list[Grant], Envelope, str | None, dict[str, int]] | None,
+        now: datetime,
+    ) -> int | None:
+        return await with_retries(
+            lambda: self.store.record_breach(
+                event_id=str(event.event_id),
+                topic=topics.BREACHES,
+                breach=breach,
+                action=action,
+                at=now,
+            ),
+            attempts=self.retry_attempts,
+            what="recording a breach",
+        )
