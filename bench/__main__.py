@@ -23,12 +23,14 @@ from rich.table import Table
 
 from carveout_ops.broker import EmbeddedBroker, ensure_topics, free_port, wait_for_broker
 
-from . import decide, enforcement
+from . import decide, enforcement, propagation
 
 TARGETS = {
     "enforcement_events_per_s": ">= 25000",
     "enforcement_events_per_cpu_s": ">= 25000",
     "decision_http_p99_ms": "<= 3",
+    "propagation_p50_ms": "<= 10",
+    "propagation_p99_ms": "<= 25",
     "decide_p99_us": "<= 50, <= cedar",
     "cedar_decide_p99_us": "",
     "broker_roundtrip_p99_ms": "",
@@ -115,6 +117,14 @@ def main() -> None:
             step("decision API", 1, 1)
             figures["decision_http_p50_ms"] = round(statistics.median(latency), 3)
             figures["decision_http_p99_ms"] = round(decide.percentile(latency, 0.99), 3)
+            service.stop()
+            service = None
+
+            propagation_dir = Path(workdir) / "propagation"
+            propagation_dir.mkdir()
+            spread = propagation.propagation_ms(broker.bootstrap, propagation_dir, step)
+            figures["propagation_p50_ms"] = round(statistics.median(spread), 3)
+            figures["propagation_p99_ms"] = round(decide.percentile(spread, 0.99), 3)
         finally:
             if service is not None:
                 service.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import sys
@@ -110,7 +111,12 @@ def make_engine(url: str) -> Engine:
 
 
 async def with_retries(
-    operation: Callable[[], T], *, attempts: int, what: str, first_delay: float = 0.1
+    operation: Callable[[], T],
+    *,
+    attempts: int,
+    what: str,
+    first_delay: float = 0.1,
+    in_thread: bool = False,
 ) -> T:
     """Run a store operation, retrying transient failures with exponential backoff.
 
@@ -120,6 +126,8 @@ async def with_retries(
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
+            if in_thread:  # long store work: the event loop keeps serving meanwhile
+                return await asyncio.to_thread(operation)
             return operation()
         except Exception as exc:
             if attempt == attempts:
@@ -187,6 +195,9 @@ async def start_broker(broker: KafkaBroker, bootstrap: str, deadline_s: float = 
             delay = min(delay * 2, 2.0)
 
 
+CURRENT_RECORD: contextvars.ContextVar[Any] = contextvars.ContextVar("carveout_current_record")
+"""The Kafka record an :class:`EventHandler` is processing (for progress tracking)."""
+
 DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
 """``(value, reason, error, message or record)``: set a message aside on the dead-letter topic."""
 
@@ -233,7 +244,11 @@ class EventHandler:
         ):
             self.duplicates += 1
             return
-        await self.process(event)
+        token = CURRENT_RECORD.set(getattr(message, "raw_message", message))
+        try:
+            await self.process(event)
+        finally:
+            CURRENT_RECORD.reset(token)
         self.processed += 1
 
 
@@ -268,6 +283,7 @@ def subscribe(
     settings: SharedSettings,
     description: str,
     after: Callable[[Any], None] | None = None,
+    fetch_max_wait_ms: int | None = None,
 ) -> DefaultSubscriber:
     """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
 
@@ -289,7 +305,7 @@ def subscribe(
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
         rebalance_timeout_ms=settings.session_timeout_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.fetch_max_wait_ms,
         title=f"{group_id}/{topic}",
         description=description,
     )

@@ -80,9 +80,31 @@ def scanning_traffic(
         )
 
 
+def fast_copies(template: dict[str, Any], count: int) -> Iterator[bytes]:
+    """``count`` serialised copies of one event, each with a fresh event id and request id.
+
+    Cheap enough that a load generator can keep 10,000 events per second on one core.
+    """
+    marker_event, marker_request = "e" * 36, "r" * 20
+    raw = orjson.dumps(
+        {
+            **template,
+            "event_id": marker_event,
+            "data": {**template["data"], "request_id": marker_request},
+        }
+    )
+    head, rest = raw.split(marker_event.encode(), 1)
+    middle, tail = rest.split(marker_request.encode(), 1)
+    for _ in range(count):
+        event_id = uuid.uuid4()
+        yield b"".join(
+            (head, str(event_id).encode(), middle, b"req_" + event_id.hex[:16].encode(), tail)
+        )
+
+
 async def publish(
     bootstrap: str,
-    events: Iterator[dict[str, Any]],
+    events: Iterator[dict[str, Any]] | Iterator[bytes],
     *,
     rate: float | None = None,
     on_sent: Callable[[int], None] | None = None,
@@ -100,11 +122,15 @@ async def publish(
     pending: list[asyncio.Future[Any]] = []
     try:
         for event in events:
+            if isinstance(event, bytes):
+                value, key = event, None
+            else:
+                value, key = orjson.dumps(event), event["key"].encode()
             pending.append(
                 await producer.send(
                     topics.ACCESS,
-                    orjson.dumps(event),
-                    key=event["key"].encode(),
+                    value,
+                    key=key or _key_of(value),
                     headers=[("content-type", b"application/json")],
                 )
             )
@@ -124,3 +150,9 @@ async def publish(
     finally:
         await producer.stop()
     return sent
+
+
+def _key_of(value: bytes) -> bytes:
+    """The ``key`` of a serialised event (the grantee id of an access)."""
+    start = value.index(b'"key":"') + 7
+    return value[start : value.index(b'"', start)]

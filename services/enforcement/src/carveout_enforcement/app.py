@@ -53,7 +53,9 @@ def create_app(
     grants_log = GrantsLog(settings.kafka_bootstrap)
     dead_letter = dead_letter_publisher(broker, SERVICE)
 
-    projector = grants.GrantProjector(store, index, settings.store_retry_attempts)
+    projector = grants.GrantProjector(
+        store, index, settings.store_retry_attempts, on_applied=grants_log.applied
+    )
     grant_events = EventHandler(
         topics.GRANTS,
         is_processed=store.is_processed,
@@ -69,6 +71,7 @@ def create_app(
         settings=settings,
         description="Grant events, folded into the projection of grants over time.",
         after=grants_log.applied,
+        fetch_max_wait_ms=settings.grants_fetch_max_wait_ms,
     )
     grants_log.subscriber = grants_subscriber
 

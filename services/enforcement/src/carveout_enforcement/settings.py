@@ -17,7 +17,10 @@ class EnforcementSettings(SharedSettings):
     group_id: str = "carveout-enforcement"
     access_group_id: str = "carveout-enforcement-access"
     store_retry_attempts: int = 5
-    batch_max_records: int = Field(5000, description="Most access events judged in one batch.")
+    batch_max_records: int = Field(2000, description="Most access events judged in one batch.")
+    grants_fetch_max_wait_ms: int = Field(
+        5, description="Longest a grants fetch waits for data: revocations arrive this fast."
+    )
     batch_timeout_ms: int = Field(20, description="Longest wait to fill a batch of accesses.")
     grants_sync_seconds: float = Field(
         5.0, description="Longest an access batch waits for the grant projection to catch up."

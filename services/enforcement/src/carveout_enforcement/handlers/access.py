@@ -41,6 +41,9 @@ EVENTS = Counter("carveout_events_consumed", "Events consumed", ["service", "top
 DECISIONS = Counter("carveout_decisions", "Accesses judged", ["decision"])
 BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
 
+JUDGE_SLICE = 128
+"""Accesses judged between two yields to the event loop (a few milliseconds of work)."""
+
 USAGE_CEILING = 2**62
 """Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
 
@@ -132,6 +135,7 @@ class AccessPipeline:
             lambda: self.store.decided(list(fresh)),
             attempts=self.retry_attempts,
             what="checking decided accesses",
+            in_thread=True,
         )
         todo = [a for event_id, a in fresh.items() if event_id not in decided]
         self.duplicates += readable - len(todo)
@@ -147,12 +151,22 @@ class AccessPipeline:
                 f"grant projection not caught up within {self.grants_sync_s}s; batch retried"
             )
         before: dict[UsageKey, int | None] = {}
-        decisions, breaches, changed = self.judge_all(todo, before)
+        decisions: list[tuple[Any, ...]] = []
+        breaches: list[dict[str, Any]] = []
+        # Judge a slice at a time and yield in between, so grant events (a revocation) and
+        # the decision API are never stuck behind a batch of accesses.
+        for start in range(0, len(todo), JUDGE_SLICE):
+            more = self.judge_all(todo[start : start + JUDGE_SLICE], before)
+            decisions += more[0]
+            breaches += more[1]
+            await asyncio.sleep(0)
+        changed = {key: self.usage[key] for key in before}
         try:
             await with_retries(
                 lambda: self.store.record_judgements(decisions, breaches, changed),
                 attempts=self.retry_attempts,
                 what="recording decisions",
+                in_thread=True,
             )
         except Exception:
             # Nothing was recorded: put the usage totals back as they were.

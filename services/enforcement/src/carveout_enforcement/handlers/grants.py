@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from carveout_contracts import GrantEvent, topics
-from carveout_contracts.runtime import with_retries
+from carveout_contracts.runtime import CURRENT_RECORD, with_retries
 
 from ..domain import GrantView, affected_grants, apply
 from ..judge import CompiledGrant, compile_grant
@@ -69,10 +70,17 @@ class GrantIndex:
 
 
 class GrantProjector:
-    def __init__(self, store: EnforcementStore, index: GrantIndex, retry_attempts: int) -> None:
+    def __init__(
+        self,
+        store: EnforcementStore,
+        index: GrantIndex,
+        retry_attempts: int,
+        on_applied: Callable[[Any], None] | None = None,
+    ) -> None:
         self.store = store
         self.index = index
         self.retry_attempts = retry_attempts
+        self.on_applied = on_applied
 
     async def __call__(self, event: GrantEvent) -> None:
         changed = []
@@ -82,6 +90,14 @@ class GrantProjector:
                 log.warning("%s names grant %s, never issued here; skipped", event.type, grant_id)
             elif view is not self.index.get(grant_id):
                 changed.append(view)
+        # Memory first: decisions reflect a revocation the moment it arrives, never after a
+        # store write queued behind a batch of accesses. Applying a version is idempotent,
+        # so if the write below fails the redelivered event changes memory no further.
+        for view in changed:
+            self.index.put(view)
+        record = CURRENT_RECORD.get(None)
+        if self.on_applied is not None and record is not None:
+            self.on_applied(record)  # what decisions see is what counts as applied
         now = datetime.now(UTC)
         await with_retries(
             lambda: self.store.save_grants(
@@ -89,6 +105,5 @@ class GrantProjector:
             ),
             attempts=self.retry_attempts,
             what="saving the grant projection",
+            in_thread=True,
         )
-        for view in changed:
-            self.index.put(view)

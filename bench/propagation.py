@@ -1,0 +1,168 @@
+"""Revocation propagation: the regulator's call returns -> enforcement denies.
+
+Measured while enforcement judges a steady 10,000 access events per second, with the
+grant and enforcement services as separate processes on the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from carveout_ops.broker import free_port
+from carveout_ops.load import AccessTemplate, fast_copies, publish
+
+from .enforcement import TOKENS
+from .httpload import post_json
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-grant.json"
+
+
+def start(service: str, bootstrap: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CARVEOUT_KAFKA_BOOTSTRAP": bootstrap,
+        f"CARVEOUT_{service.upper()}_PORT": str(port),
+        f"CARVEOUT_{service.upper()}_DATABASE_URL": f"sqlite:///{workdir}/{service}.db",
+        "CARVEOUT_SESSION_TIMEOUT_MS": "3000",
+        "CARVEOUT_REGULATOR_TOKEN": TOKENS["regulator"],
+        "CARVEOUT_GATEWAY_TOKEN": TOKENS["gateway"],
+        "CARVEOUT_AUDITOR_TOKEN": TOKENS["auditor"],
+    }
+    log = open(workdir / f"{service}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", f"carveout_{service}", "serve"], env=env, stdout=log, stderr=log
+    )
+
+
+def wait_ready(url: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready within {within}s")
+
+
+async def _decision(reader: Any, writer: Any, request: bytes) -> dict[str, Any]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:"
+    )
+    answer: dict[str, Any] = orjson.loads(await reader.readexactly(length))
+    return answer
+
+
+async def trials(
+    grant_url: str,
+    enforcement_port: int,
+    count: int,
+    progress: Callable[[str, int, int], None],
+) -> list[float]:
+    body = json.loads(DEMO.read_text())
+    regulator = {"Authorization": f"Bearer {TOKENS['regulator']}"}
+    samples = []
+    reader, writer = await asyncio.open_connection("127.0.0.1", enforcement_port)
+    async with httpx.AsyncClient(base_url=grant_url, headers=regulator, timeout=10) as grant:
+        for n in range(count):
+            grantee = f"org-propagation-{n}"
+            issued = await grant.post(
+                "/v1/grants", json={**body, "grantee": {**body["grantee"], "id": grantee}}
+            )
+            issued.raise_for_status()
+            question = {
+                "grantee_id": grantee,
+                "model_id": "mythos-preview",
+                "user_id": "u",
+                "user_country": "GB",
+                "deployment_region": "us-east",
+                "purpose": "vulnerability-scanning",
+                "safeguards": ["access_logging", "mfa"],
+                "units": 1,
+                "gateway_id": "gw-bench",
+            }
+
+            def ask_with(token: str | None, question: dict[str, Any] = question) -> bytes:
+                body = {**question, "min_consistency": token} if token else question
+                return post_json(
+                    "127.0.0.1",
+                    enforcement_port,
+                    "/v1/decisions",
+                    orjson.dumps(body),
+                    TOKENS["gateway"],
+                )
+
+            ask = ask_with(issued.json()["consistency_token"])
+            first = await _decision(reader, writer, ask)
+            if first["decision"] != "allow":
+                raise RuntimeError(f"{grantee}'s new grant does not allow: {first}")
+            gid = issued.json()["grant_id"]
+            revoked = await grant.post(f"/v1/grants/{gid}/revoke", json={"reason": "bench"})
+            returned = time.perf_counter()
+            revoked.raise_for_status()
+            # One question carrying the revocation's token: enforcement answers the moment
+            # it has applied the revocation (and says "deny"), so nothing polls.
+            token = revoked.json()["consistency_token"]
+            answer = await _decision(reader, writer, ask_with(token))
+            samples.append((time.perf_counter() - returned) * 1000)
+            if answer["decision"] != "deny" or not answer["consistency"]["met"]:
+                raise RuntimeError(f"revocation not reflected: {answer}")
+            progress("propagation", n + 1, count)
+    writer.close()
+    return samples
+
+
+def propagation_ms(
+    bootstrap: str,
+    workdir: Path,
+    progress: Callable[[str, int, int], None],
+    count: int = 40,
+    rate: int = 10_000,
+) -> list[float]:
+    grant_port, enforcement_port = free_port(), free_port()
+    processes = [
+        start("grant", bootstrap, workdir, grant_port),
+        start("enforcement", bootstrap, workdir, enforcement_port),
+    ]
+    grant_url = f"http://127.0.0.1:{grant_port}"
+    try:
+        wait_ready(grant_url)
+        wait_ready(f"http://127.0.0.1:{enforcement_port}")
+        load_seconds = 120.0
+
+        async def run() -> list[float]:
+            template = AccessTemplate(gateway_id="gw-load").event(datetime(2026, 7, 1, tzinfo=UTC))
+            traffic = fast_copies(template, int(rate * load_seconds))
+            load = asyncio.create_task(publish(bootstrap, traffic, rate=rate))
+            await asyncio.sleep(2)  # let the load reach its pace
+            try:
+                return await trials(grant_url, enforcement_port, count, progress)
+            finally:
+                load.cancel()
+                async with httpx.AsyncClient() as client:
+                    checks = (
+                        await client.get(f"http://127.0.0.1:{enforcement_port}/readyz")
+                    ).json()
+                progress(f"access backlog at the end: {checks['checks'].get('access')}", 1, 1)
+
+        return asyncio.run(run())
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(15)
