@@ -45,6 +45,7 @@ class System:
     broker_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -63,6 +64,7 @@ class System:
         )
         if self.external_bootstrap:
             env["CARVEOUT_KAFKA_BOOTSTRAP"] = self.external_bootstrap
+        env.update(self.extra_env)
         return env
 
     def start(self, within: float = 60) -> None:

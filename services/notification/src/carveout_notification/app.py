@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import topics
+from carveout_contracts import Envelope, codec, topics
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -27,6 +29,7 @@ from carveout_contracts.runtime import (
 )
 
 from . import api
+from .delivery import Deliverer
 from .handlers import grants
 from .settings import NotificationSettings
 from .store import NotificationStore
@@ -43,12 +46,22 @@ def create_app(
     store = NotificationStore(make_engine(settings.database_url))
     broker = broker or kafka_broker(settings, "carveout-notification")
 
-    projector = grants.ContactsProjector(store, settings.store_retry_attempts)
+    async def publish(event: Envelope) -> None:
+        await broker.publish(
+            codec.encode_value(event),
+            event.TOPIC,
+            key=event.key.encode(),
+            headers=dict(codec.text_headers()),
+        )
+
+    deliverer = Deliverer(store, settings, publish)
+    dead_letter = dead_letter_publisher(broker, SERVICE)
+    projector = grants.Notifier(store, settings.store_retry_attempts, on_queued=deliverer.wake)
     grant_events = EventHandler(
         topics.GRANTS,
         is_processed=store.is_processed,
         process=projector,
-        dead_letter=dead_letter_publisher(broker, SERVICE),
+        dead_letter=dead_letter,
         retry_attempts=settings.store_retry_attempts,
     )
     grants_subscriber = subscribe(
@@ -57,15 +70,34 @@ def create_app(
         grant_events,
         group_id=settings.group_id,
         settings=settings,
-        description="Grant events, folded into who is to be told about each grant.",
+        description="Grant events: who is to be told about each grant, and of what.",
+    )
+    breach_events = EventHandler(
+        topics.BREACHES,
+        is_processed=store.is_processed,
+        process=projector,
+        dead_letter=dead_letter,
+        retry_attempts=settings.store_retry_attempts,
+    )
+    breaches_subscriber = subscribe(
+        broker,
+        topics.BREACHES,
+        breach_events,
+        group_id=settings.group_id,
+        settings=settings,
+        description="Breaches, told to the grantee's contacts and to subscribers.",
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start_broker(broker, settings.kafka_bootstrap)
+        delivering = asyncio.create_task(deliverer.run(), name="deliveries")
         try:
             yield
         finally:
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
             await broker.stop()
 
     app = FastAPI(
@@ -88,6 +120,7 @@ def create_app(
             "store": store_check(store.ping),
             "broker": broker_check(broker),
             "grants": caught_up_check(grants_subscriber),
+            "breaches": caught_up_check(breaches_subscriber, max_lag=100),
         },
     )
     return app

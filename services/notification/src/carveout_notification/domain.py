@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import hashlib
+import hmac
+import os
+import uuid
+from typing import Any, Literal
 
 from carveout_contracts import (
     CarveoutRevoked,
@@ -73,3 +78,100 @@ def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> Grant
     return view.model_copy(
         update={"version": version, "status": status, "updated_at": event.occurred_at}
     )
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+CONTACT_EVENT_TYPES: tuple[str, ...] = (
+    "grant.issued",
+    "grant.suspended",
+    "grant.reinstated",
+    "carveout.revoked",
+    "condition.breached",
+)
+"""What a grantee's contacts hear of their grants, without subscribing."""
+
+NOTIFIABLE_EVENT_TYPES: tuple[str, ...] = (
+    "grant.issued",
+    "grant.amended",
+    "grant.suspended",
+    "grant.reinstated",
+    "carveout.revoked",
+    "condition.breached",
+)
+
+NAMESPACE = uuid.UUID("3b1d7c2e-8f4a-4e6b-9a0c-2d5e7f9a1b3c")
+
+
+class Subscription(Frozen):
+    """Who wants to hear of which events, over which channel."""
+
+    subscription_id: str
+    channel: Literal["webhook", "email"]
+    address: str
+    event_types: list[str]
+    grantee_id: str | None = None
+    grant_id: str | None = None
+    """Set for a grant contact's own subscription: only that grant's events."""
+    secret: str | None = None
+    """Webhooks only: the Standard Webhooks signing secret (``whsec_`` + base64)."""
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def contact_subscription(grant: GrantContacts, contact: Contact) -> Subscription:
+    """A grant contact's subscription to its grant; the id is derived, so it is made once."""
+    sid = "sub_" + uuid.uuid5(NAMESPACE, f"{grant.grant_id}/{contact.kind}/{contact.address}").hex
+    return Subscription(
+        subscription_id=sid,
+        channel=contact.kind,
+        address=contact.address,
+        event_types=list(CONTACT_EVENT_TYPES),
+        grantee_id=grant.grantee_id,
+        grant_id=grant.grant_id,
+        secret=new_secret() if contact.kind == "webhook" else None,
+    )
+
+
+def concerns(event: Any, contacts: dict[str, GrantContacts]) -> tuple[set[str], set[str]]:
+    """(grant ids, grantee ids) an event is about."""
+    data = event.data
+    if isinstance(event, CarveoutRevoked):
+        grants = set(data.grant_ids)
+    elif getattr(data, "grant_id", None):
+        grants = {data.grant_id}
+    else:
+        grants = set()
+    grantees = {contacts[g].grantee_id for g in grants if g in contacts}
+    if getattr(data, "grantee_id", None):
+        grantees.add(data.grantee_id)
+    elif isinstance(event, GrantIssued):
+        grantees.add(data.grantee.id)
+    return grants, grantees
+
+
+def wants(subscription: Subscription, event: Any, grants: set[str], grantees: set[str]) -> bool:
+    if event.type not in subscription.event_types and "*" not in subscription.event_types:
+        return False
+    if subscription.grant_id is not None and subscription.grant_id not in grants:
+        return False
+    return subscription.grantee_id is None or subscription.grantee_id in grantees
+
+
+def notification_id(event_id: str, subscription_id: str) -> str:
+    """One notification per (event, subscription), whatever happens: the id says so."""
+    return "ntf_" + uuid.uuid5(NAMESPACE, f"{event_id}/{subscription_id}").hex
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def retry_delay(attempts: int, base_s: float, cap_s: float, jitter: float) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempts-1)``, capped, times 0.5..1.5."""
+    return float(min(cap_s, base_s * 2 ** max(0, attempts - 1)) * (0.5 + jitter))

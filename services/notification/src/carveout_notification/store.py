@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
 
-from .domain import GrantContacts
+from .domain import GrantContacts, Subscription
 
 
 class NotificationTable(SQLModel, registry=registry()):
@@ -26,6 +26,36 @@ class GrantContactsRecord(NotificationTable, table=True):
     status: str
     version: int
     document: str
+
+
+class SubscriptionRecord(NotificationTable, table=True):
+    __tablename__ = "subscriptions"
+
+    subscription_id: str = Field(primary_key=True)
+    grantee_id: str | None = Field(default=None, index=True)
+    grant_id: str | None = Field(default=None, index=True)
+    created_at: str
+    document: str
+
+
+class NotificationRecord(NotificationTable, table=True):
+    """One notification of one event to one subscription, and its delivery schedule."""
+
+    __tablename__ = "notifications"
+
+    notification_id: str = Field(primary_key=True)
+    subscription_id: str = Field(index=True)
+    event_id: str
+    event_type: str
+    channel: str
+    address: str
+    payload: str
+    status: str = Field(index=True)
+    attempts: int = 0
+    next_attempt_at: str = Field(index=True)
+    last_error: str | None = None
+    created_at: str
+    finished_at: str | None = None
 
 
 class ProcessedEvent(NotificationTable, table=True):
@@ -54,12 +84,38 @@ class NotificationStore:
             row = session.get(GrantContactsRecord, grant_id)
             return GrantContacts.model_validate_json(row.document) if row else None
 
-    def save_contacts(
-        self, views: Sequence[GrantContacts], *, event_id: str, topic: str, at: datetime
-    ) -> None:
-        """Store the changed views and mark the event processed, in one transaction."""
+    # ----------------------------------------------------------------- subscriptions
+
+    def add_subscription(self, subscription: Subscription, at: datetime) -> bool:
+        """Store a subscription unless it exists; says whether it was new."""
         with Session(self.engine) as session:
-            for view in views:
+            if session.get(SubscriptionRecord, subscription.subscription_id) is not None:
+                return False
+            session.add(_subscription_row(subscription, at))
+            session.commit()
+            return True
+
+    def subscriptions(self) -> list[Subscription]:
+        with Session(self.engine) as session:
+            rows = session.exec(select(SubscriptionRecord)).all()
+        return [Subscription.model_validate_json(r.document) for r in rows]
+
+    # ----------------------------------------------------------------- notifications
+
+    def record_event(
+        self,
+        *,
+        event_id: str,
+        topic: str,
+        contacts: Sequence[GrantContacts],
+        new_subscriptions: Sequence[Subscription],
+        notifications: Sequence[NotificationRecord],
+        at: datetime,
+    ) -> None:
+        """An event's effects (contacts, their subscriptions, notifications due) and its
+        processed mark, in one transaction."""
+        with Session(self.engine) as session:
+            for view in contacts:
                 session.merge(
                     GrantContactsRecord(
                         grant_id=view.grant_id,
@@ -69,5 +125,91 @@ class NotificationStore:
                         document=view.model_dump_json(),
                     )
                 )
+            for subscription in new_subscriptions:
+                if session.get(SubscriptionRecord, subscription.subscription_id) is None:
+                    session.add(_subscription_row(subscription, at))
+            for notification in notifications:
+                if session.get(NotificationRecord, notification.notification_id) is None:
+                    session.add(notification)
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
             session.commit()
+
+    def due(self, now: datetime, limit: int = 100) -> list[NotificationRecord]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(
+                session.exec(
+                    select(NotificationRecord)
+                    .where(
+                        NotificationRecord.status == "pending",
+                        NotificationRecord.next_attempt_at <= iso(now),
+                    )
+                    .order_by(col(NotificationRecord.next_attempt_at))
+                    .limit(limit)
+                )
+            )
+
+    def next_due_at(self) -> datetime | None:
+        with Session(self.engine) as session:
+            first = session.exec(
+                select(func.min(NotificationRecord.next_attempt_at)).where(
+                    NotificationRecord.status == "pending"
+                )
+            ).one()
+        return datetime.fromisoformat(first) if first else None
+
+    def finish_attempt(
+        self,
+        notification_id: str,
+        *,
+        status: str,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        at: datetime,
+    ) -> None:
+        """The outcome of one attempt, and the next one's time when there is one."""
+        with Session(self.engine) as session:
+            row = session.get(NotificationRecord, notification_id)
+            if row is None:
+                return
+            row.status = status
+            row.attempts = attempts
+            row.last_error = error
+            if next_attempt_at is not None:
+                row.next_attempt_at = iso(next_attempt_at)
+            if status != "pending":
+                row.finished_at = iso(at)
+            session.add(row)
+            session.commit()
+
+    def notifications(
+        self,
+        *,
+        subscription_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[NotificationRecord], int]:
+        query = select(NotificationRecord)
+        if subscription_id:
+            query = query.where(NotificationRecord.subscription_id == subscription_id)
+        if status:
+            query = query.where(NotificationRecord.status == status)
+        with Session(self.engine) as session:
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            rows = session.exec(
+                query.order_by(col(NotificationRecord.created_at).desc())
+                .offset(offset)
+                .limit(limit)
+            ).all()
+        return list(rows), int(total)
+
+
+def _subscription_row(subscription: Subscription, at: datetime) -> SubscriptionRecord:
+    return SubscriptionRecord(
+        subscription_id=subscription.subscription_id,
+        grantee_id=subscription.grantee_id,
+        grant_id=subscription.grant_id,
+        created_at=iso(at),
+        document=subscription.model_dump_json(),
+    )

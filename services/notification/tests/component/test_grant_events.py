@@ -160,7 +160,7 @@ async def test_a_transient_store_failure_is_retried(
 ) -> None:
     async with start_notification(store_retry_attempts=3) as harness:
         store = harness.app.state.store
-        monkeypatch.setattr(store, "save_contacts", failing(store.save_contacts, failures=2))
+        monkeypatch.setattr(store, "record_event", failing(store.record_event, failures=2))
         await harness.publish(golden_bytes("grant.issued"))
         assert (await get_contacts(harness))["version"] == 1
         assert len(processed_marks(harness)) == 1
@@ -173,8 +173,8 @@ async def test_a_lasting_store_failure_leaves_the_event_for_redelivery(
     """After its retries the handler fails, so the offset is not committed; nothing is lost."""
     async with start_notification(store_retry_attempts=2) as harness:
         store = harness.app.state.store
-        real = store.save_contacts
-        monkeypatch.setattr(store, "save_contacts", failing(real, failures=2))
+        real = store.record_event
+        monkeypatch.setattr(store, "record_event", failing(real, failures=2))
         with pytest.raises(OperationalError):
             await harness.publish(golden_bytes("grant.issued"))
         assert processed_marks(harness) == []

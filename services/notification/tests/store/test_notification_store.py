@@ -19,7 +19,14 @@ def test_contacts_and_processed_marks_are_stored(database_url: str) -> None:
     view = apply(None, event, event.data.grant_id)
     assert view is not None
     store = NotificationStore(make_engine(database_url))
-    store.save_contacts([view], event_id=str(event.event_id), topic=topics.GRANTS, at=NOW)
+    store.record_event(
+        event_id=str(event.event_id),
+        topic=topics.GRANTS,
+        contacts=[view],
+        new_subscriptions=[],
+        notifications=[],
+        at=NOW,
+    )
 
     reopened = NotificationStore(make_engine(database_url))
     assert reopened.is_processed(str(event.event_id))

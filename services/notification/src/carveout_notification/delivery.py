@@ -1,0 +1,201 @@
+"""Deliver queued notifications: signed webhooks and email, retried from a persisted schedule.
+
+Every attempt's outcome is stored before the next is made, so a restart resumes the
+schedule where it was. A notification is attempted only while pending, by one worker, so
+each (event, subscription) is delivered at most once; receivers can also dedupe by the
+``webhook-id`` header, which is the notification id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import smtplib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from prometheus_client import Counter
+
+from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed
+
+from .domain import NAMESPACE, Subscription, retry_delay, sign
+from .settings import NotificationSettings
+from .store import NotificationRecord, NotificationStore
+
+log = logging.getLogger("carveout.notification.delivery")
+DELIVERIES = Counter("carveout_deliveries", "Notification delivery attempts", ["outcome"])
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: NotificationStore,
+        settings: NotificationSettings,
+        publish: Callable[[Envelope], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.publish = publish
+        self._wake = asyncio.Event()
+        self._http: httpx.AsyncClient | None = None
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds)
+        limit = asyncio.Semaphore(16)
+        try:
+            while True:
+                due = self.store.due(datetime.now(UTC))
+                if due:
+                    subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
+                    await asyncio.gather(
+                        *(
+                            self._limited(limit, n, subscriptions.get(n.subscription_id))
+                            for n in due
+                        )
+                    )
+                    continue
+                self._wake.clear()
+                upcoming = self.store.next_due_at()
+                wait = self.settings.delivery_poll_seconds
+                if upcoming is not None:
+                    wait = min(wait, max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            await self._http.aclose()
+
+    async def _limited(
+        self, limit: asyncio.Semaphore, n: NotificationRecord, subscription: Subscription | None
+    ) -> None:
+        async with limit:
+            await self.attempt(n, subscription)
+
+    async def attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
+        now = datetime.now(UTC)
+        attempts = n.attempts + 1
+        try:
+            if subscription is None:
+                raise DeliveryFailed(f"subscription {n.subscription_id} no longer exists")
+            if n.channel == "webhook":
+                await self._webhook(n, subscription)
+            else:
+                await asyncio.to_thread(self._email, n)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if attempts >= self.settings.delivery_max_attempts:
+                DELIVERIES.labels("failed").inc()
+                self.store.finish_attempt(
+                    n.notification_id,
+                    status="failed",
+                    attempts=attempts,
+                    next_attempt_at=None,
+                    error=error,
+                    at=now,
+                )
+                log.warning("notification %s failed for good: %s", n.notification_id, error)
+                await self._announce(n, "failed", attempts, now, error)
+            else:
+                DELIVERIES.labels("retried").inc()
+                delay = retry_delay(
+                    attempts,
+                    self.settings.retry_base_seconds,
+                    self.settings.retry_cap_seconds,
+                    self._rng.random(),
+                )
+                self.store.finish_attempt(
+                    n.notification_id,
+                    status="pending",
+                    attempts=attempts,
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    error=error,
+                    at=now,
+                )
+            return
+        DELIVERIES.labels("delivered").inc()
+        self.store.finish_attempt(
+            n.notification_id,
+            status="delivered",
+            attempts=attempts,
+            next_attempt_at=None,
+            error=None,
+            at=now,
+        )
+        await self._announce(n, "delivered", attempts, now, None)
+
+    async def _webhook(self, n: NotificationRecord, subscription: Subscription) -> None:
+        assert self._http is not None
+        body = n.payload.encode()
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": n.notification_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(
+                subscription.secret or "", n.notification_id, timestamp, body
+            ),
+        }
+        response = await self._http.post(n.address, content=body, headers=headers)
+        if not 200 <= response.status_code < 300:
+            raise DeliveryFailed(f"webhook answered {response.status_code}")
+
+    def _email(self, n: NotificationRecord) -> None:
+        message = EmailMessage()
+        message["From"] = self.settings.smtp_from
+        message["To"] = n.address
+        message["Subject"] = f"Carveout: {n.event_type}"
+        message["Message-ID"] = f"<{n.notification_id}@carveout>"
+        message.set_content(n.payload)
+        with smtplib.SMTP(
+            self.settings.smtp_host, self.settings.smtp_port, timeout=self.settings.smtp_timeout
+        ) as smtp:
+            smtp.send_message(message)
+
+    async def _announce(
+        self, n: NotificationRecord, outcome: str, attempts: int, at: datetime, error: str | None
+    ) -> None:
+        common: dict[str, Any] = {
+            "notification_id": n.notification_id,
+            "subscription_id": n.subscription_id,
+            "source_event_id": n.event_id,
+            "source_event_type": n.event_type,
+            "channel": n.channel,
+            "address": n.address,
+            "attempts": attempts,
+        }
+        event_id = uuid.uuid5(NAMESPACE, f"{n.notification_id}/{outcome}")
+        event: Envelope
+        if outcome == "delivered":
+            event = NotificationDelivered.model_validate(
+                {
+                    "event_id": event_id,
+                    "producer": "notification",
+                    "data": {**common, "delivered_at": at},
+                }
+            )
+        else:
+            event = NotificationFailed.model_validate(
+                {
+                    "event_id": event_id,
+                    "producer": "notification",
+                    "data": {**common, "failed_at": at, "error": error or "unknown"},
+                }
+            )
+        try:
+            await self.publish(event)
+        except Exception as exc:  # the store holds the outcome; the event only announces it
+            log.error("could not announce %s: %s", event.type, exc)

@@ -1,0 +1,116 @@
+"""Real peers for notifications: an HTTP webhook receiver and an SMTP server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from carveout_ops.broker import free_port
+
+
+@dataclass
+class Delivery:
+    webhook_id: str
+    timestamp: str
+    signature: str
+    body: bytes
+    accepted: bool
+
+
+@dataclass
+class WebhookReceiver:
+    """Fails the first ``failures`` attempts of every webhook id, then accepts."""
+
+    failures: int = 2
+    port: int = field(default_factory=free_port)
+    deliveries: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/carveout"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                webhook_id = self.headers.get("webhook-id", "")
+                with receiver._lock:
+                    seen = sum(1 for d in receiver.deliveries if d.webhook_id == webhook_id)
+                    accepted = seen >= receiver.failures
+                    receiver.deliveries.append(
+                        Delivery(
+                            webhook_id,
+                            self.headers.get("webhook-timestamp", ""),
+                            self.headers.get("webhook-signature", ""),
+                            body,
+                            accepted,
+                        )
+                    )
+                self.send_response(200 if accepted else 503)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def accepted(self) -> Counter[str]:
+        with self._lock:
+            return Counter(d.webhook_id for d in self.deliveries if d.accepted)
+
+    def attempts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(d.webhook_id for d in self.deliveries)
+
+
+def signature_verifies(delivery: Delivery, secret: str) -> bool:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{delivery.webhook_id}.{delivery.timestamp}.".encode() + delivery.body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(
+        hmac.compare_digest(expected, part.removeprefix("v1,"))
+        for part in delivery.signature.split()
+    )
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.inbox = _Inbox()
+        self.port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
