@@ -57,6 +57,19 @@ def up() -> None:
     raise typer.Exit(run_up(console))
 
 
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Accesses of ordinary traffic to send.")] = 50_000,
+) -> None:
+    """The demo scenario, narrated with timings (starts the system if none runs)."""
+    from .demo import run_demo
+
+    try:
+        run_demo(console, events)
+    except ApiFailure as exc:
+        _fail(str(exc))
+
+
 @topics_app.command("create")
 def topics_create(
     bootstrap: Annotated[str, typer.Option(envvar="CARVEOUT_KAFKA_BOOTSTRAP")] = "127.0.0.1:9092",
