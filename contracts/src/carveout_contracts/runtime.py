@@ -357,3 +357,38 @@ def service_cli(
 
     serve.__doc__ = f"{serve.__doc__} Configured by {prefix}* and CARVEOUT_* variables."
     return cli
+
+
+def consume(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    process: Callable[[Any], Awaitable[None]],
+    is_processed: Callable[[str], bool],
+    dead_letter: DeadLetter,
+    group_id: str,
+    settings: SharedSettings,
+    description: str,
+    retry_attempts: int = 5,
+    after: Callable[[Any], None] | None = None,
+    fetch_max_wait_ms: int | None = None,
+) -> tuple[EventHandler, DefaultSubscriber]:
+    """An :class:`EventHandler` for ``topic`` and the subscriber feeding it."""
+    handler = EventHandler(
+        topic,
+        is_processed=is_processed,
+        process=process,
+        dead_letter=dead_letter,
+        retry_attempts=retry_attempts,
+    )
+    subscriber = subscribe(
+        broker,
+        topic,
+        handler,
+        group_id=group_id,
+        settings=settings,
+        description=description,
+        after=after,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+    return handler, subscriber

@@ -21,12 +21,11 @@ from carveout_contracts.ops import (
     store_check,
 )
 from carveout_contracts.runtime import (
-    EventHandler,
+    consume,
     dead_letter_publisher,
     kafka_broker,
     make_engine,
     start_broker,
-    subscribe,
 )
 
 from . import api
@@ -56,17 +55,13 @@ def create_app(
     projector = grants.GrantProjector(
         store, index, settings.store_retry_attempts, on_applied=grants_log.applied
     )
-    grant_events = EventHandler(
-        topics.GRANTS,
-        is_processed=store.is_processed,
-        process=projector,
-        dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
-    )
-    grants_subscriber = subscribe(
+    grant_events, grants_subscriber = consume(
         broker,
         topics.GRANTS,
-        grant_events,
+        process=projector,
+        is_processed=store.is_processed,
+        dead_letter=dead_letter,
+        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Grant events, folded into the projection of grants over time.",

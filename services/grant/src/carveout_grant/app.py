@@ -20,12 +20,11 @@ from carveout_contracts.ops import (
     store_check,
 )
 from carveout_contracts.runtime import (
-    EventHandler,
+    consume,
     dead_letter_publisher,
     kafka_broker,
     make_engine,
     start_broker,
-    subscribe,
 )
 
 from . import api
@@ -46,16 +45,12 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     relay = OutboxRelay(store, broker, settings.relay_poll_seconds)
     service = GrantService(store, relay, settings.relay_wait_seconds)
     policy = BreachPolicy(store, relay)
-    breach_events = EventHandler(
-        topics.BREACHES,
-        is_processed=store.is_processed,
-        process=policy,
-        dead_letter=dead_letter_publisher(broker, "grant"),
-    )
-    breaches_subscriber = subscribe(
+    _, breaches_subscriber = consume(
         broker,
         topics.BREACHES,
-        breach_events,
+        process=policy,
+        is_processed=store.is_processed,
+        dead_letter=dead_letter_publisher(broker, "grant"),
         group_id=settings.group_id,
         settings=settings,
         description="Breaches, counted against each grant's breach policy.",

@@ -20,12 +20,11 @@ from carveout_contracts.ops import (
     store_check,
 )
 from carveout_contracts.runtime import (
-    EventHandler,
+    consume,
     dead_letter_publisher,
     kafka_broker,
     make_engine,
     start_broker,
-    subscribe,
 )
 
 from . import api
@@ -57,32 +56,24 @@ def create_app(
     deliverer = Deliverer(store, settings, publish)
     dead_letter = dead_letter_publisher(broker, SERVICE)
     projector = grants.Notifier(store, settings.store_retry_attempts, on_queued=deliverer.wake)
-    grant_events = EventHandler(
-        topics.GRANTS,
-        is_processed=store.is_processed,
-        process=projector,
-        dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
-    )
-    grants_subscriber = subscribe(
+    grant_events, grants_subscriber = consume(
         broker,
         topics.GRANTS,
-        grant_events,
+        process=projector,
+        is_processed=store.is_processed,
+        dead_letter=dead_letter,
+        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Grant events: who is to be told about each grant, and of what.",
     )
-    breach_events = EventHandler(
-        topics.BREACHES,
-        is_processed=store.is_processed,
-        process=projector,
-        dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
-    )
-    breaches_subscriber = subscribe(
+    _, breaches_subscriber = consume(
         broker,
         topics.BREACHES,
-        breach_events,
+        process=projector,
+        is_processed=store.is_processed,
+        dead_letter=dead_letter,
+        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Breaches, told to the grantee's contacts and to subscribers.",
