@@ -26,7 +26,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from carveout_contracts import Role
+from carveout_contracts import Role, encode_token
 
 from .broker import free_port
 from .client import ApiFailure, call
@@ -248,8 +248,6 @@ class Demo:
 
         self.say("The next access is denied.")
         view = call("grant", "GET", f"/v1/grants/{gid}", role=Role.AUDITOR)
-        from carveout_contracts import encode_token
-
         started = time.perf_counter()
         answer = call(
             "enforcement", "POST", "/v1/decisions", role=Role.GATEWAY,

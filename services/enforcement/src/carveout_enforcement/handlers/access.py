@@ -156,9 +156,9 @@ class AccessPipeline:
         # Judge a slice at a time and yield in between, so grant events (a revocation) and
         # the decision API are never stuck behind a batch of accesses.
         for start in range(0, len(todo), JUDGE_SLICE):
-            more = self.judge_all(todo[start : start + JUDGE_SLICE], before)
-            decisions += more[0]
-            breaches += more[1]
+            judged, found = self.judge_all(todo[start : start + JUDGE_SLICE], before)
+            decisions += judged
+            breaches += found
             await asyncio.sleep(0)
         changed = {key: self.usage[key] for key in before}
         try:
@@ -184,7 +184,7 @@ class AccessPipeline:
 
     def judge_all(
         self, accesses: Sequence[Access], before: dict[UsageKey, int | None]
-    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], dict[UsageKey, int]]:
+    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
         """Judge in order, counting usage as it goes; ``before`` keeps the old totals."""
         usage = self.usage
         judged_at = round(time.time() * 1_000_000)
@@ -237,7 +237,7 @@ class AccessPipeline:
                 BREACHES.labels(severity).inc()
         DECISIONS.labels("allow").inc(allowed)
         DECISIONS.labels("deny").inc(len(accesses) - allowed)
-        return decisions, breaches, {key: usage[key] for key in before}
+        return decisions, breaches
 
     async def publish_breaches(self, rows: Sequence[dict[str, Any] | BreachRecord]) -> None:
         """Publish breach events (keyed by grant, else grantee), then mark them published."""
