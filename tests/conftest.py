@@ -20,11 +20,17 @@ def demo_grant() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """The whole system, started by ``carveout up`` on free ports, for one test module."""
+def system(
+    tmp_path_factory: pytest.TempPathFactory, kafka_container_bootstrap: str | None
+) -> Iterator[System]:
+    """The whole system, started by ``carveout up`` on free ports, for one test module.
+
+    Its broker: ``CARVEOUT_KAFKA_BOOTSTRAP``, else the session's Kafka container
+    (``CARVEOUT_TEST_CONTAINERS=1``), else the embedded broker ``carveout up`` starts.
+    """
     running = System(
         tmp_path_factory.mktemp("var"),
-        external_bootstrap=os.environ.get("CARVEOUT_KAFKA_BOOTSTRAP"),
+        external_bootstrap=os.environ.get("CARVEOUT_KAFKA_BOOTSTRAP") or kafka_container_bootstrap,
     )
     running.start()
     try:
