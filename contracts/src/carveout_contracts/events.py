@@ -199,6 +199,14 @@ class DeadLetteredData(Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+class RedrivenData(Frozen):
+    entry_id: UUID = Field(description="The event_id of the dead-letter entry re-driven.")
+    source_topic: str = Field(description="Where the original bytes were published again.")
+    partition: NonNegativeInt | None = Field(None, description="Where the copy landed.")
+    offset: NonNegativeInt | None = None
+    by: str = Field(description="Who re-drove it (the operator's login).")
+
+
 # --------------------------------------------------------------------------- envelope
 
 
@@ -397,6 +405,23 @@ class MessageDeadLettered(Envelope):
         return str(data.source_topic)
 
 
+class MessageRedriven(Envelope):
+    """An operator re-drove a dead-lettered message: its original bytes were published again
+    to its source topic, with its key and headers.
+
+    Produced by ``carveout dlq redrive``; keyed by the source topic, like the entry it names.
+    """
+
+    TOPIC: ClassVar[str] = topics.DEADLETTER
+    type: Literal["message.redriven"] = "message.redriven"
+    version: Literal[1] = 1
+    data: RedrivenData
+
+    @classmethod
+    def key_of(cls, data: Any) -> str:
+        return str(data.source_topic)
+
+
 # --------------------------------------------------------------------------- one union per topic
 
 GrantEvent = Annotated[
@@ -408,7 +433,7 @@ BreachEvent = Annotated[ConditionBreached, Field(discriminator="type")]
 NotificationEvent = Annotated[
     NotificationDelivered | NotificationFailed, Field(discriminator="type")
 ]
-DeadLetterEvent = Annotated[MessageDeadLettered, Field(discriminator="type")]
+DeadLetterEvent = Annotated[MessageDeadLettered | MessageRedriven, Field(discriminator="type")]
 
 EVENT_CLASSES: tuple[type[Envelope], ...] = (
     GrantIssued,
@@ -421,6 +446,7 @@ EVENT_CLASSES: tuple[type[Envelope], ...] = (
     NotificationDelivered,
     NotificationFailed,
     MessageDeadLettered,
+    MessageRedriven,
 )
 
 TOPIC_UNIONS: dict[str, Any] = {

@@ -23,6 +23,21 @@ def consumer_options(session_timeout_ms: int, fetch_max_wait_ms: int) -> dict[st
     }
 
 
+async def partition_lags(consumer: Any) -> dict[tuple[str, int], int] | None:
+    """Each assigned partition's lag, ``(topic, partition) -> records``, as :func:`consumer_lag`
+    counts it; ``None`` while the consumer has no partitions assigned."""
+    if consumer is None:
+        return None
+    assignment = list(consumer.assignment())
+    if not assignment:
+        return None
+    ends = await consumer.end_offsets(assignment)
+    return {
+        (tp.topic, tp.partition): max(0, ends[tp] - await consumer.position(tp))
+        for tp in assignment
+    }
+
+
 async def consumer_lag(consumer: Any) -> int | None:
     """Messages between a group consumer's positions and the ends of its partitions.
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +11,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .kafka import consumer_lag
+from .telemetry import observe_lag
+
+LAG_EVERY_S = 1.0
+"""Shortest time between two measurements of the consumer lag (each asks the broker)."""
 
 Check = Callable[[], Awaitable[str]]
 """A readiness check: answers ``"ok"``, or says what is wrong."""
@@ -48,7 +53,18 @@ def caught_up_check(subscriber: Any, max_lag: int = 0) -> Check:
     return check
 
 
-def install_ops_routes(app: FastAPI, checks: dict[str, Check]) -> None:
+def install_ops_routes(
+    app: FastAPI,
+    checks: dict[str, Check],
+    *,
+    service: str = "",
+    subscribers: Sequence[Any] = (),
+) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``; a scrape of the metrics first measures the
+    lag of ``subscribers`` (``carveout_consumer_lag``, labelled with ``service``), at most
+    once a second however often it is scraped."""
+    lag_measured = [-LAG_EVERY_S]
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Alive: the process answers."""
@@ -66,5 +82,9 @@ def install_ops_routes(app: FastAPI, checks: dict[str, Check]) -> None:
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics (``carveout_*``: see the README's "Tracing and metrics")."""
+        now = time.monotonic()
+        if subscribers and now - lag_measured[0] >= LAG_EVERY_S:
+            lag_measured[0] = now
+            await observe_lag(service, subscribers)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

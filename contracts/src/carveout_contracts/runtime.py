@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field
@@ -72,6 +72,17 @@ class SharedSettings(BaseSettings):
     gateway_token: str | None = Field(None, validation_alias="CARVEOUT_GATEWAY_TOKEN")
     auditor_token: str | None = Field(None, validation_alias="CARVEOUT_AUDITOR_TOKEN")
     log_level: str = Field("warning", validation_alias="CARVEOUT_LOG_LEVEL")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        "none",
+        validation_alias="CARVEOUT_OTEL_EXPORTER",
+        description="Where trace spans go: nowhere, stdout (or a file), or OTLP over HTTP.",
+    )
+    otel_console_file: str | None = Field(
+        None,
+        validation_alias="CARVEOUT_OTEL_CONSOLE_FILE",
+        description="With the console exporter, append spans to this file instead of stdout "
+        "({service} is replaced by the service's name).",
+    )
 
     def token_book(self) -> TokenBook:
         return TokenBook.configured(
@@ -82,8 +93,12 @@ class SharedSettings(BaseSettings):
         )
 
 
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine for a store URL: SQLite (WAL, one file) or PostgreSQL (psycopg 3)."""
+def make_engine(url: str, *, rebuild: bool = False) -> Engine:
+    """A SQLAlchemy engine for a store URL: SQLite (WAL, one file) or PostgreSQL (psycopg 3).
+
+    ``rebuild``: the store is being rebuilt from the log (a replay), so SQLite need not
+    sync to disk on every commit; a crash means replaying again, never a lost fact.
+    """
     from sqlalchemy import create_engine, event
 
     if url.startswith(("postgresql://", "postgres://")):
@@ -99,7 +114,7 @@ def make_engine(url: str) -> Engine:
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=OFF" if rebuild else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=5000")
         # Checkpoint the WAL every ~80 MB rather than every 4 MB: hot index pages are then
         # copied once per checkpoint instead of once per commit (a third of the write cost).
@@ -108,6 +123,39 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def create_tables(engine: Engine, metadata: Any) -> list[str]:
+    """Create a store's tables, and add the nullable columns a newer release brought.
+
+    A store made by an earlier release keeps its rows: columns added since are created
+    empty (they are always nullable), so upgrading never means deleting ``var/``.
+    Returns the columns added, as ``table.column``.
+    """
+    from sqlalchemy import inspect
+
+    metadata.create_all(engine)
+    inspector = inspect(engine)
+    added = []
+    with engine.begin() as connection:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                if not column.nullable:
+                    raise RuntimeError(
+                        f"table {table.name} lacks the required column {column.name}: "
+                        "rebuild this store (carveout replay) or start from an empty one"
+                    )
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                )
+                added.append(f"{table.name}.{column.name}")
+    if added:
+        logging.getLogger("carveout").warning("store upgraded: added columns %s", added)
+    return added
 
 
 async def with_retries(
@@ -162,6 +210,8 @@ def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
     """The FastStream Kafka broker a service publishes and subscribes with."""
     from faststream.kafka import KafkaBroker
 
+    from .telemetry import broker_middlewares
+
     return KafkaBroker(
         settings.kafka_bootstrap,
         enable_idempotence=False,  # the embedded broker (Tansu) has no idempotent producer
@@ -171,6 +221,7 @@ def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         logger=_faststream_logger(),
         log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines only when asked for
+        middlewares=broker_middlewares(settings),
     )
 
 
@@ -284,14 +335,20 @@ def subscribe(
     description: str,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
+    service: str | None = None,
 ) -> DefaultSubscriber:
     """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
 
     A handler that raises (after its own bounded retries) is nacked: the consumer seeks
     back and the message comes again, instead of being skipped. ``after`` is told of each
-    record once it is handled (for progress tracking).
+    record once it is handled (for progress tracking). Each record counts in
+    ``carveout_events_consumed`` under ``service`` (the group id when not given).
     """
     from faststream import AckPolicy
+
+    from .telemetry import EVENTS_CONSUMED
+
+    consumed = EVENTS_CONSUMED.labels(service or group_id, topic)
 
     async def raw_body(message: Any) -> bytes:
         return bytes(message.body)
@@ -312,6 +369,7 @@ def subscribe(
 
     @subscriber
     async def on_message(body: bytes, message: KafkaMessage) -> None:
+        consumed.inc()
         await handler.handle(body, message)
         if after is not None:
             after(message.raw_message)
@@ -372,6 +430,7 @@ def consume(
     retry_attempts: int = 5,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
+    service: str | None = None,
 ) -> tuple[EventHandler, DefaultSubscriber]:
     """An :class:`EventHandler` for ``topic`` and the subscriber feeding it."""
     handler = EventHandler(
@@ -390,5 +449,6 @@ def consume(
         description=description,
         after=after,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        service=service,
     )
     return handler, subscriber

@@ -15,7 +15,9 @@ from rich.table import Table
 
 from carveout_contracts import Role
 
+from . import dlq, tail
 from .client import ApiFailure, call
+from .replay import register as register_replay
 
 app = typer.Typer(
     help="Carveout: conditional access to restricted AI models.",
@@ -316,6 +318,11 @@ def access_publish(
         _emit(summary, True)
     else:
         console.print(f"published {sent} access events in {elapsed:.2f}s ({sent / elapsed:,.0f}/s)")
+
+
+register_replay(app, console, err)
+dlq.register(app, console, err)
+tail.register(app, console, err)
 
 
 def main() -> None:

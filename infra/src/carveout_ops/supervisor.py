@@ -19,7 +19,7 @@ from rich.table import Table
 from carveout_contracts import TokenBook
 
 from .broker import EmbeddedBroker, ensure_topics, partitions_from_env, wait_for_broker
-from .system import SERVICES, address, tokens_file, var_dir
+from .system import SERVICES, address, database_url, tokens_file, var_dir
 
 STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
 
@@ -90,8 +90,7 @@ class Supervisor:
         env["CARVEOUT_KAFKA_BOOTSTRAP"] = bootstrap
         env["CARVEOUT_TOKENS_FILE"] = str(tokens_file().resolve())
         for name in SERVICES:
-            key = f"CARVEOUT_{name.upper()}_DATABASE_URL"
-            env.setdefault(key, f"sqlite:///{(var_dir() / f'{name}.db').resolve()}")
+            env.setdefault(f"CARVEOUT_{name.upper()}_DATABASE_URL", database_url(name))
         return env
 
     def request_stop(self, *_: object) -> None:

@@ -14,6 +14,18 @@ def var_dir() -> Path:
     return Path(os.environ.get("CARVEOUT_VAR_DIR", "var"))
 
 
+def database_url(service: str) -> str:
+    """The live store of ``service``: its ``..._DATABASE_URL``, else SQLite under the var dir."""
+    return os.environ.get(
+        f"CARVEOUT_{service.upper()}_DATABASE_URL",
+        f"sqlite:///{(var_dir() / f'{service}.db').resolve()}",
+    )
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("CARVEOUT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
 def tokens_file() -> Path:
     return Path(os.environ.get("CARVEOUT_TOKENS_FILE", str(var_dir() / "tokens.json")))
 

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import codec, topics
+from carveout_contracts import telemetry, topics
+from carveout_contracts.docs import install_asyncapi
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -44,6 +45,7 @@ def create_app(
     settings: EnforcementSettings | None = None, broker: KafkaBroker | None = None
 ) -> FastAPI:
     settings = settings or EnforcementSettings()
+    telemetry.configure_tracing(SERVICE, settings)
     tokens = settings.token_book()
     store = EnforcementStore(make_engine(settings.database_url))
     index = grants.GrantIndex(list(store.load_grants()))
@@ -67,13 +69,13 @@ def create_app(
         description="Grant events, folded into the projection of grants over time.",
         after=grants_log.applied,
         fetch_max_wait_ms=settings.grants_fetch_max_wait_ms,
+        service=SERVICE,
     )
     grants_log.subscriber = grants_subscriber
 
-    async def publish(value: bytes, topic: str, key: bytes) -> Any:
-        return await broker.publish(
-            value, topic, key=key, headers=dict(codec.text_headers()), no_confirm=True
-        )
+    async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> Any:
+        headers = telemetry.kafka_headers(traceparent)
+        return await broker.publish(value, topic, key=key, headers=headers, no_confirm=True)
 
     async def dead_letter_record(record: Any, reason: str, error: str) -> None:
         await dead_letter(record.value, reason, error, record)
@@ -87,6 +89,7 @@ def create_app(
         dead_letter=dead_letter_record,
         retry_attempts=settings.store_retry_attempts,
         grants_sync_s=settings.grants_sync_seconds,
+        late_grant_guard_s=settings.late_grant_guard_ms / 1000,
     )
     access_subscriber = access.subscribe(broker, pipeline, settings)
 
@@ -107,6 +110,7 @@ def create_app(
             republisher.cancel()
             await broker.stop()
             await grants_log.stop()
+            telemetry.flush_tracing()
 
     app = FastAPI(
         title="Carveout enforcement service",
@@ -124,8 +128,10 @@ def create_app(
     app.state.usage = usage
     app.state.pipeline = pipeline
     install_error_handlers(app)
+    install_asyncapi(app, broker, produces=[topics.BREACHES, topics.DEADLETTER])
     app.include_router(api.router)
     app.add_middleware(DecisionEndpoint)
+    telemetry.instrument_http(app)
 
     install_ops_routes(
         app,
@@ -135,5 +141,7 @@ def create_app(
             "grants": caught_up_check(grants_subscriber),
             "access": caught_up_check(access_subscriber, max_lag=settings.batch_max_records),
         },
+        service=SERVICE,
+        subscribers=[grants_subscriber, access_subscriber],
     )
     return app

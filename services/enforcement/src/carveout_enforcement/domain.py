@@ -46,6 +46,13 @@ class GrantView(Frozen):
     breach_policy: BreachPolicy
     periods: list[GrantPeriod]
     updated_at: UtcDatetime
+    issued_ms: int | None = None
+    """When ``grant.issued`` was appended to the log (its record timestamp, epoch ms).
+
+    A grant covers only accesses the log received after it: so whether a grant existed
+    for an access is decided by the log itself, the same live and in a replay, however
+    far behind the access consumer runs.
+    """
 
     @property
     def current(self) -> GrantPeriod:
@@ -76,10 +83,13 @@ def affected_grants(event: GrantEvent) -> list[str]:
     return [event.data.grant_id]
 
 
-def apply(view: GrantView | None, event: GrantEvent, grant_id: str) -> GrantView | None:
+def apply(
+    view: GrantView | None, event: GrantEvent, grant_id: str, appended_ms: int | None = None
+) -> GrantView | None:
     """Fold one grant event into grant ``grant_id``'s view. Pure: no I/O, no clock.
 
-    Returns ``None`` when the event concerns a grant this view has never seen issued.
+    ``appended_ms`` is the event's record timestamp, kept for ``grant.issued``. Returns
+    ``None`` when the event concerns a grant this view has never seen issued.
     """
     if isinstance(event, GrantIssued):
         if view is not None:
@@ -102,6 +112,7 @@ def apply(view: GrantView | None, event: GrantEvent, grant_id: str) -> GrantView
                 )
             ],
             updated_at=event.occurred_at,
+            issued_ms=appended_ms,
         )
     if view is None:
         return None

@@ -6,6 +6,7 @@ access is a few dictionary and set look-ups.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -77,6 +78,8 @@ class CompiledGrant:
     model_id: str
     version: int
     periods: tuple[CompiledPeriod, ...]
+    issued_ms: float = -math.inf
+    """When the log received the grant (epoch ms); it covers accesses received after."""
 
     def period_at(self, moment: float) -> CompiledPeriod:
         for period in reversed(self.periods):
@@ -152,6 +155,7 @@ def compile_grant(view: GrantView) -> CompiledGrant:
         model_id=view.model_id,
         version=view.version,
         periods=tuple(_compile_period(p) for p in view.periods),
+        issued_ms=-math.inf if view.issued_ms is None else view.issued_ms,
     )
 
 
@@ -290,7 +294,21 @@ def _critical(violations: list[dict[str, Any]]) -> int:
     return sum(1 for v in violations if v["severity"] == "critical")
 
 
+def uuid5_hex(namespace: uuid.UUID, name: str) -> str:
+    """``uuid.uuid5(namespace, name).hex``, without building UUID objects (the hot path's)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return digest.hex()
+
+
+def uuid5_str(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, fast."""
+    h = uuid5_hex(namespace, name)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def breach_id(access_event_id: str, grant_id: str | None, grant_version: int | None) -> str:
     """The same access and grant version always give the same breach id."""
     name = f"{access_event_id}/{grant_id or '-'}/{grant_version or 0}"
-    return "brc_" + uuid.uuid5(BREACH_NAMESPACE, name).hex
+    return "brc_" + uuid5_hex(BREACH_NAMESPACE, name)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
+from carveout_contracts.runtime import create_tables
 
 from .domain import GrantView
 
@@ -73,6 +74,8 @@ class BreachRecord(EnforcementTable, table=True):
     occurred_at: int = Field(sa_type=BigInteger, index=True, description="Epoch microseconds.")
     payload: str
     published_at: str | None = Field(default=None, index=True)
+    traceparent: str | None = None
+    """The access record's W3C ``traceparent``: the breach event continues its trace."""
 
 
 class UsageRecord(EnforcementTable, table=True):
@@ -97,7 +100,7 @@ class ProcessedEvent(EnforcementTable, table=True):
 class EnforcementStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        EnforcementTable.metadata.create_all(engine)
+        create_tables(engine, EnforcementTable.metadata)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._writers = {
             name: _BulkInsert.of(table, mark, upsert_key)
@@ -208,6 +211,16 @@ class EnforcementStore:
                 .values(published_at=iso(at))
             )
             session.commit()
+
+    def mark_all_breaches_published(self, at: datetime) -> int:
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(BreachRecord)
+                .where(col(BreachRecord.published_at).is_(None))
+                .values(published_at=iso(at))
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     def page(
         self,

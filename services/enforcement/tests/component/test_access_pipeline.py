@@ -93,6 +93,7 @@ class Sent:
     value: bytes
     topic: str
     key: bytes
+    traceparent: str | None = None
 
     @property
     def event(self) -> ConditionBreached:
@@ -116,11 +117,13 @@ class World:
     def open_store(self, name: str = "enforcement.db") -> EnforcementStore:
         return EnforcementStore(make_engine(f"sqlite:///{self.tmp_path}/{name}"))
 
-    async def publish(self, value: bytes, topic: str, key: bytes) -> None:
+    async def publish(
+        self, value: bytes, topic: str, key: bytes, traceparent: str | None = None
+    ) -> None:
         if self.fail_publishes:
             self.fail_publishes -= 1
             raise ConnectionError("the broker is unreachable")
-        self.published.append(Sent(value, topic, key))
+        self.published.append(Sent(value, topic, key, traceparent))
 
     async def dead_letter(self, record: Any, reason: str, error: str) -> None:
         self.dead.append((record, reason, error))
@@ -258,6 +261,29 @@ async def test_non_json_and_unknown_type_each_give_one_dead_letter(world: World)
     assert "access.erased" in world.dead[1][2]
     [decision] = world.decisions()
     assert (decision.access_event_id, decision.decision) == (event_id_of(valid), "allow")
+
+
+# --------------------------------------------------------------------------- trace context
+
+
+async def test_each_breach_continues_the_trace_of_its_access_even_after_a_crash(
+    world: World,
+) -> None:
+    """A breach is published with its access record's ``traceparent``, kept in the outbox."""
+    traced = [f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01" for _ in range(2)]
+    values = [access_bytes(), access_bytes()]
+    records = [
+        Record(value, offset=i, headers=(("traceparent", tp.encode()),))
+        for i, (value, tp) in enumerate(zip(values, traced, strict=True))
+    ]
+    world.fail_publishes = 1
+    with pytest.raises(ConnectionError):
+        await world.pipeline().process([*records, Record(compliant(), offset=2)])
+    assert {row.traceparent for row in world.store.unpublished_breaches()} == set(traced)
+    assert await world.pipeline().publish_pending() == 2  # after a restart
+    by_access = {str(sent.event.data.access_event_id): sent for sent in world.published}
+    for value, tp in zip(values, traced, strict=True):
+        assert by_access[event_id_of(value)].traceparent == tp
 
 
 # --------------------------------------------------------------------------- crash, then publish

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from carveout_contracts import GrantEvent, encode_token
+from carveout_contracts import GrantEvent, encode_token, telemetry
 from carveout_contracts.http import ApiError, Reader, Regulator
 
 from .domain import (
@@ -73,6 +73,10 @@ class GrantPage(BaseModel):
 
 
 def valid_traceparent(request: Request) -> str | None:
+    """The context the action's event continues: the request's span when tracing is on,
+    else the caller's own valid ``traceparent``."""
+    if traced := telemetry.inject():
+        return traced
     value = request.headers.get("traceparent", "")
     return value if TRACEPARENT.fullmatch(value) else None
 

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import topics
+from carveout_contracts import telemetry, topics
+from carveout_contracts.docs import install_asyncapi
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -34,11 +35,13 @@ from .service import GrantService
 from .settings import GrantSettings
 from .store import GrantStore
 
+SERVICE = "grant"
 log = logging.getLogger("carveout.grant")
 
 
 def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None = None) -> FastAPI:
     settings = settings or GrantSettings()
+    telemetry.configure_tracing(SERVICE, settings)
     tokens = settings.token_book()
     store = GrantStore(make_engine(settings.database_url))
     broker = broker or kafka_broker(settings, "carveout-grant")
@@ -50,10 +53,11 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
         topics.BREACHES,
         process=policy,
         is_processed=store.is_processed,
-        dead_letter=dead_letter_publisher(broker, "grant"),
+        dead_letter=dead_letter_publisher(broker, SERVICE),
         group_id=settings.group_id,
         settings=settings,
         description="Breaches, counted against each grant's breach policy.",
+        service=SERVICE,
     )
 
     @asynccontextmanager
@@ -68,6 +72,7 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await broker.stop()
+            telemetry.flush_tracing()
 
     app = FastAPI(
         title="Carveout grant service",
@@ -81,7 +86,9 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     app.state.service = service
     app.state.broker = broker
     install_error_handlers(app)
+    install_asyncapi(app, broker, produces=[topics.GRANTS, topics.DEADLETTER])
     app.include_router(api.router)
+    telemetry.instrument_http(app)
 
     async def outbox_relayed() -> str:
         total, published = store.counts()
@@ -95,5 +102,7 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
             "outbox": outbox_relayed,
             "breaches": caught_up_check(breaches_subscriber, max_lag=100),
         },
+        service=SERVICE,
+        subscribers=[breaches_subscriber],
     )
     return app

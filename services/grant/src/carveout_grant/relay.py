@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from inspect import isawaitable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import codec, topics
+from carveout_contracts import telemetry, topics
 
 from .store import GrantStore
 
@@ -68,19 +67,24 @@ class OutboxRelay:
         rows = self.store.unpublished()
         if not rows:
             return 0
-        # Enqueue in sequence order before awaiting any acknowledgement, so the per-key
-        # order on the topic is the order the grant service recorded.
-        pending = []
+        # One event at a time, each acknowledged before the next: the order on the topic
+        # is the order the grant service recorded, and every event is its own record
+        # batch, so a broker's end offsets always count it (Tansu reports the start of
+        # the last batch as the end, and enforcement's catch-up check reads end offsets).
         for row in rows:
-            sent = await self.broker.publish(
-                row.payload.encode(),
-                row.topic,
-                key=row.key.encode(),
-                headers=dict(codec.text_headers(row.traceparent)),
-                no_confirm=True,
-            )
-            pending.append(sent)
-        await asyncio.gather(*(p for p in pending if isawaitable(p)))
+            # Each event continues the trace its row recorded (the regulator's request, or
+            # the breach that tripped a policy).
+            with telemetry.continue_trace(
+                f"relay {row.type}",
+                row.traceparent,
+                attributes={"carveout.event_id": row.event_id, "carveout.grant_id": row.grant_id},
+            ):
+                await self.broker.publish(
+                    row.payload.encode(),
+                    row.topic,
+                    key=row.key.encode(),
+                    headers=telemetry.kafka_headers(row.traceparent),
+                )
         seqs = [row.seq for row in rows if row.seq is not None]
         self.store.mark_published(seqs, datetime.now(UTC))
         async with self._progress:

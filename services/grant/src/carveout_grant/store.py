@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import registry
@@ -16,6 +16,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts import Envelope
 from carveout_contracts.common import iso_utc as iso
+from carveout_contracts.runtime import create_tables
 
 from .domain import Grant, PublicStatus
 
@@ -78,7 +79,7 @@ class StaleGrant(Exception):
 class GrantStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        GrantTable.metadata.create_all(engine)
+        create_tables(engine, GrantTable.metadata)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -106,6 +107,16 @@ class GrantStore:
             session.commit()
             return seq
 
+    def record_from_log(
+        self, grants: Sequence[Grant], event: Envelope, payload: str, traceparent: str | None
+    ) -> None:
+        """A grant change read back from the log (replay): recorded as published already."""
+        with self._session() as session:
+            self._write_change(
+                session, grants, event, traceparent, None, payload=payload, published=True
+            )
+            session.commit()
+
     def _write_change(
         self,
         session: Session,
@@ -113,6 +124,9 @@ class GrantStore:
         event: Envelope,
         traceparent: str | None,
         expected_versions: dict[str, int] | None,
+        *,
+        payload: str | None = None,
+        published: bool = False,
     ) -> int:
         for grant_id, version in (expected_versions or {}).items():
             current = session.get(GrantRecord, grant_id, with_for_update=True)
@@ -138,9 +152,10 @@ class GrantStore:
             type=event.type,
             topic=event.TOPIC,
             key=event.key,
-            payload=event.model_dump_json(),
+            payload=payload if payload is not None else event.model_dump_json(),
             traceparent=traceparent,
             created_at=iso(event.occurred_at),
+            published_at=iso(datetime.now(UTC)) if published else None,
         )
         session.add(outbox)
         session.flush()

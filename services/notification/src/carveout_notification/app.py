@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import Envelope, codec, topics
+from carveout_contracts import Envelope, codec, telemetry, topics
+from carveout_contracts.docs import install_asyncapi
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -41,6 +42,7 @@ def create_app(
     settings: NotificationSettings | None = None, broker: KafkaBroker | None = None
 ) -> FastAPI:
     settings = settings or NotificationSettings()
+    telemetry.configure_tracing(SERVICE, settings)
     tokens = settings.token_book()
     store = NotificationStore(make_engine(settings.database_url))
     broker = broker or kafka_broker(settings, "carveout-notification")
@@ -50,7 +52,7 @@ def create_app(
             codec.encode_value(event),
             event.TOPIC,
             key=event.key.encode(),
-            headers=dict(codec.text_headers()),
+            headers=telemetry.kafka_headers(),
         )
 
     deliverer = Deliverer(store, settings, publish)
@@ -66,6 +68,7 @@ def create_app(
         group_id=settings.group_id,
         settings=settings,
         description="Grant events: who is to be told about each grant, and of what.",
+        service=SERVICE,
     )
     _, breaches_subscriber = consume(
         broker,
@@ -77,6 +80,7 @@ def create_app(
         group_id=settings.group_id,
         settings=settings,
         description="Breaches, told to the grantee's contacts and to subscribers.",
+        service=SERVICE,
     )
 
     @asynccontextmanager
@@ -90,6 +94,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await delivering
             await broker.stop()
+            telemetry.flush_tracing()
 
     app = FastAPI(
         title="Carveout notification service",
@@ -103,7 +108,9 @@ def create_app(
     app.state.broker = broker
     app.state.grant_events = grant_events
     install_error_handlers(app)
+    install_asyncapi(app, broker, produces=[topics.NOTIFICATIONS, topics.DEADLETTER])
     app.include_router(api.router)
+    telemetry.instrument_http(app)
 
     install_ops_routes(
         app,
@@ -113,5 +120,7 @@ def create_app(
             "grants": caught_up_check(grants_subscriber),
             "breaches": caught_up_check(breaches_subscriber, max_lag=100),
         },
+        service=SERVICE,
+        subscribers=[grants_subscriber, breaches_subscriber],
     )
     return app

@@ -23,14 +23,25 @@ from typing import Any
 import httpx
 from prometheus_client import Counter
 
-from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed
+from carveout_contracts import (
+    Envelope,
+    NotificationDelivered,
+    NotificationFailed,
+    codec,
+    telemetry,
+    topics,
+)
 
 from .domain import NAMESPACE, Subscription, retry_delay, sign
 from .settings import NotificationSettings
 from .store import NotificationRecord, NotificationStore
 
 log = logging.getLogger("carveout.notification.delivery")
-DELIVERIES = Counter("carveout_deliveries", "Notification delivery attempts", ["outcome"])
+DELIVERIES = Counter(
+    "carveout_deliveries",
+    "Notification delivery attempts, by channel and outcome (delivered, retried, failed).",
+    ["channel", "outcome"],
+)
 
 
 class DeliveryFailed(Exception):
@@ -50,6 +61,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
         self._rng = random.Random()
+        self._announcing = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -58,6 +70,7 @@ class Deliverer:
         self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds)
         limit = asyncio.Semaphore(16)
         try:
+            await self.announce_pending()
             while True:
                 due = self.store.due(datetime.now(UTC))
                 if due:
@@ -70,6 +83,7 @@ class Deliverer:
                     )
                     continue
                 self._wake.clear()
+                await self.announce_pending()
                 upcoming = self.store.next_due_at()
                 wait = self.settings.delivery_poll_seconds
                 if upcoming is not None:
@@ -86,6 +100,20 @@ class Deliverer:
             await self.attempt(n, subscription)
 
     async def attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
+        """One delivery attempt, in a span continuing the trace of the event it tells of."""
+        with telemetry.continue_trace(
+            f"deliver {n.event_type}",
+            n.traceparent,
+            attributes={
+                "carveout.notification_id": n.notification_id,
+                "carveout.event_id": n.event_id,
+                "carveout.channel": n.channel,
+                "carveout.attempt": n.attempts + 1,
+            },
+        ):
+            await self._attempt(n, subscription)
+
+    async def _attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
         now = datetime.now(UTC)
         attempts = n.attempts + 1
         try:
@@ -98,7 +126,8 @@ class Deliverer:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             if attempts >= self.settings.delivery_max_attempts:
-                DELIVERIES.labels("failed").inc()
+                DELIVERIES.labels(n.channel, "failed").inc()
+                outcome = outcome_event(n, "failed", attempts, now, error)
                 self.store.finish_attempt(
                     n.notification_id,
                     status="failed",
@@ -106,11 +135,12 @@ class Deliverer:
                     next_attempt_at=None,
                     error=error,
                     at=now,
+                    outcome_event=codec.encode_value(outcome).decode(),
                 )
                 log.warning("notification %s failed for good: %s", n.notification_id, error)
-                await self._announce(n, "failed", attempts, now, error)
+                await self.announce_pending()
             else:
-                DELIVERIES.labels("retried").inc()
+                DELIVERIES.labels(n.channel, "retried").inc()
                 delay = retry_delay(
                     attempts,
                     self.settings.retry_base_seconds,
@@ -126,7 +156,8 @@ class Deliverer:
                     at=now,
                 )
             return
-        DELIVERIES.labels("delivered").inc()
+        DELIVERIES.labels(n.channel, "delivered").inc()
+        outcome = outcome_event(n, "delivered", attempts, now, None)
         self.store.finish_attempt(
             n.notification_id,
             status="delivered",
@@ -134,8 +165,9 @@ class Deliverer:
             next_attempt_at=None,
             error=None,
             at=now,
+            outcome_event=codec.encode_value(outcome).decode(),
         )
-        await self._announce(n, "delivered", attempts, now, None)
+        await self.announce_pending()
 
     async def _webhook(self, n: NotificationRecord, subscription: Subscription) -> None:
         assert self._http is not None
@@ -165,37 +197,59 @@ class Deliverer:
         ) as smtp:
             smtp.send_message(message)
 
-    async def _announce(
-        self, n: NotificationRecord, outcome: str, attempts: int, at: datetime, error: str | None
-    ) -> None:
-        common: dict[str, Any] = {
-            "notification_id": n.notification_id,
-            "subscription_id": n.subscription_id,
-            "source_event_id": n.event_id,
-            "source_event_type": n.event_type,
-            "channel": n.channel,
-            "address": n.address,
-            "attempts": attempts,
+    async def announce_pending(self) -> int:
+        """Publish the outcome events stored and not yet published; returns how many.
+
+        Called after each final outcome, at start-up and between rounds: an outcome whose
+        announcement a crash or a broker failure interrupted is published later, with the
+        same event id.
+        """
+        if self._announcing.locked():
+            return 0
+        total = 0
+        async with self._announcing:
+            while pending := self.store.unannounced():
+                contexts = self.store.traceparents([nid for nid, _ in pending])
+                try:
+                    for nid, value in pending:
+                        event = codec.decode(topics.NOTIFICATIONS, value)
+                        # in the trace of the event the notification told of
+                        with telemetry.continue_trace(f"announce {event.type}", contexts.get(nid)):
+                            await self.publish(event)
+                except Exception as exc:
+                    log.error("could not announce a notification outcome, will retry: %s", exc)
+                    break
+                self.store.mark_announced([nid for nid, _ in pending], datetime.now(UTC))
+                total += len(pending)
+        return total
+
+
+def outcome_event(
+    n: NotificationRecord, outcome: str, attempts: int, at: datetime, error: str | None
+) -> Envelope:
+    """``notification.delivered`` or ``.failed``, with an id derived from the notification."""
+    common: dict[str, Any] = {
+        "notification_id": n.notification_id,
+        "subscription_id": n.subscription_id,
+        "source_event_id": n.event_id,
+        "source_event_type": n.event_type,
+        "channel": n.channel,
+        "address": n.address,
+        "attempts": attempts,
+    }
+    event_id = uuid.uuid5(NAMESPACE, f"{n.notification_id}/{outcome}")
+    if outcome == "delivered":
+        return NotificationDelivered.model_validate(
+            {
+                "event_id": event_id,
+                "producer": "notification",
+                "data": {**common, "delivered_at": at},
+            }
+        )
+    return NotificationFailed.model_validate(
+        {
+            "event_id": event_id,
+            "producer": "notification",
+            "data": {**common, "failed_at": at, "error": error or "unknown"},
         }
-        event_id = uuid.uuid5(NAMESPACE, f"{n.notification_id}/{outcome}")
-        event: Envelope
-        if outcome == "delivered":
-            event = NotificationDelivered.model_validate(
-                {
-                    "event_id": event_id,
-                    "producer": "notification",
-                    "data": {**common, "delivered_at": at},
-                }
-            )
-        else:
-            event = NotificationFailed.model_validate(
-                {
-                    "event_id": event_id,
-                    "producer": "notification",
-                    "data": {**common, "failed_at": at, "error": error or "unknown"},
-                }
-            )
-        try:
-            await self.publish(event)
-        except Exception as exc:  # the store holds the outcome; the event only announces it
-            log.error("could not announce %s: %s", event.type, exc)
+    )

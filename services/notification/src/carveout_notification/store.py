@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
+from carveout_contracts.runtime import create_tables
 
 from .domain import GrantContacts, Subscription
 
@@ -56,6 +57,12 @@ class NotificationRecord(NotificationTable, table=True):
     last_error: str | None = None
     created_at: str
     finished_at: str | None = None
+    outcome_event: str | None = None
+    """The ``notification.delivered`` or ``.failed`` event, stored with the outcome (outbox)."""
+    announced_at: str | None = Field(default=None, index=True)
+    """When ``outcome_event`` was published; ``None`` while it is still to be published."""
+    traceparent: str | None = None
+    """The W3C context its delivery continues: that of the event it tells of."""
 
 
 class ProcessedEvent(NotificationTable, table=True):
@@ -69,7 +76,7 @@ class ProcessedEvent(NotificationTable, table=True):
 class NotificationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        NotificationTable.metadata.create_all(engine)
+        create_tables(engine, NotificationTable.metadata)
 
     def ping(self) -> None:
         with Session(self.engine) as session:
@@ -92,6 +99,44 @@ class NotificationStore:
             if session.get(SubscriptionRecord, subscription.subscription_id) is not None:
                 return False
             session.add(_subscription_row(subscription, at))
+            session.commit()
+            return True
+
+    def subscriptions_created(self) -> list[tuple[Subscription, datetime]]:
+        """Every subscription, with when it was created."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(SubscriptionRecord)).all()
+        return [
+            (Subscription.model_validate_json(r.document), datetime.fromisoformat(r.created_at))
+            for r in rows
+        ]
+
+    def copy_subscriptions_from(self, source: Engine) -> int:
+        """Carry subscriptions (configuration, secrets included) over from another store."""
+        with Session(source) as reading:
+            rows = reading.exec(select(SubscriptionRecord)).all()
+            copies = [SubscriptionRecord.model_validate(r.model_dump()) for r in rows]
+        with Session(self.engine) as session:
+            for row in copies:
+                if session.get(SubscriptionRecord, row.subscription_id) is None:
+                    session.add(row)
+            session.commit()
+        return len(copies)
+
+    def record_outcome(
+        self, notification_id: str, *, status: str, attempts: int, at: datetime, event: str
+    ) -> bool:
+        """A final outcome read from the log (replay): says whether the notification exists."""
+        with Session(self.engine) as session:
+            row = session.get(NotificationRecord, notification_id)
+            if row is None:
+                return False
+            row.status = status
+            row.attempts = max(row.attempts, attempts)
+            row.finished_at = iso(at)
+            row.outcome_event = event
+            row.announced_at = iso(at)
+            session.add(row)
             session.commit()
             return True
 
@@ -166,8 +211,13 @@ class NotificationStore:
         next_attempt_at: datetime | None,
         error: str | None,
         at: datetime,
+        outcome_event: str | None = None,
     ) -> None:
-        """The outcome of one attempt, and the next one's time when there is one."""
+        """The outcome of one attempt, and the next one's time when there is one.
+
+        A final outcome comes with the event announcing it, written in the same
+        transaction and published after (an outbox): a crash in between loses nothing.
+        """
         with Session(self.engine) as session:
             row = session.get(NotificationRecord, notification_id)
             if row is None:
@@ -179,7 +229,41 @@ class NotificationStore:
                 row.next_attempt_at = iso(next_attempt_at)
             if status != "pending":
                 row.finished_at = iso(at)
+                row.outcome_event = outcome_event
             session.add(row)
+            session.commit()
+
+    def unannounced(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(notification id, outcome event JSON) of final outcomes not yet published."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(NotificationRecord.notification_id, NotificationRecord.outcome_event)
+                .where(
+                    col(NotificationRecord.outcome_event).is_not(None),
+                    col(NotificationRecord.announced_at).is_(None),
+                )
+                .order_by(col(NotificationRecord.finished_at))
+                .limit(limit)
+            ).all()
+        return [(nid, event) for nid, event in rows if event is not None]
+
+    def traceparents(self, notification_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each notification's trace context (that of the event it tells of)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(NotificationRecord.notification_id, NotificationRecord.traceparent).where(
+                    col(NotificationRecord.notification_id).in_(notification_ids)
+                )
+            ).all()
+        return dict(rows)
+
+    def mark_announced(self, notification_ids: Sequence[str], at: datetime) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(NotificationRecord)
+                .where(col(NotificationRecord.notification_id).in_(notification_ids))
+                .values(announced_at=iso(at))
+            )
             session.commit()
 
     def notifications(

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from inspect import isawaitable
 from typing import Any
 
@@ -24,12 +25,12 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter
 
-from carveout_contracts import PoisonMessage, topics
+from carveout_contracts import PoisonMessage, telemetry, topics
 from carveout_contracts.runtime import with_retries
 
 from ..access import Access, read_access
 from ..freshness import GrantsLog
-from ..judge import UsageKey, Verdict, breach_id, judge
+from ..judge import UsageKey, Verdict, breach_id, judge, uuid5_str
 from ..settings import EnforcementSettings
 from ..store import BreachRecord, EnforcementStore
 from .grants import GrantIndex
@@ -37,7 +38,7 @@ from .grants import GrantIndex
 log = logging.getLogger("carveout.enforcement.access")
 SERVICE = "enforcement"
 
-EVENTS = Counter("carveout_events_consumed", "Events consumed", ["service", "topic"])
+EVENTS = telemetry.EVENTS_CONSUMED
 DECISIONS = Counter("carveout_decisions", "Accesses judged", ["decision"])
 BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
 
@@ -46,6 +47,15 @@ JUDGE_SLICE = 128
 
 USAGE_CEILING = 2**62
 """Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
+
+
+def _span_attributes(breach: dict[str, Any]) -> dict[str, str]:
+    return {
+        "carveout.breach_id": str(breach["breach_id"]),
+        "carveout.access_event_id": str(breach["access_event_id"]),
+        "carveout.grant_id": str(breach["grant_id"] or ""),
+        "carveout.severity": str(breach["severity"]),
+    }
 
 
 class GrantsLogBehind(RuntimeError):
@@ -70,7 +80,7 @@ def breach_event(access: Access, verdict: Verdict) -> dict[str, Any]:
     bid = breach_id(access.event_id, verdict.grant_id, verdict.grant_version)
     occurred = _utc(access.occurred_at)
     return {
-        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, bid)),
+        "event_id": uuid5_str(uuid.NAMESPACE_URL, bid),
         "type": "condition.breached",
         "version": 1,
         "occurred_at": occurred,
@@ -101,10 +111,11 @@ class AccessPipeline:
         grants_log: GrantsLog,
         usage: dict[UsageKey, int],
         *,
-        publish: Callable[[bytes, str, bytes], Awaitable[Any]] | None,
+        publish: Callable[[bytes, str, bytes, str | None], Awaitable[Any]] | None,
         dead_letter: DeadLetterRecord | None,
         retry_attempts: int = 5,
         grants_sync_s: float = 5.0,
+        late_grant_guard_s: float = 0.0,
     ) -> None:
         self.store = store
         self.index = index
@@ -114,13 +125,15 @@ class AccessPipeline:
         self.dead_letter = dead_letter
         self.retry_attempts = retry_attempts
         self.grants_sync_s = grants_sync_s
+        self.late_grant_guard_s = late_grant_guard_s
         self.judged = 0
         self.duplicates = 0
         self.unpublished = False
 
     async def process(self, records: Sequence[Any]) -> None:
         EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
-        fresh: dict[str, Access] = {}
+        fresh: dict[str, tuple[Access, int | None]] = {}
+        sources: dict[str, Any] = {}  # the record of each access, for its breach's trace
         readable = 0
         for record in records:
             try:
@@ -130,20 +143,22 @@ class AccessPipeline:
                     await self.dead_letter(record, poison.reason, poison.error)
                 continue
             readable += 1
-            fresh.setdefault(access.event_id, access)
+            fresh.setdefault(access.event_id, (access, getattr(record, "timestamp", None)))
+            sources[access.event_id] = record
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
             attempts=self.retry_attempts,
             what="checking decided accesses",
             in_thread=True,
         )
-        todo = [a for event_id, a in fresh.items() if event_id not in decided]
+        todo = [pair for event_id, pair in fresh.items() if event_id not in decided]
         self.duplicates += readable - len(todo)
         if self.publish is not None and self.unpublished:
             # A publish failed before: its breaches are recorded; send them first.
             await self.publish_pending()
         if not todo:
             return
+        await self._let_late_grant_events_land(todo)
         if not await self.grants_log.wait_caught_up(self.grants_sync_s):
             # Judging now could report "no grant" for a grant not yet read: leave the batch
             # unacknowledged so it comes again once the projection has caught up.
@@ -160,6 +175,10 @@ class AccessPipeline:
             decisions += judged
             breaches += found
             await asyncio.sleep(0)
+        for breach in breaches:  # each breach continues the trace of its access
+            breach["traceparent"] = telemetry.record_traceparent(
+                sources.get(breach["access_event_id"])
+            )
         changed = {key: self.usage[key] for key in before}
         try:
             await with_retries(
@@ -182,18 +201,40 @@ class AccessPipeline:
             await self.publish_breaches(breaches)
             self.unpublished = False
 
+    async def _let_late_grant_events_land(self, todo: Sequence[tuple[Access, int | None]]) -> None:
+        """Wait until the newest access is ``late_grant_guard_s`` old, at most that long.
+
+        A regulator action takes effect when the grant service commits it, and reaches
+        the log a few milliseconds later. Judging an access that happened in between
+        before that event lands would miss it; after the guard, the end offsets read next
+        include every action committed before the access happened.
+        """
+        if self.late_grant_guard_s <= 0:
+            return
+        newest = max(access.occurred_at for access, _ in todo)
+        wait = newest + self.late_grant_guard_s - time.time()
+        if wait > 0:
+            await asyncio.sleep(min(wait, self.late_grant_guard_s))
+
     def judge_all(
-        self, accesses: Sequence[Access], before: dict[UsageKey, int | None]
+        self, accesses: Sequence[tuple[Access, int | None]], before: dict[UsageKey, int | None]
     ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-        """Judge in order, counting usage as it goes; ``before`` keeps the old totals."""
+        """Judge in order, counting usage as it goes; ``before`` keeps the old totals.
+
+        Each access comes with its record timestamp: grants the log received after it
+        do not cover it.
+        """
         usage = self.usage
         judged_at = round(time.time() * 1_000_000)
         decisions: list[tuple[Any, ...]] = []
         breaches: list[dict[str, Any]] = []
         allowed = 0
-        candidates = self.index.candidates
-        for access in accesses:
-            verdict = judge(access, candidates(access.grantee_id, access.model_id), usage)
+        found = {"critical": 0, "warning": 0}
+        candidates = self.index.candidates_received_by
+        for access, appended_ms in accesses:
+            verdict = judge(
+                access, candidates(access.grantee_id, access.model_id, appended_ms), usage
+            )
             for key in verdict.usage:
                 old = usage.get(key)
                 if key not in before:
@@ -232,24 +273,38 @@ class AccessPipeline:
                         "occurred_at": occurred,
                         "payload": orjson.dumps(event).decode(),
                         "published_at": None,
+                        "traceparent": None,
                     }
                 )
-                BREACHES.labels(severity).inc()
+                found[severity] += 1
+        for severity, count in found.items():
+            if count:
+                BREACHES.labels(severity).inc(count)
         DECISIONS.labels("allow").inc(allowed)
         DECISIONS.labels("deny").inc(len(accesses) - allowed)
         return decisions, breaches
 
     async def publish_breaches(self, rows: Sequence[dict[str, Any] | BreachRecord]) -> None:
-        """Publish breach events (keyed by grant, else grantee), then mark them published."""
+        """Publish breach events (keyed by grant, else grantee), then mark them published.
+
+        Each is published with its access's ``traceparent`` (so the breach continues the
+        access's trace) and, when tracing is on, inside a span that is a child of the access.
+        """
         assert self.publish is not None
         pending = []
         ids: list[str] = []
         for row in rows:
             fields = row if isinstance(row, dict) else row.model_dump()
             key = str(fields["grant_id"] or fields["grantee_id"]).encode()
-            pending.append(
-                await self.publish(str(fields["payload"]).encode(), topics.BREACHES, key)
-            )
+            traceparent = fields.get("traceparent")
+            with telemetry.traced(
+                "breach condition.breached",
+                traceparent,
+                partial(_span_attributes, fields),
+                link_current=True,  # to the batch's span
+            ):
+                value = str(fields["payload"]).encode()
+                pending.append(await self.publish(value, topics.BREACHES, key, traceparent))
             ids.append(str(fields["breach_id"]))
         for sent in pending:
             if isawaitable(sent):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import GrantEvent, topics
+from prometheus_client import Histogram
+
+from carveout_contracts import CarveoutRevoked, GrantEvent, GrantSuspended, topics
 from carveout_contracts.runtime import CURRENT_RECORD, with_retries
 
 from ..domain import GrantView, affected_grants, apply
@@ -17,6 +20,12 @@ from ..judge import CompiledGrant, compile_grant
 from ..store import EnforcementStore
 
 log = logging.getLogger("carveout.enforcement.grants")
+PROPAGATION = Histogram(
+    "carveout_revocation_propagation_seconds",
+    "From a suspension's or revocation's effective_at to its taking effect in enforcement's "
+    "in-memory grants (decisions deny from then on).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 class GrantIndex:
@@ -26,6 +35,7 @@ class GrantIndex:
         self.by_id: dict[str, GrantView] = {}
         self.compiled: dict[str, CompiledGrant] = {}
         self.by_grantee_model: dict[tuple[str, str], list[CompiledGrant]] = {}
+        self.newest_issue_ms = -math.inf
         self._changed = asyncio.Event()
         for view in views:
             self.put(view)
@@ -42,6 +52,7 @@ class GrantIndex:
             grants.sort(key=lambda g: g.grant_id)
         self.by_id[view.grant_id] = view
         self.compiled[view.grant_id] = compiled
+        self.newest_issue_ms = max(self.newest_issue_ms, compiled.issued_ms)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -50,6 +61,15 @@ class GrantIndex:
 
     def candidates(self, grantee_id: str, model_id: str) -> list[CompiledGrant]:
         return self.by_grantee_model.get((grantee_id, model_id), [])
+
+    def candidates_received_by(
+        self, grantee_id: str, model_id: str, appended_ms: int | None
+    ) -> list[CompiledGrant]:
+        """The grants of a grantee and model the log received before ``appended_ms``."""
+        grants = self.by_grantee_model.get((grantee_id, model_id), [])
+        if appended_ms is None or appended_ms >= self.newest_issue_ms:
+            return grants
+        return [g for g in grants if g.issued_ms <= appended_ms]
 
     def has_applied(self, versions: dict[str, int]) -> bool:
         return all(
@@ -83,9 +103,11 @@ class GrantProjector:
         self.on_applied = on_applied
 
     async def __call__(self, event: GrantEvent) -> None:
+        record = CURRENT_RECORD.get(None)
+        appended_ms = getattr(record, "timestamp", None)
         changed = []
         for grant_id in affected_grants(event):
-            view = apply(self.index.get(grant_id), event, grant_id)
+            view = apply(self.index.get(grant_id), event, grant_id, appended_ms)
             if view is None:
                 log.warning("%s names grant %s, never issued here; skipped", event.type, grant_id)
             elif view is not self.index.get(grant_id):
@@ -95,7 +117,9 @@ class GrantProjector:
         # so if the write below fails the redelivered event changes memory no further.
         for view in changed:
             self.index.put(view)
-        record = CURRENT_RECORD.get(None)
+        if changed and isinstance(event, GrantSuspended | CarveoutRevoked):
+            applied = datetime.now(UTC)
+            PROPAGATION.observe(max(0.0, (applied - event.data.effective_at).total_seconds()))
         if self.on_applied is not None and record is not None:
             self.on_applied(record)  # what decisions see is what counts as applied
         now = datetime.now(UTC)

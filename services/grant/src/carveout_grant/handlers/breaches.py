@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from carveout_contracts import ConditionBreached, Envelope, codec, topics
+from carveout_contracts import ConditionBreached, Envelope, codec, telemetry, topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import with_retries
+from carveout_contracts.runtime import CURRENT_RECORD, with_retries
 
 from ..domain import Grant, apply, policy_action, revoke, suspend
 from ..relay import OutboxRelay
@@ -24,6 +24,18 @@ from ..store import GrantStore, PolicyBreach
 log = logging.getLogger("carveout.grant.policy")
 POLICY_ACTIONS = Counter("carveout_policy_actions", "Breach policy actions", ["action"])
 ACTION_NAMESPACE = uuid.UUID("0e7f6a52-31c4-4b8e-9d0a-5c2b1e4f7a93")
+
+
+def counted_breach(event: ConditionBreached) -> PolicyBreach | None:
+    """The breach as a breach policy counts it: critical breaches of a grant, and only those.
+
+    Kept whatever the grant's state when it arrives, so the table depends on the log alone.
+    """
+    d = event.data
+    if d.severity != "critical" or not d.grant_id:
+        return None
+    happened = d.access_occurred_at or event.occurred_at
+    return PolicyBreach(breach_id=d.breach_id, grant_id=d.grant_id, occurred_at=iso_utc(happened))
 
 
 class BreachPolicy:
@@ -35,17 +47,15 @@ class BreachPolicy:
     async def __call__(self, event: ConditionBreached) -> None:
         d = event.data
         now = datetime.now(UTC)
+        breach = counted_breach(event)
         grant = self.store.get(d.grant_id) if d.grant_id else None
-        if grant is None or d.severity != "critical" or grant.lifecycle == "revoked":
-            await self._record(event, None, None, now)
+        if breach is None or grant is None or grant.lifecycle == "revoked":
+            await self._record(event, breach, None, now)
             return
         happened = d.access_occurred_at or event.occurred_at
         window = timedelta(seconds=grant.breach_policy.window_seconds)
         recent = self.store.critical_breaches(grant.grant_id, happened - window)
         recent = [*[r for r in recent if r[0] != d.breach_id], (d.breach_id, happened)]
-        breach = PolicyBreach(
-            breach_id=d.breach_id, grant_id=grant.grant_id, occurred_at=iso_utc(happened)
-        )
         ordered = policy_action(grant, recent, happened)
         if ordered is None:
             await self._record(event, breach, None, now)
@@ -88,7 +98,8 @@ class BreachPolicy:
             (
                 [apply(grant, change)],
                 change,
-                codec.new_traceparent(),
+                # The action continues the trace of the breach that tripped the policy.
+                telemetry.cause_traceparent(CURRENT_RECORD.get(None)) or codec.new_traceparent(),
                 {grant.grant_id: grant.version},
             ),
             now,

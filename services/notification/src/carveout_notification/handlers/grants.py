@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import GrantIssued, codec, topics
+from carveout_contracts import GrantIssued, codec, telemetry, topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import with_retries
+from carveout_contracts.runtime import CURRENT_RECORD, with_retries
 
 from ..domain import (
     NOTIFIABLE_EVENT_TYPES,
@@ -62,7 +62,17 @@ class Notifier:
         if event.type in NOTIFIABLE_EVENT_TYPES:
             grants, grantees = concerns(event, contacts)
             payload = codec.encode_value(event).decode()
-            subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
+            traceparent = telemetry.cause_traceparent(CURRENT_RECORD.get(None))
+            # A subscriber hears of what the log received after it subscribed (a grant's
+            # contacts, of everything about their grant): the same live and in a replay.
+            appended_ms = getattr(CURRENT_RECORD.get(None), "timestamp", None)
+            subscriptions = {
+                s.subscription_id: s
+                for s, created in self.store.subscriptions_created()
+                if s.grant_id is not None
+                or appended_ms is None
+                or appended_ms >= created.timestamp() * 1000
+            }
             subscriptions.update({s.subscription_id: s for s in new_subscriptions})
             for subscription in subscriptions.values():
                 if wants(subscription, event, grants, grantees):
@@ -81,6 +91,7 @@ class Notifier:
                             attempts=0,
                             next_attempt_at=iso_utc(now),
                             created_at=iso_utc(now),
+                            traceparent=traceparent,
                         )
                     )
         await with_retries(

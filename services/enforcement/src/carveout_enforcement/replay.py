@@ -1,0 +1,164 @@
+"""Rebuild the enforcement store from the log, and the digest that proves it matches.
+
+The whole grants log is folded first (the projection keeps every version with the time
+it took effect, and when the log received each grant), then every access is judged by
+the same pipeline the live service runs, with nothing published: the breaches it finds
+are already on ``carveout.breaches``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from carveout_contracts import PoisonMessage, codec, topics
+from carveout_contracts.digest import CoveredTable, store_digest
+from carveout_contracts.logread import by_append_time, read_all, read_topics
+from carveout_contracts.replay import (
+    Progress,
+    ReplayReport,
+    no_progress,
+    require_fresh,
+    since_ms,
+)
+from carveout_contracts.runtime import CURRENT_RECORD, make_engine
+
+from .freshness import GrantsLog
+from .handlers.access import AccessPipeline
+from .handlers.grants import GrantIndex, GrantProjector
+from .store import EnforcementStore
+
+SERVICE = "enforcement"
+
+DIGEST_TABLES = (
+    CoveredTable(
+        "grant_views",
+        ("grant_id", "carveout_id", "grantee_id", "model_id", "status", "version", "document"),
+    ),
+    CoveredTable(
+        "decisions",
+        (
+            "access_event_id",
+            "request_id",
+            "grantee_id",
+            "model_id",
+            "grant_id",
+            "grant_version",
+            "decision",
+            "violations",
+            "occurred_at",
+            "user_id",
+            "gateway_id",
+            "units",
+        ),
+        why_not="judged_at (when this copy judged the access)",
+    ),
+    CoveredTable(
+        "breaches",
+        (
+            "breach_id",
+            "access_event_id",
+            "grant_id",
+            "grantee_id",
+            "severity",
+            "occurred_at",
+            "payload",
+        ),
+        why_not="published_at (when this copy published it)",
+    ),
+    CoveredTable("usage", ("grant_id", "window", "window_start", "units")),
+    CoveredTable("processed_events", ("event_id", "topic"), why_not="processed_at"),
+)
+
+
+def digest(database_url: str) -> dict[str, Any]:
+    engine = make_engine(database_url)
+    try:
+        return store_digest(engine, SERVICE, DIGEST_TABLES)
+    finally:
+        engine.dispose()
+
+
+class _WholeGrantsLogRead(GrantsLog):
+    """A replay folds the whole grants log before judging: it is always caught up."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    async def wait_caught_up(self, within_s: float) -> bool:
+        return True
+
+
+async def replay(
+    *,
+    bootstrap: str,
+    database_url: str,
+    since: datetime | None = None,
+    progress: Progress = no_progress,
+    batch_records: int = 20_000,
+) -> ReplayReport:
+    """Rebuild the store at ``database_url`` from the topics; publish nothing."""
+    started = time.perf_counter()
+    report = ReplayReport(SERVICE, database_url)
+    engine = make_engine(database_url, rebuild=True)
+    try:
+        if since is None:
+            require_fresh(engine, [t.name for t in DIGEST_TABLES])
+        store = EnforcementStore(engine)
+        index = GrantIndex(list(store.load_grants()))
+        projector = GrantProjector(store, index, retry_attempts=3)
+
+        grant_records = by_append_time(
+            await read_all(bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t))
+        )
+        report.records[topics.GRANTS] = len(grant_records)
+        for record in grant_records:
+            try:
+                event = codec.decode(topics.GRANTS, record.value)
+            except PoisonMessage:
+                report.poison += 1
+                continue
+            if store.is_processed(str(event.event_id)):
+                report.skipped += 1
+                continue
+            token = CURRENT_RECORD.set(record)
+            try:
+                await projector(event)
+            finally:
+                CURRENT_RECORD.reset(token)
+
+        async def count_poison(_record: Any, _reason: str, _error: str) -> None:
+            report.poison += 1
+
+        pipeline = AccessPipeline(
+            store,
+            index,
+            _WholeGrantsLogRead(),
+            store.load_usage(0),
+            publish=None,
+            dead_letter=count_poison,
+            retry_attempts=3,
+        )
+        report.records[topics.ACCESS] = 0
+        first = since_ms(since)
+        async for batch in read_topics(
+            bootstrap,
+            [topics.ACCESS],
+            batch_records=batch_records,
+            on_progress=lambda d, t: progress(topics.ACCESS, d, t),
+        ):
+            report.records[topics.ACCESS] += len(batch)
+            if first is not None:
+                kept = [r for r in batch if r.timestamp >= first]
+                report.skipped += len(batch) - len(kept)
+                batch = kept
+            await pipeline.process(batch)
+        report.skipped += pipeline.duplicates
+        # The breaches found are those the live service published: the log has them.
+        store.mark_all_breaches_published(datetime.now(UTC))
+        report.seconds = time.perf_counter() - started
+        report.digest = store_digest(engine, SERVICE, DIGEST_TABLES)
+        return report
+    finally:
+        engine.dispose()
