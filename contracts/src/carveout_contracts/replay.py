@@ -8,12 +8,17 @@ handlers use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, inspect
+
+from . import codec, topics
+from .codec import PoisonMessage
+from .digest import CoveredTable, store_digest
+from .runtime import CURRENT_RECORD, make_engine
 
 Progress = Callable[[str, int, int], None]
 """``(what is being read, records done, records in all)``."""
@@ -78,3 +83,70 @@ def require_fresh(engine: Engine, tables: Sequence[str]) -> None:
 def since_ms(moment: datetime | None) -> int | None:
     """``--since`` as a record timestamp (epoch milliseconds)."""
     return None if moment is None else int(moment.timestamp() * 1000)
+
+
+async def fold(
+    records: Iterable[Any],
+    report: ReplayReport,
+    *,
+    is_processed: Callable[[str], bool],
+    process: Callable[[Any, Any], Awaitable[None]],
+    first_ms: int | None = None,
+) -> None:
+    """Decode each record and hand it to ``process(event, record)``, as a live consumer would.
+
+    Poison is counted (the live consumer dead-lettered it), events already in the store
+    are skipped, and so are records the log received before ``first_ms`` (grant events
+    excepted: they are always folded whole). ``CURRENT_RECORD`` is the record meanwhile.
+    """
+    for record in records:
+        report.records[record.topic] = report.records.get(record.topic, 0) + 1
+        if first_ms is not None and record.topic != topics.GRANTS and record.timestamp < first_ms:
+            report.skipped += 1
+            continue
+        try:
+            event = codec.decode(record.topic, record.value)
+        except PoisonMessage:
+            report.poison += 1
+            continue
+        if is_processed(str(event.event_id)):
+            report.skipped += 1
+            continue
+        token = CURRENT_RECORD.set(record)
+        try:
+            await process(event, record)
+        finally:
+            CURRENT_RECORD.reset(token)
+
+
+def open_target(
+    database_url: str, since: datetime | None, tables: Sequence[CoveredTable]
+) -> Engine:
+    """The replay's target store, refused when it holds data and ``since`` is not given."""
+    engine = make_engine(database_url, rebuild=True)
+    if since is None:
+        try:
+            require_fresh(engine, [t.name for t in tables])
+        except NotAFreshStore:
+            engine.dispose()
+            raise
+    return engine
+
+
+def finish(
+    report: ReplayReport, engine: Engine, tables: Sequence[CoveredTable], started: float
+) -> ReplayReport:
+    """Time the replay and digest what it built."""
+    import time
+
+    report.seconds = time.perf_counter() - started
+    report.digest = store_digest(engine, report.service, tables)
+    return report
+
+
+def digest_of(service: str, database_url: str, tables: Sequence[CoveredTable]) -> dict[str, Any]:
+    engine = make_engine(database_url)
+    try:
+        return store_digest(engine, service, tables)
+    finally:
+        engine.dispose()

@@ -12,17 +12,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import PoisonMessage, codec, topics
-from carveout_contracts.digest import CoveredTable, store_digest
+from carveout_contracts import topics
+from carveout_contracts.digest import CoveredTable
 from carveout_contracts.logread import by_append_time, read_all, read_topics
 from carveout_contracts.replay import (
     Progress,
     ReplayReport,
+    digest_of,
+    finish,
+    fold,
     no_progress,
-    require_fresh,
+    open_target,
     since_ms,
 )
-from carveout_contracts.runtime import CURRENT_RECORD, make_engine
 
 from .freshness import GrantsLog
 from .handlers.access import AccessPipeline
@@ -73,11 +75,7 @@ DIGEST_TABLES = (
 
 
 def digest(database_url: str) -> dict[str, Any]:
-    engine = make_engine(database_url)
-    try:
-        return store_digest(engine, SERVICE, DIGEST_TABLES)
-    finally:
-        engine.dispose()
+    return digest_of(SERVICE, database_url, DIGEST_TABLES)
 
 
 class _WholeGrantsLogRead(GrantsLog):
@@ -101,32 +99,25 @@ async def replay(
     """Rebuild the store at ``database_url`` from the topics; publish nothing."""
     started = time.perf_counter()
     report = ReplayReport(SERVICE, database_url)
-    engine = make_engine(database_url, rebuild=True)
+    engine = open_target(database_url, since, DIGEST_TABLES)
     try:
-        if since is None:
-            require_fresh(engine, [t.name for t in DIGEST_TABLES])
         store = EnforcementStore(engine)
         index = GrantIndex(list(store.load_grants()))
         projector = GrantProjector(store, index, retry_attempts=3)
 
-        grant_records = by_append_time(
-            await read_all(bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t))
+        async def project(event: Any, _record: Any) -> None:
+            await projector(event)
+
+        await fold(
+            by_append_time(
+                await read_all(
+                    bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t)
+                )
+            ),
+            report,
+            is_processed=store.is_processed,
+            process=project,
         )
-        report.records[topics.GRANTS] = len(grant_records)
-        for record in grant_records:
-            try:
-                event = codec.decode(topics.GRANTS, record.value)
-            except PoisonMessage:
-                report.poison += 1
-                continue
-            if store.is_processed(str(event.event_id)):
-                report.skipped += 1
-                continue
-            token = CURRENT_RECORD.set(record)
-            try:
-                await projector(event)
-            finally:
-                CURRENT_RECORD.reset(token)
 
         async def count_poison(_record: Any, _reason: str, _error: str) -> None:
             report.poison += 1
@@ -157,8 +148,6 @@ async def replay(
         report.skipped += pipeline.duplicates
         # The breaches found are those the live service published: the log has them.
         store.mark_all_breaches_published(datetime.now(UTC))
-        report.seconds = time.perf_counter() - started
-        report.digest = store_digest(engine, SERVICE, DIGEST_TABLES)
-        return report
+        return finish(report, engine, DIGEST_TABLES, started)
     finally:
         engine.dispose()

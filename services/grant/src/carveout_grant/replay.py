@@ -13,17 +13,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import CarveoutRevoked, GrantIssued, PoisonMessage, codec, topics
-from carveout_contracts.digest import CoveredTable, store_digest
+from carveout_contracts import CarveoutRevoked, GrantIssued, topics
+from carveout_contracts.digest import CoveredTable
 from carveout_contracts.logread import by_append_time, read_all
 from carveout_contracts.replay import (
     Progress,
     ReplayReport,
+    digest_of,
+    finish,
+    fold,
     no_progress,
-    require_fresh,
+    open_target,
     since_ms,
 )
-from carveout_contracts.runtime import make_engine
 
 from .domain import Grant, apply
 from .handlers.breaches import counted_breach
@@ -57,11 +59,7 @@ DIGEST_TABLES = (
 
 
 def digest(database_url: str) -> dict[str, Any]:
-    engine = make_engine(database_url)
-    try:
-        return store_digest(engine, SERVICE, DIGEST_TABLES)
-    finally:
-        engine.dispose()
+    return digest_of(SERVICE, database_url, DIGEST_TABLES)
 
 
 def _traceparent(record: Any) -> str | None:
@@ -81,25 +79,11 @@ async def replay(
     """Rebuild the store at ``database_url`` from the topics; publish nothing."""
     started = time.perf_counter()
     report = ReplayReport(SERVICE, database_url)
-    engine = make_engine(database_url, rebuild=True)
+    engine = open_target(database_url, since, DIGEST_TABLES)
     try:
-        if since is None:
-            require_fresh(engine, [t.name for t in DIGEST_TABLES])
         store = GrantStore(engine)
 
-        grant_records = by_append_time(
-            await read_all(bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t))
-        )
-        report.records[topics.GRANTS] = len(grant_records)
-        for record in grant_records:
-            try:
-                event = codec.decode(topics.GRANTS, record.value)
-            except PoisonMessage:
-                report.poison += 1
-                continue
-            if store.has_event(str(event.event_id)):
-                report.skipped += 1  # a repeat (the history re-published after a restart)
-                continue
+        async def fold_grant_event(event: Any, record: Any) -> None:
             if isinstance(event, GrantIssued):
                 changed: list[Grant] = [apply(None, event)]
             else:
@@ -111,27 +95,11 @@ async def replay(
                 before = [store.get(grant_id) for grant_id in ids]
                 if any(grant is None for grant in before):
                     report.skipped += 1  # its grant's issue is not in this log
-                    continue
+                    return
                 changed = [apply(grant, event) for grant in before if grant is not None]
             store.record_from_log(changed, event, record.value.decode(), _traceparent(record))
 
-        breach_records = await read_all(
-            bootstrap, [topics.BREACHES], lambda d, t: progress(topics.BREACHES, d, t)
-        )
-        report.records[topics.BREACHES] = len(breach_records)
-        first = since_ms(since)
-        for record in breach_records:
-            if first is not None and record.timestamp < first:
-                report.skipped += 1
-                continue
-            try:
-                breach = codec.decode(topics.BREACHES, record.value)
-            except PoisonMessage:
-                report.poison += 1
-                continue
-            if store.is_processed(str(breach.event_id)):
-                report.skipped += 1
-                continue
+        async def count_breach(breach: Any, _record: Any) -> None:
             store.record_breach(
                 event_id=str(breach.event_id),
                 topic=topics.BREACHES,
@@ -139,8 +107,26 @@ async def replay(
                 action=None,
                 at=datetime.now(UTC),
             )
-        report.seconds = time.perf_counter() - started
-        report.digest = store_digest(engine, SERVICE, DIGEST_TABLES)
-        return report
+
+        await fold(
+            by_append_time(
+                await read_all(
+                    bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t)
+                )
+            ),
+            report,
+            is_processed=store.has_event,  # a repeat: the history re-published after a restart
+            process=fold_grant_event,
+        )
+        await fold(
+            await read_all(
+                bootstrap, [topics.BREACHES], lambda d, t: progress(topics.BREACHES, d, t)
+            ),
+            report,
+            is_processed=store.is_processed,
+            process=count_breach,
+            first_ms=since_ms(since),
+        )
+        return finish(report, engine, DIGEST_TABLES, started)
     finally:
         engine.dispose()

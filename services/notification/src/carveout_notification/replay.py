@@ -13,22 +13,20 @@ import time
 from datetime import datetime
 from typing import Any
 
-from carveout_contracts import (
-    NotificationDelivered,
-    PoisonMessage,
-    codec,
-    topics,
-)
-from carveout_contracts.digest import CoveredTable, store_digest
+from carveout_contracts import NotificationDelivered, topics
+from carveout_contracts.digest import CoveredTable
 from carveout_contracts.logread import by_append_time, read_all
 from carveout_contracts.replay import (
     Progress,
     ReplayReport,
+    digest_of,
+    finish,
+    fold,
     no_progress,
-    require_fresh,
+    open_target,
     since_ms,
 )
-from carveout_contracts.runtime import CURRENT_RECORD, make_engine
+from carveout_contracts.runtime import make_engine
 
 from .handlers.grants import Notifier
 from .store import NotificationStore
@@ -61,11 +59,7 @@ DIGEST_TABLES = (
 
 
 def digest(database_url: str) -> dict[str, Any]:
-    engine = make_engine(database_url)
-    try:
-        return store_digest(engine, SERVICE, DIGEST_TABLES)
-    finally:
-        engine.dispose()
+    return digest_of(SERVICE, database_url, DIGEST_TABLES)
 
 
 async def replay(
@@ -79,10 +73,8 @@ async def replay(
     """Rebuild the store at ``database_url`` from the topics; deliver and publish nothing."""
     started = time.perf_counter()
     report = ReplayReport(SERVICE, database_url)
-    engine = make_engine(database_url, rebuild=True)
+    engine = open_target(database_url, since, DIGEST_TABLES)
     try:
-        if since is None:
-            require_fresh(engine, [t.name for t in DIGEST_TABLES])
         store = NotificationStore(engine)
         if source_database_url:
             source = make_engine(source_database_url)
@@ -91,44 +83,11 @@ async def replay(
             finally:
                 source.dispose()
         notifier = Notifier(store, retry_attempts=3)
-        first = since_ms(since)
 
-        records = by_append_time(
-            await read_all(
-                bootstrap,
-                [topics.GRANTS, topics.BREACHES],
-                lambda d, t: progress("grants and breaches", d, t),
-            )
-        )
-        for record in records:
-            report.records[record.topic] = report.records.get(record.topic, 0) + 1
-            if first is not None and record.topic != topics.GRANTS and record.timestamp < first:
-                report.skipped += 1
-                continue
-            try:
-                event = codec.decode(record.topic, record.value)
-            except PoisonMessage:
-                report.poison += 1
-                continue
-            if store.is_processed(str(event.event_id)):
-                report.skipped += 1
-                continue
-            token = CURRENT_RECORD.set(record)
-            try:
-                await notifier(event)
-            finally:
-                CURRENT_RECORD.reset(token)
+        async def notify(event: Any, _record: Any) -> None:
+            await notifier(event)
 
-        outcomes = await read_all(
-            bootstrap, [topics.NOTIFICATIONS], lambda d, t: progress(topics.NOTIFICATIONS, d, t)
-        )
-        report.records[topics.NOTIFICATIONS] = len(outcomes)
-        for record in outcomes:
-            try:
-                outcome = codec.decode(topics.NOTIFICATIONS, record.value)
-            except PoisonMessage:
-                report.poison += 1
-                continue
+        async def record_outcome(outcome: Any, record: Any) -> None:
             d = outcome.data
             delivered = isinstance(outcome, NotificationDelivered)
             if not store.record_outcome(
@@ -138,9 +97,31 @@ async def replay(
                 at=d.delivered_at if delivered else d.failed_at,
                 event=record.value.decode(),
             ):
-                report.skipped += 1
-        report.seconds = time.perf_counter() - started
-        report.digest = store_digest(engine, SERVICE, DIGEST_TABLES)
-        return report
+                report.skipped += 1  # its notification is not in this rebuild
+
+        await fold(
+            by_append_time(
+                await read_all(
+                    bootstrap,
+                    [topics.GRANTS, topics.BREACHES],
+                    lambda d, t: progress("grants and breaches", d, t),
+                )
+            ),
+            report,
+            is_processed=store.is_processed,
+            process=notify,
+            first_ms=since_ms(since),
+        )
+        await fold(
+            await read_all(
+                bootstrap,
+                [topics.NOTIFICATIONS],
+                lambda d, t: progress(topics.NOTIFICATIONS, d, t),
+            ),
+            report,
+            is_processed=lambda _event_id: False,
+            process=record_outcome,
+        )
+        return finish(report, engine, DIGEST_TABLES, started)
     finally:
         engine.dispose()
