@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,7 +88,11 @@ class System:
         try:
             wait_for(ready, within, "all three services ready", every=0.1)
         except AssertionError:
-            raise AssertionError(f"system not ready; output:\n{self.output()}") from None
+            output = self.output()
+            # Never leave a half-started system (broker and services) running behind.
+            with contextlib.suppress(AssertionError):
+                self.stop()
+            raise AssertionError(f"system not ready; output:\n{output}") from None
 
     def _ready(self, service: str) -> bool:
         try:

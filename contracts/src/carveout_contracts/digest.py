@@ -60,9 +60,9 @@ def store_digest(
     with engine.connect() as connection:
         for table in tables:
             if table.name in present:
-                result = connection.exec_driver_sql(
-                    f"SELECT {', '.join(table.columns)} FROM {table.name}"
-                )
+                # Quoted: some column names (``window``) are reserved words in PostgreSQL.
+                columns = ", ".join(f'"{c}"' for c in table.columns)
+                result = connection.exec_driver_sql(f"SELECT {columns} FROM {table.name}")
                 rows: Iterable[Sequence[Any]] = result
                 if normalise is not None:
                     rows = (normalise(table.name, row) for row in result)

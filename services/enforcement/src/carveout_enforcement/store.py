@@ -258,6 +258,10 @@ def from_micros(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
 @dataclass(frozen=True)
 class _BulkInsert:
     """A positional ``INSERT`` (or upsert) run through the driver's ``executemany``."""
@@ -268,14 +272,17 @@ class _BulkInsert:
     @classmethod
     def of(cls, table: Any, mark: str, upsert_key: tuple[str, ...] | None) -> _BulkInsert:
         columns = [c.name for c in table.__table__.columns]
+        # Quoted: some column names (``window``) are reserved words in PostgreSQL.
+        names = ", ".join(_quoted(c) for c in columns)
         sql = (
-            f"INSERT INTO {table.__tablename__} ({', '.join(columns)}) "
+            f"INSERT INTO {table.__tablename__} ({names}) "
             f"VALUES ({', '.join([mark] * len(columns))})"
         )
         if upsert_key:
             rest = [c for c in columns if c not in upsert_key]
-            sql += f" ON CONFLICT ({', '.join(upsert_key)}) DO UPDATE SET " + ", ".join(
-                f"{c} = excluded.{c}" for c in rest
+            sql += (
+                f" ON CONFLICT ({', '.join(_quoted(c) for c in upsert_key)})"
+                " DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
             )
         return cls(sql, itemgetter(*columns))
 

@@ -112,6 +112,9 @@ def create_app(
     app.include_router(api.router)
     telemetry.instrument_http(app)
 
+    async def deliveries_running() -> str:
+        return "ok" if deliverer.last_error is None else f"delivery failing: {deliverer.last_error}"
+
     install_ops_routes(
         app,
         {
@@ -119,6 +122,7 @@ def create_app(
             "broker": broker_check(broker),
             "grants": caught_up_check(grants_subscriber),
             "breaches": caught_up_check(breaches_subscriber, max_lag=100),
+            "deliveries": deliveries_running,
         },
         service=SERVICE,
         subscribers=[grants_subscriber, breaches_subscriber],

@@ -31,6 +31,7 @@ from carveout_contracts import (
     telemetry,
     topics,
 )
+from carveout_contracts.runtime import with_retries
 
 from .domain import NAMESPACE, Subscription, retry_delay, sign
 from .settings import NotificationSettings
@@ -62,36 +63,72 @@ class Deliverer:
         self._http: httpx.AsyncClient | None = None
         self._rng = random.Random()
         self._announcing = asyncio.Lock()
+        self._first_round = True
+        self.last_error: str | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        """Deliver what is due, round after round; a failing round is retried with backoff.
+
+        A store that is briefly unavailable delays deliveries; it never stops them.
+        """
         self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds)
         limit = asyncio.Semaphore(16)
+        backoff = 0.1
         try:
-            await self.announce_pending()
             while True:
-                due = self.store.due(datetime.now(UTC))
-                if due:
-                    subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
-                    await asyncio.gather(
-                        *(
-                            self._limited(limit, n, subscriptions.get(n.subscription_id))
-                            for n in due
-                        )
-                    )
+                try:
+                    wait = await self._round(limit)
+                    self.last_error = None
+                    backoff = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("delivery round failed, retrying in %.1fs: %s", backoff, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
                     continue
-                self._wake.clear()
-                await self.announce_pending()
-                upcoming = self.store.next_due_at()
-                wait = self.settings.delivery_poll_seconds
-                if upcoming is not None:
-                    wait = min(wait, max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                if wait is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
         finally:
             await self._http.aclose()
+
+    async def _round(self, limit: asyncio.Semaphore) -> float | None:
+        """Attempt what is due now; else how long to wait for the next (``None``: go on)."""
+        if self._first_round:
+            await self.announce_pending()
+            self._first_round = False
+        due = self.store.due(datetime.now(UTC))
+        if due:
+            subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
+            await asyncio.gather(
+                *(self._limited(limit, n, subscriptions.get(n.subscription_id)) for n in due)
+            )
+            return None
+        self._wake.clear()
+        await self.announce_pending()
+        upcoming = self.store.next_due_at()
+        wait = self.settings.delivery_poll_seconds
+        if upcoming is not None:
+            wait = min(wait, max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+        return wait
+
+    async def _finish(self, notification_id: str, **outcome: Any) -> None:
+        """Store an attempt's outcome, retrying while the store is briefly unavailable.
+
+        After an accepted delivery this is what stops a second one: it is retried rather
+        than given up at the first error.
+        """
+        await with_retries(
+            lambda: self.store.finish_attempt(notification_id, **outcome),
+            attempts=self.settings.store_retry_attempts,
+            what="recording a delivery attempt",
+            in_thread=True,
+        )
 
     async def _limited(
         self, limit: asyncio.Semaphore, n: NotificationRecord, subscription: Subscription | None
@@ -128,7 +165,7 @@ class Deliverer:
             if attempts >= self.settings.delivery_max_attempts:
                 DELIVERIES.labels(n.channel, "failed").inc()
                 outcome = outcome_event(n, "failed", attempts, now, error)
-                self.store.finish_attempt(
+                await self._finish(
                     n.notification_id,
                     status="failed",
                     attempts=attempts,
@@ -147,7 +184,7 @@ class Deliverer:
                     self.settings.retry_cap_seconds,
                     self._rng.random(),
                 )
-                self.store.finish_attempt(
+                await self._finish(
                     n.notification_id,
                     status="pending",
                     attempts=attempts,
@@ -158,7 +195,7 @@ class Deliverer:
             return
         DELIVERIES.labels(n.channel, "delivered").inc()
         outcome = outcome_event(n, "delivered", attempts, now, None)
-        self.store.finish_attempt(
+        await self._finish(
             n.notification_id,
             status="delivered",
             attempts=attempts,
