@@ -1,6 +1,7 @@
 """Revocation propagation: the regulator's call returns -> enforcement denies.
 
-Measured while enforcement judges a steady 10,000 access events per second, with the
+Measured while enforcement judges a steady 10,000 access events per second (ordinary
+traffic of a firm holding the demo grant, from a load process of its own), with the
 grant and enforcement services as separate processes on the embedded broker.
 """
 
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import httpx
 import orjson
 
 from carveout_ops.broker import free_port
-from carveout_ops.load import AccessTemplate, fast_copies, publish
 
 from .enforcement import TOKENS
 from .httpload import post_json
@@ -127,6 +126,20 @@ async def trials(
     return samples
 
 
+def issue_load_grant(grant_url: str, enforcement_port: int) -> None:
+    regulator = {"Authorization": f"Bearer {TOKENS['regulator']}"}
+    issued = httpx.post(
+        grant_url + "/v1/grants", json=json.loads(DEMO.read_text()), headers=regulator
+    )
+    issued.raise_for_status()
+    known = f"http://127.0.0.1:{enforcement_port}/v1/grants/{issued.json()['grant_id']}"
+    deadline = time.monotonic() + 10
+    while httpx.get(known, headers=regulator).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("enforcement never learnt of the load's grant")
+        time.sleep(0.05)
+
+
 def propagation_ms(
     bootstrap: str,
     workdir: Path,
@@ -144,16 +157,24 @@ def propagation_ms(
         wait_ready(grant_url)
         wait_ready(f"http://127.0.0.1:{enforcement_port}")
         load_seconds = 120.0
+        # The load is ordinary traffic of a firm holding the demo grant: judged and allowed.
+        issue_load_grant(grant_url, enforcement_port)
+
+        # The load comes from a process of its own, as gateways do: sharing this process's
+        # event loop would add the generator's own delays to every measured answer.
+        load = subprocess.Popen(
+            [sys.executable, "-m", "bench.load", bootstrap, str(rate), str(load_seconds)],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         async def run() -> list[float]:
-            template = AccessTemplate(gateway_id="gw-load").event(datetime(2026, 7, 1, tzinfo=UTC))
-            traffic = fast_copies(template, int(rate * load_seconds))
-            load = asyncio.create_task(publish(bootstrap, traffic, rate=rate))
-            await asyncio.sleep(2)  # let the load reach its pace
+            await asyncio.sleep(3)  # let the load reach its pace
             try:
                 return await trials(grant_url, enforcement_port, count, progress)
             finally:
-                load.cancel()
+                load.terminate()
                 async with httpx.AsyncClient() as client:
                     checks = (
                         await client.get(f"http://127.0.0.1:{enforcement_port}/readyz")
