@@ -75,7 +75,9 @@ async def read_topics(
                 if tp not in corrected:
                     # Some brokers (Tansu) answer an offset look-up with the start of the
                     # last record batch, not the end; a fetch's high watermark is right.
-                    ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+                    true_end = max(ends[tp], consumer.highwater(tp) or 0)
+                    total += true_end - ends[tp]
+                    ends[tp] = true_end
                     corrected.add(tp)
                 end = ends[tp]
                 if records[-1].offset >= end:

@@ -199,3 +199,12 @@ async def test_no_guard_means_no_wait(tmp_path: Path, guard_s: float) -> None:
     [asked] = setup.grants_log.asked_at
     assert asked < future.timestamp()
     assert setup.decisions() == {event_id(value): "allow"}
+
+
+async def test_the_service_takes_the_guard_from_its_settings_in_milliseconds(
+    start_enforcement: Any,
+) -> None:
+    async with start_enforcement(late_grant_guard_ms=80) as harness:
+        assert harness.app.state.pipeline.late_grant_guard_s == pytest.approx(0.08)
+    async with start_enforcement() as harness:
+        assert 0 < harness.app.state.pipeline.late_grant_guard_s <= 0.1
