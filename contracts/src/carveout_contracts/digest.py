@@ -62,7 +62,9 @@ def store_digest(
             if table.name in present:
                 # Quoted: some column names (``window``) are reserved words in PostgreSQL.
                 columns = ", ".join(f'"{c}"' for c in table.columns)
-                result = connection.exec_driver_sql(f"SELECT {columns} FROM {table.name}")
+                result = connection.execution_options(
+                    stream_results=True, yield_per=10_000
+                ).exec_driver_sql(f"SELECT {columns} FROM {table.name}")
                 rows: Iterable[Sequence[Any]] = result
                 if normalise is not None:
                     rows = (normalise(table.name, row) for row in result)

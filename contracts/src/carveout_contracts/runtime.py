@@ -150,9 +150,12 @@ def create_tables(engine: Engine, metadata: Any) -> list[str]:
                     )
                 kind = column.type.compile(dialect=engine.dialect)
                 connection.exec_driver_sql(
-                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
                 )
                 added.append(f"{table.name}.{column.name}")
+            if added:
+                for index in table.indexes:  # those of the added columns
+                    index.create(connection, checkfirst=True)
     if added:
         logging.getLogger("carveout").warning("store upgraded: added columns %s", added)
     return added

@@ -124,8 +124,19 @@ async def ensure_topics(bootstrap: str, partitions: dict[str, int] | None = None
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
+            # Record timestamps set by the broker, one clock for every producer: whether a
+            # grant covers an access, or a subscription hears of an event, is decided by
+            # when the log received each (a broker that ignores this keeps producer time).
             await admin.create_topics(
-                [NewTopic(t, num_partitions=wanted[t], replication_factor=1) for t in missing]
+                [
+                    NewTopic(
+                        t,
+                        num_partitions=wanted[t],
+                        replication_factor=1,
+                        topic_configs={"message.timestamp.type": "LogAppendTime"},
+                    )
+                    for t in missing
+                ]
             )
         deadline = asyncio.get_running_loop().time() + 10
         while set(missing) - set(await admin.list_topics()):

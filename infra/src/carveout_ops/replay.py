@@ -9,12 +9,14 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from carveout_contracts.replay import NotAFreshStore
 
@@ -68,7 +70,15 @@ def _print_digest(console: Console, found: dict[str, Any], title: str) -> None:
     console.print(f"digest [bold]{found['digest']}[/]", highlight=False)
 
 
+def _missing_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+
+
 def register(app: typer.Typer, console: Console, err: Console) -> None:
+    def _fail(message: str) -> NoReturn:
+        err.print(f"[red]error:[/] {message}", highlight=False)
+        raise typer.Exit(1)
+
     @app.command()
     def replay(
         service: ServiceArg,
@@ -109,7 +119,13 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
         target = database_url or _default_target(service)
         options: dict[str, Any] = {}
         if service is Service.notification:
-            options["source_database_url"] = source_database_url or database_url_of(service)
+            source = source_database_url or database_url_of(service)
+            if _missing_sqlite(source):
+                _fail(
+                    f"no store at {source} to carry subscriptions over from: pass "
+                    "--source-database-url (the live notification store)"
+                )
+            options["source_database_url"] = source
         elif source_database_url is not None:
             raise typer.BadParameter(
                 "only the notification service carries configuration over",
@@ -142,8 +158,9 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
                     )
                 )
             except NotAFreshStore as exc:
-                err.print(f"[red]error:[/] {exc}", highlight=False)
-                raise typer.Exit(1) from None
+                _fail(str(exc))
+            except (KafkaError, OSError, SQLAlchemyError) as exc:
+                _fail(f"replay of {service.value} failed: {type(exc).__name__}: {exc}")
         if as_json:
             sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
             return
@@ -171,10 +188,12 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
     ) -> None:
         """Print the digest of SERVICE's store: everything it derived from the log."""
         url = database_url or database_url_of(service)
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-            err.print(f"[red]error:[/] no store at {url}; is this the right var dir?")
-            raise typer.Exit(1)
-        found = _module(service).digest(url)
+        if _missing_sqlite(url):
+            _fail(f"no store at {url}; is this the right var dir?")
+        try:
+            found = _module(service).digest(url)
+        except SQLAlchemyError as exc:
+            _fail(f"cannot read the {service.value} store at {url}: {exc}")
         if as_json:
             sys.stdout.write(json.dumps(found, indent=2) + "\n")
             return

@@ -113,7 +113,11 @@ def create_app(
     telemetry.instrument_http(app)
 
     async def deliveries_running() -> str:
-        return "ok" if deliverer.last_error is None else f"delivery failing: {deliverer.last_error}"
+        if deliverer.last_error is not None:
+            return f"delivery failing: {deliverer.last_error}"
+        if deliverer.announce_error is not None:
+            return f"outcomes not announced: {deliverer.announce_error}"
+        return "ok"
 
     install_ops_routes(
         app,

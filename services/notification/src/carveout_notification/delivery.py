@@ -64,6 +64,8 @@ class Deliverer:
         self._rng = random.Random()
         self._announcing = asyncio.Lock()
         self._first_round = True
+        self._unrecorded: dict[str, dict[str, Any]] = {}
+        self.announce_error: str | None = None
         self.last_error: str | None = None
 
     def wake(self) -> None:
@@ -102,12 +104,20 @@ class Deliverer:
         if self._first_round:
             await self.announce_pending()
             self._first_round = False
+        for notification_id, outcome in list(self._unrecorded.items()):
+            await self._finish(notification_id, **outcome)  # raises while the store is down
         due = self.store.due(datetime.now(UTC))
         if due:
             subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
-            await asyncio.gather(
-                *(self._limited(limit, n, subscriptions.get(n.subscription_id)) for n in due)
+            # Every attempt of the round ends before the next round reads what is due, so
+            # an attempt in flight is never started a second time.
+            results = await asyncio.gather(
+                *(self._limited(limit, n, subscriptions.get(n.subscription_id)) for n in due),
+                return_exceptions=True,
             )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             return None
         self._wake.clear()
         await self.announce_pending()
@@ -123,12 +133,19 @@ class Deliverer:
         After an accepted delivery this is what stops a second one: it is retried rather
         than given up at the first error.
         """
-        await with_retries(
-            lambda: self.store.finish_attempt(notification_id, **outcome),
-            attempts=self.settings.store_retry_attempts,
-            what="recording a delivery attempt",
-            in_thread=True,
-        )
+        try:
+            await with_retries(
+                lambda: self.store.finish_attempt(notification_id, **outcome),
+                attempts=self.settings.store_retry_attempts,
+                what="recording a delivery attempt",
+                in_thread=True,
+            )
+        except Exception:
+            # Kept until the store takes it; meanwhile the notification, still pending in
+            # the store, is not attempted again.
+            self._unrecorded[notification_id] = outcome
+            raise
+        self._unrecorded.pop(notification_id, None)
 
     async def _limited(
         self, limit: asyncio.Semaphore, n: NotificationRecord, subscription: Subscription | None
@@ -254,8 +271,10 @@ class Deliverer:
                         with telemetry.continue_trace(f"announce {event.type}", contexts.get(nid)):
                             await self.publish(event)
                 except Exception as exc:
+                    self.announce_error = f"{type(exc).__name__}: {exc}"
                     log.error("could not announce a notification outcome, will retry: %s", exc)
                     break
+                self.announce_error = None
                 self.store.mark_announced([nid for nid, _ in pending], datetime.now(UTC))
                 total += len(pending)
         return total

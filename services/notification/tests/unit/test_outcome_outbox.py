@@ -263,3 +263,37 @@ async def test_the_delivery_worker_announces_what_is_left_when_it_starts(
         uuid.uuid5(NAMESPACE, f"{n.notification_id}/delivered")
     ]
     assert store.unannounced() == []
+
+
+async def test_an_accepted_delivery_the_store_cannot_record_is_never_sent_again(
+    store: NotificationStore, tmp_path: Path
+) -> None:
+    subscription = subscribe(store)
+    first, second = queue(store, subscription), queue(store, subscription)
+    posts: list[str] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posts.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    made = Deliverer(store, settings(tmp_path), Publisher())
+    made.settings.store_retry_attempts = 1
+    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+    real_finish = store.finish_attempt
+    store_down = True
+
+    def finish(notification_id: str, **outcome: Any) -> None:
+        if store_down and notification_id == first.notification_id:
+            raise OSError("the store is unavailable")
+        real_finish(notification_id, **outcome)
+
+    store.finish_attempt = finish  # type: ignore[method-assign]
+    limit = asyncio.Semaphore(4)
+    for _ in range(3):  # rounds while the store refuses the first outcome
+        with pytest.raises(OSError, match="unavailable"):
+            await made._round(limit)
+    store_down = False
+    await made._round(limit)  # the outcome is recorded; nothing is sent again
+    assert sorted(posts) == sorted([first.notification_id, second.notification_id])
+    assert row(store, first.notification_id).status == "delivered"
+    assert row(store, second.notification_id).status == "delivered"

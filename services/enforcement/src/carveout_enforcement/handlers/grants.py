@@ -101,6 +101,8 @@ class GrantProjector:
         self.index = index
         self.retry_attempts = retry_attempts
         self.on_applied = on_applied
+        self._unsaved: dict[str, GrantView] = {}
+        """Views in memory whose store write failed: written with the next event."""
 
     async def __call__(self, event: GrantEvent) -> None:
         record = CURRENT_RECORD.get(None)
@@ -123,11 +125,17 @@ class GrantProjector:
         if self.on_applied is not None and record is not None:
             self.on_applied(record)  # what decisions see is what counts as applied
         now = datetime.now(UTC)
+        # A redelivered event changes memory no further, so what a failed write left out
+        # is written with it (or with whichever event comes next).
+        for view in changed:
+            self._unsaved[view.grant_id] = view
+        pending = [self.index.get(grant_id) or view for grant_id, view in self._unsaved.items()]
         await with_retries(
             lambda: self.store.save_grants(
-                changed, event_id=str(event.event_id), topic=topics.GRANTS, at=now
+                pending, event_id=str(event.event_id), topic=topics.GRANTS, at=now
             ),
             attempts=self.retry_attempts,
             what="saving the grant projection",
             in_thread=True,
         )
+        self._unsaved.clear()
