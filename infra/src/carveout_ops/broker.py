@@ -53,7 +53,8 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> None:
         if port_open(self.host, self.port):
             raise BrokerError(
-                f"port {self.port} on {self.host} is already in use: stop what runs there, "
+                f"port {self.port} on {self.host} is already in use (is `carveout up` running "
+                "already?): stop what runs there, set CARVEOUT_BROKER_PORT to another port, "
                 "or set CARVEOUT_KAFKA_BOOTSTRAP to use that broker"
             )
         url = f"tcp://{self.host}:{self.port}"

@@ -67,9 +67,11 @@ def demo(
     from .demo import run_demo
 
     try:
-        run_demo(console, events)
+        complete = run_demo(console, events)
     except ApiFailure as exc:
         _fail(str(exc))
+    if not complete:
+        _fail("some steps were not seen in time (marked ✗ above); is the system overloaded?")
 
 
 @topics_app.command("create")
@@ -265,9 +267,10 @@ def access_publish(
 ) -> None:
     """Publish access events to carveout.access, as a gateway with a Kafka client does.
 
-    One event by default; --count N, or --rate R --duration S, generate ordinary traffic.
+    One event by default; --count N generates ordinary traffic spread over the past six
+    weeks (or from --occurred-at on), --rate R --duration S paces live traffic.
     """
-    from datetime import datetime
+    from datetime import UTC, datetime, timedelta
 
     from rich.progress import Progress
 
@@ -301,13 +304,19 @@ def access_publish(
         else:
             console.print(f"published access {event['event_id']} to carveout.access")
         return
+    # --count N: traffic of the past six weeks, spread evenly (as a gateway uploading its
+    # records would send it); --rate: live traffic, happening now.
+    span = None
+    start = moment
+    if rate is None and moment is None:
+        start, span = datetime.now(UTC) - timedelta(days=42), timedelta(days=41)
     started = time.perf_counter()
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("publishing access events", total=count)
         sent = asyncio.run(
             publish(
                 bootstrap,
-                scanning_traffic(template, count, start=moment),
+                scanning_traffic(template, count, start=start, span=span),
                 rate=rate,
                 on_sent=lambda n: progress.update(task, completed=n),
             )

@@ -125,14 +125,19 @@ class Demo:
         self.timings: list[tuple[str, str]] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.mailbox: _Mailbox | None = None
+        self.failed = False
+        """A step was not seen in time: the demo ends with an error."""
 
     def say(self, text: str) -> None:
         self.console.print(f"\n[bold cyan]▶[/] {text}")
 
-    def took(self, what: str, started: float) -> float:
+    def took(self, what: str, started: float, ok: object = True) -> float:
         ms = (time.perf_counter() - started) * 1000
-        self.timings.append((what, f"{ms:,.1f} ms"))
-        self.console.print(f"  [green]✓[/] {what} [dim]({ms:,.1f} ms)[/]")
+        self.timings.append((what if ok else f"{what}: NOT SEEN", f"{ms:,.1f} ms"))
+        mark = "[green]✓[/]" if ok else "[red]✗ not seen in time:[/]"
+        self.console.print(f"  {mark} {what} [dim]({ms:,.1f} ms)[/]")
+        if not ok:
+            self.failed = True
         return ms
 
     def start_system(self) -> None:
@@ -202,8 +207,8 @@ class Demo:
                   "event_types": ["carveout.revoked"], "grantee_id": grantee},
         )  # fmt: skip
         started = time.perf_counter()
-        _wait(lambda: _known(gid), 5)
-        self.took("enforcement has the grant", started)
+        known = _wait(lambda: _known(gid), 5)
+        self.took("enforcement has the grant", started, known)
 
         self.say(f"The firm's gateway scans code: {self.events:,} accesses spread over six weeks.")
         template = AccessTemplate(grantee_id=grantee, gateway_id="gw-demo")
@@ -215,8 +220,8 @@ class Demo:
         )
         started = time.perf_counter()
         asyncio.run(publish(bootstrap, traffic))
-        _wait(lambda: self.decisions(grantee) >= self.events, 120)
-        ms = self.took(f"{self.events:,} accesses judged and recorded", started)
+        judged = _wait(lambda: self.decisions(grantee) >= self.events, 120)
+        ms = self.took(f"{self.events:,} accesses judged and recorded", started, judged)
         self.timings.append(("throughput", f"{self.events / (ms / 1000):,.0f} accesses/s"))
 
         now = datetime.now(UTC)
@@ -232,7 +237,7 @@ class Demo:
             event = template.event(now - timedelta(seconds=30 - n), **change)
             asyncio.run(publish(bootstrap, iter([event])))
             found = _wait(lambda e=event: _breach_of(grantee, e["event_id"]), 10)
-            self.took("critical breach found and published", started)
+            self.took("critical breach found and published", started, found)
             if found:
                 kinds = ", ".join(
                     f"{v['condition_id']} ({v['actual']})" for v in found["violations"]
@@ -242,9 +247,7 @@ class Demo:
         self.say("Three critical breaches within the hour: the breach policy revokes the carveout.")
         started = time.perf_counter()
         revoked = _wait(lambda: _status(gid) == "revoked", 10)
-        self.took(
-            "grant revoked by its breach policy" if revoked else "revocation not seen", started
-        )
+        self.took("grant revoked by its breach policy", started, revoked)
 
         self.say("The next access is denied.")
         view = call("grant", "GET", f"/v1/grants/{gid}", role=Role.AUDITOR)
@@ -261,11 +264,14 @@ class Demo:
 
         self.say("Everyone concerned is told.")
         started = time.perf_counter()
-        _wait(lambda: any(h.get("type") == "carveout.revoked" for h in hooks.received), 20)
+        told = _wait(lambda: any(h.get("type") == "carveout.revoked" for h in hooks.received), 20)
         types = sorted({h.get("type", "?") for h in hooks.received})
-        self.took(f"grantee's webhook received: {', '.join(types)}", started)
+        self.took(f"grantee's webhook received: {', '.join(types) or 'nothing'}", started, told)
         if self.mailbox is not None:
-            _wait(lambda: self.mailbox.messages if self.mailbox else None, 20)
+            mailed = _wait(lambda: self.mailbox.messages if self.mailbox else None, 20)
+            if not mailed:
+                self.console.print("    [red]✗ no email reached the regulator in time[/]")
+                self.failed = True
             for mail in self.mailbox.messages:
                 self.console.print(f"    email to {mail['To']}: {mail['Subject']}")
         notes = call(
@@ -308,5 +314,8 @@ def _breach_of(grantee: str, event_id: str) -> dict[str, Any] | None:
     return next((b for b in page["items"] if b["access_event_id"] == event_id), None)
 
 
-def run_demo(console: Console, events: int) -> None:
-    Demo(console, events).run()
+def run_demo(console: Console, events: int) -> bool:
+    """Run the scenario; says whether every step was seen in time."""
+    demo = Demo(console, events)
+    demo.run()
+    return not demo.failed

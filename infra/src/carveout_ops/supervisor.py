@@ -18,7 +18,13 @@ from rich.table import Table
 
 from carveout_contracts import TokenBook
 
-from .broker import EmbeddedBroker, ensure_topics, partitions_from_env, wait_for_broker
+from .broker import (
+    BrokerError,
+    EmbeddedBroker,
+    ensure_topics,
+    partitions_from_env,
+    wait_for_broker,
+)
 from .system import SERVICES, address, database_url, tokens_file, var_dir
 
 STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
@@ -151,7 +157,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         try:
-            self.bootstrap = self.start_broker()
+            try:
+                self.bootstrap = self.start_broker()
+            except BrokerError as exc:
+                self.console.print(f"[red]error:[/] {exc}", highlight=False)
+                return 1
             env = self._service_env(self.bootstrap)
             self.services = [ServiceProcess(name, env, self.console) for name in SERVICES]
             for service in self.services:
