@@ -36,6 +36,7 @@ from .events import (
     NotificationDelivered,
     NotificationFailed,
     Violation,
+    affected_grants,
 )
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "UsageCap",
     "UserCountries",
     "Violation",
+    "affected_grants",
     "decode",
     "encode_value",
     "headers",

@@ -458,6 +458,13 @@ TOPIC_UNIONS: dict[str, Any] = {
 }
 
 
+def affected_grants(event: Any) -> list[str]:
+    """The grants a grant event changes: every grant a ``carveout.revoked`` names, else one."""
+    if isinstance(event, CarveoutRevoked):
+        return list(event.data.grant_ids)
+    return [event.data.grant_id]
+
+
 def event_type(cls: type[Envelope]) -> str:
     return str(cls.model_fields["type"].default)
 

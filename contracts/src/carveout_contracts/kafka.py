@@ -12,17 +12,6 @@ PRODUCER_OPTIONS: dict[str, Any] = {
 }
 
 
-def consumer_options(session_timeout_ms: int, fetch_max_wait_ms: int) -> dict[str, Any]:
-    """Group consumer settings: offsets committed by us, after the store commits."""
-    return {
-        "auto_offset_reset": "earliest",
-        "session_timeout_ms": session_timeout_ms,
-        "heartbeat_interval_ms": max(100, session_timeout_ms // 6),
-        "rebalance_timeout_ms": session_timeout_ms,
-        "fetch_max_wait_ms": fetch_max_wait_ms,
-    }
-
-
 async def partition_lags(consumer: Any) -> dict[tuple[str, int], int] | None:
     """Each assigned partition's lag, ``(topic, partition) -> records``, as :func:`consumer_lag`
     counts it; ``None`` while the consumer has no partitions assigned."""
@@ -44,14 +33,5 @@ async def consumer_lag(consumer: Any) -> int | None:
     ``None`` while the consumer has no partitions assigned (it has not joined its group).
     Positions at or past the end count as caught up.
     """
-    if consumer is None:
-        return None
-    assignment = list(consumer.assignment())
-    if not assignment:
-        return None
-    ends = await consumer.end_offsets(assignment)
-    lag = 0
-    for tp in assignment:
-        position = await consumer.position(tp)
-        lag += max(0, ends[tp] - position)
-    return lag
+    lags = await partition_lags(consumer)
+    return None if lags is None else sum(lags.values())

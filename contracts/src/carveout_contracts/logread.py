@@ -18,7 +18,8 @@ ProgressCallback = Callable[[int, int], None]
 """``(records read so far, records to read in all)``."""
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def partitions(consumer: Any, topic: str) -> list[TopicPartition]:
+    """``topic``'s partitions, asking the broker again when the client does not know them yet."""
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         await consumer._client.force_metadata_update()
@@ -50,7 +51,7 @@ async def read_topics(
     )
     try:
         await consumer.start()
-        tps = [tp for topic in topic_names for tp in await _partitions(consumer, topic)]
+        tps = [tp for topic in topic_names for tp in await partitions(consumer, topic)]
         if not tps:
             return
         ends = await consumer.end_offsets(tps)
@@ -109,24 +110,29 @@ async def log_ends(bootstrap: str, topic_names: Sequence[str]) -> dict[TopicPart
     )
     try:
         await consumer.start()
-        tps = [tp for topic in topic_names for tp in await _partitions(consumer, topic)]
-        looked_up = await consumer.end_offsets(tps) if tps else {}
-        ends = {tp: end for tp, end in looked_up.items()}
-        pending = [tp for tp, end in looked_up.items() if end > 0]
-        if pending:
-            consumer.assign(pending)
-            for tp in pending:
-                consumer.seek(tp, looked_up[tp] - 1)
-            while pending:
-                await consumer.getmany(*pending, timeout_ms=200, max_records=1)
-                for tp in list(pending):
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        ends[tp] = max(ends[tp], highwater)
-                        pending.remove(tp)
-        return ends
+        tps = [tp for topic in topic_names for tp in await partitions(consumer, topic)]
+        return await true_ends(consumer, tps)
     finally:
         await consumer.stop()
+
+
+async def true_ends(consumer: Any, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """:func:`log_ends` with a started consumer of the caller's (its assignment changes)."""
+    looked_up = await consumer.end_offsets(tps) if tps else {}
+    ends = {tp: end for tp, end in looked_up.items()}
+    pending = [tp for tp, end in looked_up.items() if end > 0]
+    if pending:
+        consumer.assign(pending)
+        for tp in pending:
+            consumer.seek(tp, looked_up[tp] - 1)
+        while pending:
+            await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = max(ends[tp], highwater)
+                    pending.remove(tp)
+    return ends
 
 
 async def read_all(

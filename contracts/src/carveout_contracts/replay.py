@@ -8,7 +8,9 @@ handlers use.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,11 +139,24 @@ def finish(
     report: ReplayReport, engine: Engine, tables: Sequence[CoveredTable], started: float
 ) -> ReplayReport:
     """Time the replay and digest what it built."""
-    import time
-
     report.seconds = time.perf_counter() - started
     report.digest = store_digest(engine, report.service, tables)
     return report
+
+
+@contextlib.contextmanager
+def rebuilding(
+    service: str, database_url: str, since: datetime | None, tables: Sequence[CoveredTable]
+) -> Iterator[tuple[ReplayReport, Engine]]:
+    """A replay's report and target store; timed and digested when the block completes."""
+    started = time.perf_counter()
+    report = ReplayReport(service, database_url)
+    engine = open_target(database_url, since, tables)
+    try:
+        yield report, engine
+        finish(report, engine, tables, started)
+    finally:
+        engine.dispose()
 
 
 def digest_of(service: str, database_url: str, tables: Sequence[CoveredTable]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from carveout_contracts import topics
-from carveout_contracts.logread import log_ends
+from carveout_contracts.logread import partitions, true_ends
 
 SHORT_NAMES: dict[str, str] = {topic.split(".", 1)[1]: topic for topic in topics.ALL_TOPICS}
 """``grants`` -> ``carveout.grants``, and so on for every Carveout topic."""
@@ -77,13 +77,10 @@ def resolve_topic(name: str) -> str:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
+    found = await partitions(consumer, topic)
+    if not found:
         raise TailError(f"topic {topic} does not exist (run `carveout topics create`)")
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
+    return found
 
 
 async def records(
@@ -116,7 +113,7 @@ async def records(
         tps = await _partitions(consumer, topic)
         # The true ends, from a fetch's high watermark: an offset look-up (seek_to_end,
         # end_offsets) stops at the start of the last record batch on some brokers (Tansu).
-        found = await log_ends(bootstrap, [topic])
+        found = await true_ends(consumer, tps)
         ends = {tp: found.get(tp, 0) for tp in tps}
         consumer.assign(tps)
         if from_beginning:

@@ -231,12 +231,9 @@ async def list_decisions(request: Request, _: Reader, args: PageArgs) -> Decisio
 async def list_breaches(request: Request, _: Reader, args: PageArgs) -> BreachPage:
     """Breaches, newest first, as published on ``carveout.breaches``."""
     page = request.app.state.store.page(BreachRecord, **args)
+    events = [(orjson.loads(row.payload), row.published_at) for row in page.items]
     items = [
-        {
-            **orjson.loads(row.payload)["data"],
-            "event_id": orjson.loads(row.payload)["event_id"],
-            "published": row.published_at is not None,
-        }
-        for row in page.items
+        {**event["data"], "event_id": event["event_id"], "published": published is not None}
+        for event, published in events
     ]
     return BreachPage(items=items, total=page.total)

@@ -11,7 +11,6 @@ from typing import Literal
 
 from carveout_contracts import (
     BreachPolicy,
-    CarveoutRevoked,
     Condition,
     GrantAmended,
     GrantEvent,
@@ -19,6 +18,7 @@ from carveout_contracts import (
     GrantReinstated,
     GrantSuspended,
 )
+from carveout_contracts import affected_grants as affected_grants  # re-exported for the projection
 from carveout_contracts.common import Frozen, UtcDatetime
 
 Lifecycle = Literal["active", "suspended", "revoked"]
@@ -75,12 +75,6 @@ class GrantView(Frozen):
             else:
                 break
         return found
-
-
-def affected_grants(event: GrantEvent) -> list[str]:
-    if isinstance(event, CarveoutRevoked):
-        return list(event.data.grant_ids)
-    return [event.data.grant_id]
 
 
 def apply(

@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carveout_contracts import topics
+from carveout_contracts.logread import partitions
 
 log = logging.getLogger("carveout.enforcement.freshness")
 
@@ -45,11 +46,7 @@ class GrantsLog:
 
     async def ends(self) -> dict[int, int]:
         assert self._offsets is not None, "GrantsLog.start() first"
-        partitions = self._offsets.partitions_for_topic(topics.GRANTS)
-        if not partitions:
-            await self._offsets._client.force_metadata_update()
-            partitions = self._offsets.partitions_for_topic(topics.GRANTS) or set()
-        tps = [TopicPartition(topics.GRANTS, p) for p in partitions]
+        tps = await partitions(self._offsets, topics.GRANTS)
         ends = await self._offsets.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
 

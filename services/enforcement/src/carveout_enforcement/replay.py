@@ -8,7 +8,6 @@ are already on ``carveout.breaches``.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +18,9 @@ from carveout_contracts.replay import (
     Progress,
     ReplayReport,
     digest_of,
-    finish,
     fold,
     no_progress,
-    open_target,
+    rebuilding,
     since_ms,
 )
 
@@ -97,10 +95,7 @@ async def replay(
     batch_records: int = 20_000,
 ) -> ReplayReport:
     """Rebuild the store at ``database_url`` from the topics; publish nothing."""
-    started = time.perf_counter()
-    report = ReplayReport(SERVICE, database_url)
-    engine = open_target(database_url, since, DIGEST_TABLES)
-    try:
+    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = EnforcementStore(engine)
         index = GrantIndex(list(store.load_grants()))
         projector = GrantProjector(store, index, retry_attempts=3)
@@ -148,6 +143,4 @@ async def replay(
         report.skipped += pipeline.duplicates
         # The breaches found are those the live service published: the log has them.
         store.mark_all_breaches_published(datetime.now(UTC))
-        return finish(report, engine, DIGEST_TABLES, started)
-    finally:
-        engine.dispose()
+    return report

@@ -7,10 +7,11 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from carveout_contracts import telemetry, topics
+from carveout_contracts.logread import partitions
 
 from .store import GrantStore
 
@@ -107,11 +108,7 @@ async def grants_log_size(bootstrap: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topics.GRANTS)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topics.GRANTS) or set()
-        tps = [TopicPartition(topics.GRANTS, p) for p in partitions]
+        tps = await partitions(consumer, topics.GRANTS)
         if not tps:
             return 0
         ends = await consumer.end_offsets(tps)

@@ -9,21 +9,19 @@ are already in the grants log).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import CarveoutRevoked, GrantIssued, topics
+from carveout_contracts import GrantIssued, affected_grants, telemetry, topics
 from carveout_contracts.digest import CoveredTable
 from carveout_contracts.logread import by_append_time, read_all
 from carveout_contracts.replay import (
     Progress,
     ReplayReport,
     digest_of,
-    finish,
     fold,
     no_progress,
-    open_target,
+    rebuilding,
     since_ms,
 )
 
@@ -62,13 +60,6 @@ def digest(database_url: str) -> dict[str, Any]:
     return digest_of(SERVICE, database_url, DIGEST_TABLES)
 
 
-def _traceparent(record: Any) -> str | None:
-    for name, value in record.headers or ():
-        if name == "traceparent":
-            return bytes(value).decode()
-    return None
-
-
 async def replay(
     *,
     bootstrap: str,
@@ -77,27 +68,21 @@ async def replay(
     progress: Progress = no_progress,
 ) -> ReplayReport:
     """Rebuild the store at ``database_url`` from the topics; publish nothing."""
-    started = time.perf_counter()
-    report = ReplayReport(SERVICE, database_url)
-    engine = open_target(database_url, since, DIGEST_TABLES)
-    try:
+    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = GrantStore(engine)
 
         async def fold_grant_event(event: Any, record: Any) -> None:
             if isinstance(event, GrantIssued):
                 changed: list[Grant] = [apply(None, event)]
             else:
-                ids = (
-                    event.data.grant_ids
-                    if isinstance(event, CarveoutRevoked)
-                    else [event.data.grant_id]
-                )
-                before = [store.get(grant_id) for grant_id in ids]
+                before = [store.get(grant_id) for grant_id in affected_grants(event)]
                 if any(grant is None for grant in before):
                     report.skipped += 1  # its grant's issue is not in this log
                     return
                 changed = [apply(grant, event) for grant in before if grant is not None]
-            store.record_from_log(changed, event, record.value.decode(), _traceparent(record))
+            store.record_from_log(
+                changed, event, record.value.decode(), telemetry.record_traceparent(record)
+            )
 
         async def count_breach(breach: Any, _record: Any) -> None:
             store.record_breach(
@@ -127,6 +112,4 @@ async def replay(
             process=count_breach,
             first_ms=since_ms(since),
         )
-        return finish(report, engine, DIGEST_TABLES, started)
-    finally:
-        engine.dispose()
+    return report

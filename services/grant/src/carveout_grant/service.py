@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from carveout_contracts import CarveoutRevoked, Envelope, GrantEvent, codec
+from carveout_contracts import Envelope, GrantEvent, affected_grants, codec
 
 from .domain import Grant, apply
 from .relay import OutboxRelay
@@ -45,14 +45,9 @@ class GrantService:
         self, before: Sequence[Grant], event: GrantEvent, traceparent: str | None = None
     ) -> tuple[list[Grant], bool]:
         """Apply a regulator action's event to the grants it concerns and record both."""
-        after = [apply(g, event) for g in before if _concerns(event, g.grant_id)]
+        concerned = affected_grants(event)
+        after = [apply(g, event) for g in before if g.grant_id in concerned]
         published = await self.record(
             after, event, traceparent, expected_versions={g.grant_id: g.version for g in before}
         )
         return after, published
-
-
-def _concerns(event: GrantEvent, grant_id: str) -> bool:
-    if isinstance(event, CarveoutRevoked):
-        return grant_id in event.data.grant_ids
-    return bool(event.data.grant_id == grant_id)

@@ -17,6 +17,7 @@ from carveout_contracts import (
     GrantReinstated,
     GrantSuspended,
 )
+from carveout_contracts import affected_grants as affected_grants  # re-exported for the projection
 from carveout_contracts.common import Frozen, UtcDatetime
 
 Lifecycle = Literal["active", "suspended", "revoked"]
@@ -32,12 +33,6 @@ class GrantContacts(Frozen):
     version: int
     contacts: list[Contact]
     updated_at: UtcDatetime
-
-
-def affected_grants(event: GrantEvent) -> list[str]:
-    if isinstance(event, CarveoutRevoked):
-        return list(event.data.grant_ids)
-    return [event.data.grant_id]
 
 
 def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> GrantContacts | None:

@@ -9,7 +9,6 @@ published: the rebuilt store has no delivery worker.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +19,9 @@ from carveout_contracts.replay import (
     Progress,
     ReplayReport,
     digest_of,
-    finish,
     fold,
     no_progress,
-    open_target,
+    rebuilding,
     since_ms,
 )
 from carveout_contracts.runtime import make_engine
@@ -71,10 +69,7 @@ async def replay(
     progress: Progress = no_progress,
 ) -> ReplayReport:
     """Rebuild the store at ``database_url`` from the topics; deliver and publish nothing."""
-    started = time.perf_counter()
-    report = ReplayReport(SERVICE, database_url)
-    engine = open_target(database_url, since, DIGEST_TABLES)
-    try:
+    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = NotificationStore(engine)
         if source_database_url:
             source = make_engine(source_database_url)
@@ -122,6 +117,4 @@ async def replay(
             is_processed=lambda _event_id: False,
             process=record_outcome,
         )
-        return finish(report, engine, DIGEST_TABLES, started)
-    finally:
-        engine.dispose()
+    return report

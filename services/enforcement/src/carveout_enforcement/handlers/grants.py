@@ -33,7 +33,6 @@ class GrantIndex:
 
     def __init__(self, views: Sequence[GrantView] = ()) -> None:
         self.by_id: dict[str, GrantView] = {}
-        self.compiled: dict[str, CompiledGrant] = {}
         self.by_grantee_model: dict[tuple[str, str], list[CompiledGrant]] = {}
         self.newest_issue_ms = -math.inf
         self._changed = asyncio.Event()
@@ -51,7 +50,6 @@ class GrantIndex:
             grants.append(compiled)
             grants.sort(key=lambda g: g.grant_id)
         self.by_id[view.grant_id] = view
-        self.compiled[view.grant_id] = compiled
         self.newest_issue_ms = max(self.newest_issue_ms, compiled.issued_ms)
         self._changed.set()
         self._changed = asyncio.Event()

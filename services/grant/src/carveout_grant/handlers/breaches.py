@@ -48,7 +48,7 @@ class BreachPolicy:
         d = event.data
         now = datetime.now(UTC)
         breach = counted_breach(event)
-        grant = self.store.get(d.grant_id) if d.grant_id else None
+        grant = self.store.get(breach.grant_id) if breach is not None else None
         if breach is None or grant is None or grant.lifecycle == "revoked":
             await self._record(event, breach, None, now)
             return
