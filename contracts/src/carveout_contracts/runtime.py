@@ -17,6 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import limits
 from .auth import TokenBook
 
 T = TypeVar("T")
@@ -76,6 +77,27 @@ class SharedSettings(BaseSettings):
         "none",
         validation_alias="CARVEOUT_OTEL_EXPORTER",
         description="Where trace spans go: nowhere, stdout (or a file), or OTLP over HTTP.",
+    )
+    record_max_bytes: int = Field(
+        limits.DEFAULT_RECORD_BYTES,
+        ge=64 * limits.KIB,
+        validation_alias="CARVEOUT_RECORD_MAX_BYTES",
+        description="Largest record value a consumer processes (larger ones are dead-lettered "
+        "as too_large), and the largest event a service publishes.",
+    )
+    http_body_max_bytes: int = Field(
+        limits.DEFAULT_HTTP_BODY_BYTES,
+        ge=1024,
+        validation_alias="CARVEOUT_HTTP_BODY_MAX_BYTES",
+        description="Largest HTTP request body (413 beyond), unless a route has its own limit.",
+    )
+    consumer_retry_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        validation_alias="CARVEOUT_CONSUMER_RETRY_ATTEMPTS",
+        description="Attempts at a record that keeps failing before it is dead-lettered "
+        "with reason 'failed' (an unavailable store or broker is retried without bound).",
     )
     otel_console_file: str | None = Field(
         None,

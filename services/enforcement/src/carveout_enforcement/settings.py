@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from carveout_contracts import limits
 from carveout_contracts.runtime import SharedSettings
 
 
@@ -38,4 +39,20 @@ class EnforcementSettings(SharedSettings):
     )
     consistency_wait_seconds: float = Field(
         1.0, description="Longest a decision waits for the action named by min_consistency."
+    )
+    max_future_skew_seconds: float = Field(
+        limits.DEFAULT_MAX_FUTURE_SKEW_SECONDS,
+        ge=0,
+        description="How far ahead of now an access's occurred_at may be; later ones are "
+        "refused (422) or dead-lettered (invalid).",
+    )
+    access_body_max_bytes: int = Field(
+        limits.DEFAULT_ACCESS_BODY_BYTES,
+        ge=1024,
+        description="Largest body of POST /v1/access (a batch of accesses); 413 beyond.",
+    )
+    decision_body_max_bytes: int = Field(
+        limits.DEFAULT_DECISION_BODY_BYTES,
+        ge=1024,
+        description="Largest body of POST /v1/decisions; 413 beyond.",
     )
