@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from . import limits
+
 
 class Frozen(BaseModel):
     """Immutable model that ignores unknown fields, so producers may add fields freely."""
@@ -24,13 +26,21 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 """A timezone-aware instant, normalised to UTC (serialised with a trailing ``Z``)."""
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.MAX_ID, strip_whitespace=True)
+]
+ListString = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.MAX_LIST_STRING, strip_whitespace=True)
+]
+"""One value inside a condition's ``allow``/``deny``/``require`` list or an access's safeguards."""
 CountryCode = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True, strip_whitespace=True)
 ]
 Severity = Literal["warning", "critical"]
 Cause = Literal["regulator", "breach_policy"]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+Reason = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.MAX_REASON, strip_whitespace=True)
+]
 NonEmptyList = Field(min_length=1)
 
 

@@ -6,7 +6,13 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, PositiveInt, model_validator
 
-from .common import CountryCode, Frozen, Identifier, Severity
+from . import limits
+from .common import CountryCode, Frozen, Identifier, ListString, Severity
+
+CountryList = Annotated[list[CountryCode], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
+ValueList = Annotated[list[ListString], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
+"""A condition's ``allow``/``deny``/``require`` list: 1 to 256 values of up to 200 characters."""
+Threshold = Annotated[int, Field(ge=1, le=limits.MAX_POLICY_THRESHOLD)]
 
 
 class _Condition(Frozen):
@@ -18,8 +24,8 @@ class UserCountries(_Condition):
     """Users must be in one of ``allow`` or outside every country of ``deny``."""
 
     kind: Literal["user_countries"] = "user_countries"
-    allow: Annotated[list[CountryCode], Field(min_length=1)] | None = None
-    deny: Annotated[list[CountryCode], Field(min_length=1)] | None = None
+    allow: CountryList | None = None
+    deny: CountryList | None = None
 
     @model_validator(mode="after")
     def _exactly_one_list(self) -> Self:
@@ -32,21 +38,21 @@ class DeploymentRegions(_Condition):
     """The model may only run in the listed deployment regions."""
 
     kind: Literal["deployment_regions"] = "deployment_regions"
-    allow: list[Identifier] = Field(min_length=1)
+    allow: ValueList
 
 
 class Purposes(_Condition):
     """The model may only be used for the listed purposes."""
 
     kind: Literal["purposes"] = "purposes"
-    allow: list[Identifier] = Field(min_length=1)
+    allow: ValueList
 
 
 class Safeguards(_Condition):
     """Every listed safeguard must be attested on every access."""
 
     kind: Literal["safeguards"] = "safeguards"
-    require: list[Identifier] = Field(min_length=1)
+    require: ValueList
 
 
 class UsageCap(_Condition):
@@ -74,9 +80,11 @@ CONDITION_KINDS: tuple[str, ...] = (
 class BreachPolicy(Frozen):
     """Critical breaches of one grant counted in a sliding window trip suspension or revocation."""
 
-    suspend_after_critical: PositiveInt | None = None
-    revoke_after_critical: PositiveInt | None = None
-    window_seconds: PositiveInt = 3600
+    suspend_after_critical: Threshold | None = None
+    revoke_after_critical: Threshold | None = None
+    window_seconds: Annotated[
+        int, Field(ge=limits.MIN_WINDOW_SECONDS, le=limits.MAX_WINDOW_SECONDS)
+    ] = 3600
 
 
 def check_unique_condition_ids(conditions: list[Condition]) -> list[Condition]:

@@ -23,13 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from . import topics
+from . import limits, topics
 from .common import (
     MAX_UNITS,
     Cause,
     CountryCode,
     Frozen,
     Identifier,
+    ListString,
     Reason,
     Severity,
     UtcDatetime,
@@ -44,7 +45,7 @@ class Contact(Frozen):
     """Where a party wants to hear about a grant: a webhook URL or an email address."""
 
     kind: Literal["webhook", "email"]
-    address: str = Field(min_length=3, max_length=2000)
+    address: str = Field(min_length=3, max_length=limits.MAX_ADDRESS)
 
     @model_validator(mode="after")
     def _address_fits_kind(self) -> Self:
@@ -62,7 +63,7 @@ class Grantee(Frozen):
 
     id: Identifier
     name: Identifier
-    contacts: list[Contact] = Field(default_factory=list)
+    contacts: list[Contact] = Field(default_factory=list, max_length=limits.MAX_CONTACTS)
 
 
 class TermsChecks(Frozen):
@@ -88,7 +89,7 @@ class GrantIssuedData(TermsChecks):
     model_id: Identifier
     valid_from: UtcDatetime
     valid_until: UtcDatetime
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=limits.MAX_CONDITIONS)
     breach_policy: BreachPolicy = Field(default_factory=BreachPolicy)
     issued_by: Identifier
 
@@ -98,7 +99,7 @@ class GrantAmendedData(TermsChecks):
     version: PositiveInt
     valid_from: UtcDatetime
     valid_until: UtcDatetime
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=limits.MAX_CONDITIONS)
     breach_policy: BreachPolicy = Field(default_factory=BreachPolicy)
     amended_by: Identifier
     reason: Reason
@@ -137,7 +138,7 @@ class AccessRecordedData(Frozen):
     user_country: CountryCode
     deployment_region: Identifier
     purpose: Identifier
-    safeguards: list[Identifier] = Field(default_factory=list)
+    safeguards: list[ListString] = Field(default_factory=list, max_length=limits.MAX_SAFEGUARDS)
     units: Annotated[int, Field(ge=0, le=MAX_UNITS)] = 0
     gateway_id: Identifier
 
@@ -145,8 +146,8 @@ class AccessRecordedData(Frozen):
 class Violation(Frozen):
     """One condition an access broke, with what the grant expected and what it got."""
 
-    condition_id: str
-    kind: str
+    condition_id: Annotated[str, Field(max_length=limits.MAX_ID)]
+    kind: Annotated[str, Field(max_length=limits.MAX_ID)]
     severity: Severity
     expected: JsonValue = None
     actual: JsonValue = None
@@ -161,7 +162,7 @@ class ConditionBreachedData(Frozen):
     access_event_id: UUID
     request_id: Identifier
     severity: Severity
-    violations: list[Violation] = Field(min_length=1)
+    violations: list[Violation] = Field(min_length=1, max_length=limits.MAX_VIOLATIONS)
     access_occurred_at: UtcDatetime | None = None
     user_id: str | None = None
     gateway_id: str | None = None
@@ -192,11 +193,23 @@ class DeadLetteredData(Frozen):
     source_offset: NonNegativeInt | None = None
     source_key: str | None = None
     consumer: str = Field(description="The service (consumer group) that gave up on the message.")
-    reason: Literal["bad_json", "unknown_type", "unsupported_version", "invalid", "failed"]
+    reason: Literal[
+        "bad_json", "unknown_type", "unsupported_version", "invalid", "too_large", "failed"
+    ]
     error: str
-    payload: str = Field(description="The original message value: UTF-8 text, or base64.")
+    payload: str = Field(
+        description="The original message value: UTF-8 text, or base64; when ``truncated``, "
+        "only its first bytes (base64)."
+    )
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
     headers: dict[str, str] = Field(default_factory=dict)
+    truncated: bool = Field(
+        False,
+        description="The value was too large to keep whole: ``payload`` holds its head; "
+        "``size`` and ``sha256`` identify it at its source position.",
+    )
+    size: NonNegativeInt | None = Field(None, description="The original value's size in bytes.")
+    sha256: str | None = Field(None, description="The original value's SHA-256, in hex.")
 
 
 class RedrivenData(Frozen):
