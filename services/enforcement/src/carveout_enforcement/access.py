@@ -4,20 +4,26 @@ The hot path reads ``access.recorded`` with msgspec (typed, strict, in C), mirro
 contract's pydantic model; anything unusual (an older version, a missing or odd field)
 goes through the full model instead, which either accepts it or names the problem. A
 property test holds the two readings to the same answers.
+
+Both readings then hold ``occurred_at`` to its bounds (DESIGN §10): not before
+2000-01-01, and not further ahead of the time the access was received than the allowed
+clock skew. An access outside them is ``invalid`` (dead-lettered), never judged: a date
+far in the past or future cannot be counted in a usage window or acted on by a breach
+policy without overflowing somewhere downstream.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from carveout_contracts import AccessRecorded, codec, topics
+from carveout_contracts import AccessRecorded, PoisonMessage, codec, limits, topics
 from carveout_contracts.common import MAX_UNITS
 
-_MAX_ID = 200
+EARLIEST_OCCURRED_AT = limits.EARLIEST_OCCURRED_AT.timestamp()
 
 
 class Access(msgspec.Struct, frozen=True, gc=False):
@@ -67,7 +73,10 @@ class Access(msgspec.Struct, frozen=True, gc=False):
         )
 
 
-_Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
+_Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ID)]
+_ListString = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_LIST_STRING)]
+Safeguards = Annotated[list[_ListString], msgspec.Meta(max_length=limits.MAX_SAFEGUARDS)]
+"""An access's safeguards as the contract limits them (shared with the decision API's reader)."""
 
 
 class _WireData(msgspec.Struct):
@@ -79,7 +88,7 @@ class _WireData(msgspec.Struct):
     deployment_region: _Ident
     purpose: _Ident
     gateway_id: _Ident
-    safeguards: list[_Ident] = msgspec.field(default_factory=list)
+    safeguards: Safeguards = msgspec.field(default_factory=list)
     units: Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)] = 0
     grant_id: _Ident | None = None
 
@@ -163,10 +172,60 @@ def _fast(value: bytes) -> Access | None:
     )
 
 
-def read_access(value: bytes | None) -> Access:
-    """Read one ``carveout.access`` message; raises ``PoisonMessage`` with the reason."""
-    if value is not None:
-        fast = _fast(value)
-        if fast is not None:
-            return fast
-    return Access.of(codec.decode(topics.ACCESS, value))
+def occurred_at_problem(occurred_at: float, now: float, max_future_skew_s: float) -> str | None:
+    """Why an access's ``occurred_at`` (epoch seconds) is out of bounds, or ``None``.
+
+    The answer names the bound and not the field, which each edge names its own way.
+
+    Pure: ``now`` is the caller's, so a replay can judge by the time the live service did.
+    """
+    if occurred_at < EARLIEST_OCCURRED_AT:
+        return (
+            f"{_text(occurred_at)} is before "
+            f"{limits.EARLIEST_OCCURRED_AT:%Y-%m-%d}, the earliest an access may be"
+        )
+    if occurred_at > now + max_future_skew_s:
+        return (
+            f"{_text(occurred_at)} is more than {max_future_skew_s:g}s after "
+            f"{_text(now)}, when it was received (CARVEOUT_ENFORCEMENT_MAX_FUTURE_SKEW_SECONDS)"
+        )
+    return None
+
+
+def _text(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+def received_at(record: Any, wall_clock: float) -> float:
+    """When the log received ``record``: its timestamp, else ``wall_clock``.
+
+    The future-skew bound is measured from here rather than from the clock of whoever
+    reads the record. Carveout's topics stamp each record with the broker's append time
+    (``LogAppendTime``), so the live consumer and any later replay see the same value
+    and judge the same access the same way; with the wall clock, a replay days later
+    would accept what live refused (and the bound would depend on consumer lag). Only a
+    record without a timestamp falls back to the reader's clock.
+    """
+    timestamp = getattr(record, "timestamp", None)
+    if isinstance(timestamp, int) and timestamp > 0:
+        return timestamp / 1000
+    return wall_clock
+
+
+def read_access(
+    value: bytes | None,
+    now: float,
+    *,
+    max_future_skew_s: float = limits.DEFAULT_MAX_FUTURE_SKEW_SECONDS,
+) -> Access:
+    """Read one ``carveout.access`` message received at ``now`` (epoch seconds); raises
+    ``PoisonMessage`` with the reason, ``invalid`` for an ``occurred_at`` out of bounds."""
+    access = _fast(value) if value is not None else None
+    if access is None:
+        access = Access.of(codec.decode(topics.ACCESS, value))
+    # Two float comparisons on the hot path; the message is built only for the refused.
+    if not EARLIEST_OCCURRED_AT <= access.occurred_at <= now + max_future_skew_s:
+        problem = occurred_at_problem(access.occurred_at, now, max_future_skew_s)
+        if problem is not None:
+            raise PoisonMessage("invalid", f"occurred_at: {problem}")
+    return access

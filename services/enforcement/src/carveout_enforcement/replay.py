@@ -4,6 +4,10 @@ The whole grants log is folded first (the projection keeps every version with th
 it took effect, and when the log received each grant), then every access is judged by
 the same pipeline the live service runs, with nothing published: the breaches it finds
 are already on ``carveout.breaches``.
+
+"Now" is never the replay's own clock: an access's ``occurred_at`` is bounded by the time
+the log received it (its record timestamp), as it was live, so an access accepted live is
+accepted on replay however much later the replay runs, and one refused live is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from carveout_contracts.replay import (
 from .freshness import GrantsLog
 from .handlers.access import AccessPipeline
 from .handlers.grants import GrantIndex, GrantProjector
+from .settings import EnforcementSettings
 from .store import EnforcementStore
 
 SERVICE = "enforcement"
@@ -93,8 +98,15 @@ async def replay(
     since: datetime | None = None,
     progress: Progress = no_progress,
     batch_records: int = 20_000,
+    max_future_skew_s: float | None = None,
 ) -> ReplayReport:
-    """Rebuild the store at ``database_url`` from the topics; publish nothing."""
+    """Rebuild the store at ``database_url`` from the topics; publish nothing.
+
+    ``max_future_skew_s`` defaults to the service's setting, so the replay holds accesses
+    to the bound the live service held them to.
+    """
+    if max_future_skew_s is None:
+        max_future_skew_s = EnforcementSettings().max_future_skew_seconds
     with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = EnforcementStore(engine)
         index = GrantIndex(list(store.load_grants()))
@@ -125,6 +137,7 @@ async def replay(
             publish=None,
             dead_letter=count_poison,
             retry_attempts=3,
+            max_future_skew_s=max_future_skew_s,
         )
         report.records[topics.ACCESS] = 0
         first = since_ms(since)

@@ -68,7 +68,8 @@ def access_bytes(event_id: str | None = None, **data: Any) -> bytes:
 
 
 def compliant() -> Access:
-    return read_access(access_bytes())
+    received = datetime(2026, 9, 10, 11, 5, tzinfo=UTC).timestamp()  # just after it happened
+    return read_access(access_bytes(), received)
 
 
 # --------------------------------------------------------------------------- the projection

@@ -3,8 +3,11 @@
 For any bytes, either both readings reject them (``PoisonMessage``) or both accept them
 with the same ``Access``. The generated payloads are valid ``access.recorded`` events
 and mutations of them: missing fields, wrong types, lower-case or padded countries,
-white space, booleans and floats for units, other versions and types, extra fields and
-bad timestamps. Disagreements found earlier are pinned down by the examples at the end.
+white space, booleans and floats for units, other versions and types, extra fields,
+bad timestamps, lists and strings over the contract's limits, and times outside the
+bounds of ``occurred_at`` (DESIGN §10), which the contract reading here checks with
+datetimes, independently of the float comparison ``read_access`` makes. Disagreements
+found earlier are pinned down by the examples at the end.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from carveout_contracts import PoisonMessage, codec, topics
-from carveout_enforcement.access import Access, read_access
+from carveout_contracts import PoisonMessage, codec, limits, topics
+from carveout_enforcement.access import Access, read_access, received_at
+
+NOW = datetime(2040, 1, 1, tzinfo=UTC)
+"""When the accesses below were received: the generated times fall on both sides of it."""
+SKEW = 300.0
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GOLDEN_ACCESS: dict[str, Any] = json.loads((GOLDEN / "access.recorded.v1.json").read_bytes())
@@ -53,7 +60,16 @@ SEPARATORS = ["\x1c", "\x1f"]
 
 
 def contract(value: bytes) -> Access:
-    return Access.of(codec.decode(topics.ACCESS, value))
+    event = codec.decode(topics.ACCESS, value)
+    latest = NOW + timedelta(seconds=SKEW)
+    if not limits.EARLIEST_OCCURRED_AT <= event.occurred_at <= latest:
+        raise PoisonMessage("invalid", "occurred_at out of bounds")
+    return Access.of(event)
+
+
+def read_at_now(value: bytes | None) -> Access:
+    """The fast reading, received at ``NOW``."""
+    return read_access(value, NOW.timestamp(), max_future_skew_s=SKEW)
 
 
 def reading(read: Any, value: bytes) -> Access | str:
@@ -85,7 +101,7 @@ def fields(access: Access) -> dict[str, Any]:
 
 
 def assert_agree(value: bytes, *, note: bool = False) -> None:
-    fast, slow = reading(read_access, value), reading(contract, value)
+    fast, slow = reading(read_at_now, value), reading(contract, value)
     if isinstance(fast, str) or isinstance(slow, str):
         # both reject (the reasons may differ only if the fast path rejected first: it never
         # rejects on its own, it hands the payload to the contract)
@@ -127,7 +143,19 @@ offsets = st.sampled_from(
 def timestamps(draw: st.DrawFn) -> str:
     # mostly recent times; sometimes the ends of the range, which an offset can push out
     near = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1))
-    ends = st.sampled_from([datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999)])
+    ends = st.sampled_from(
+        [
+            datetime(1, 1, 1),
+            datetime(9999, 12, 31, 23, 59, 59, 999999),
+            # the bounds of occurred_at, and a microsecond either side
+            datetime(2000, 1, 1),
+            datetime(1999, 12, 31, 23, 59, 59, 999999),
+            datetime(2000, 1, 1, 0, 0, 0, 1),
+            datetime(2040, 1, 1, 0, 5),
+            datetime(2040, 1, 1, 0, 5, 0, 1),
+            datetime(2040, 1, 1, 0, 4, 59, 999999),
+        ]
+    )
     moment = draw(st.one_of(near, near, near, near, ends)).replace(tzinfo=draw(offsets))
     spec = draw(st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]))
     text = moment.isoformat(timespec=spec)
@@ -268,7 +296,24 @@ def mutated_payloads(draw: st.DrawFn) -> dict[str, Any]:
             target[draw(st.sampled_from(["extra", "note", "ttl"]))] = draw(odd_values)
         elif kind == "safeguards":
             data["safeguards"] = draw(
-                st.sampled_from(["mfa", [1], [""], [" "], [None], ["mfa", "mfa"], {"mfa": True}])
+                st.sampled_from(
+                    [
+                        "mfa",
+                        [1],
+                        [""],
+                        [" "],
+                        [None],
+                        ["mfa", "mfa"],
+                        {"mfa": True},
+                        # at and over the contract's limits: 64 safeguards of 200 characters
+                        [f"s{i}" for i in range(64)],
+                        [f"s{i}" for i in range(65)],
+                        ["s" * 200],
+                        ["s" * 201],
+                        [" " + "s" * 200],
+                        ["😀" * 201],
+                    ]
+                )
             )
         else:
             data[draw(st.sampled_from(IDENTIFIERS))] = draw(
@@ -312,7 +357,7 @@ def golden_with(**changes: Any) -> bytes:
 
 
 def test_the_golden_access_is_read_with_every_field() -> None:
-    read = read_access((GOLDEN / "access.recorded.v1.json").read_bytes())
+    read = read_at_now((GOLDEN / "access.recorded.v1.json").read_bytes())
     assert read.event_id == "0f8e2d7c-5b4a-4c39-8e21-7d6c5b4a3f29"
     assert read.occurred_at == datetime(2026, 9, 10, 11, 4, 59, tzinfo=UTC).timestamp()
     assert read.occurred == datetime(2026, 9, 10, 11, 4, 59, tzinfo=UTC)
@@ -335,7 +380,7 @@ def test_the_common_case_does_not_need_the_full_model(monkeypatch: pytest.Monkey
         raise AssertionError("the full model was used for an ordinary access")
 
     monkeypatch.setattr(codec, "decode", unavailable)
-    assert read_access(golden_with()).units == 5120
+    assert read_at_now(golden_with()).units == 5120
 
 
 def test_defaults_and_normalisation() -> None:
@@ -344,7 +389,7 @@ def test_defaults_and_normalisation() -> None:
     payload["data"]["user_country"] = " in "
     payload["data"]["user_id"] = "  u-7\n"
     payload["occurred_at"] = "2026-09-10T16:34:59+05:30"
-    read = read_access(json.dumps(payload).encode())
+    read = read_at_now(json.dumps(payload).encode())
     assert (read.safeguards, read.units, read.grant_id) == (frozenset(), 0, None)
     assert (read.user_country, read.user_id) == ("IN", "u-7")
     assert read.occurred == datetime(2026, 9, 10, 11, 4, 59, tzinfo=UTC)
@@ -369,7 +414,7 @@ def test_defaults_and_normalisation() -> None:
 )
 def test_poison_is_named(value: bytes | None, reason: str, names: str) -> None:
     with pytest.raises(PoisonMessage) as caught:
-        read_access(value)
+        read_at_now(value)
     assert caught.value.reason == reason
     assert names in caught.value.error
 
@@ -386,7 +431,7 @@ def test_an_access_without_event_id_or_occurred_at_is_poison(missing: str, user_
     payload = json.loads(golden_with(data={"user_id": user_id}))
     del payload[missing]
     with pytest.raises(PoisonMessage) as caught:
-        read_access(json.dumps(payload).encode())
+        read_at_now(json.dumps(payload).encode())
     assert caught.value.reason == "invalid"
     assert missing in caught.value.error
 
@@ -413,16 +458,16 @@ def test_sub_microsecond_fractions_read_the_same_both_ways(moment: str) -> None:
 def test_out_of_range_timestamps_are_poison(moment: str, user_id: str) -> None:
     """Out of range once in UTC: PoisonMessage, not an OverflowError that stalls a batch."""
     with pytest.raises(PoisonMessage) as caught:
-        read_access(golden_with(occurred_at=moment, data={"user_id": user_id}))
+        read_at_now(golden_with(occurred_at=moment, data={"user_id": user_id}))
     assert caught.value.reason == "invalid"
 
 
 @pytest.mark.parametrize("units", [2**53, 2**63, 2**64 + 1])
 def test_units_beyond_exact_json_numbers_are_poison(units: int) -> None:
     with pytest.raises(PoisonMessage) as caught:
-        read_access(golden_with(data={"units": units}))
+        read_at_now(golden_with(data={"units": units}))
     assert "units" in caught.value.error
-    assert read_access(golden_with(data={"units": 2**53 - 1})).units == 2**53 - 1
+    assert read_at_now(golden_with(data={"units": 2**53 - 1})).units == 2**53 - 1
 
 
 @pytest.mark.parametrize("separator", ["\x1c", "\x1d", "\x1e", "\x1f"])
@@ -469,5 +514,78 @@ IMPOSSIBLE_TIMES = [
 @pytest.mark.parametrize("moment", IMPOSSIBLE_TIMES)
 def test_impossible_times_are_poison(moment: str) -> None:
     with pytest.raises(PoisonMessage) as caught:
-        read_access(golden_with(occurred_at=moment))
+        read_at_now(golden_with(occurred_at=moment))
     assert caught.value.reason == "invalid"
+
+
+# --------------------------------------------------------------------------- occurred_at bounds
+
+
+@pytest.mark.parametrize(
+    ("moment", "accepted"),
+    [
+        ("2000-01-01T00:00:00Z", True),
+        ("2000-01-01T05:30:00+05:30", True),
+        ("1999-12-31T23:59:59.999999Z", False),
+        ("2000-01-01T05:29:59+05:30", False),
+        ("0001-01-01T00:00:00Z", False),
+        ("2040-01-01T00:05:00Z", True),
+        ("2040-01-01T00:05:00.000001Z", False),
+        ("2039-12-31T16:05:00.000001-08:00", False),
+        ("9999-12-31T23:59:59Z", False),
+    ],
+)
+@pytest.mark.parametrize("user_id", ["u-1", " u-1"], ids=["fast", "full-model"])
+def test_occurred_at_is_bounded_both_ways(moment: str, accepted: bool, user_id: str) -> None:
+    """From 2000-01-01 to the time received plus the skew, on the fast and the full path
+    (a padded user id takes the full model's)."""
+    value = golden_with(occurred_at=moment, data={"user_id": user_id})
+    assert_agree(value)
+    if accepted:
+        assert read_at_now(value).occurred == datetime.fromisoformat(moment)
+        return
+    with pytest.raises(PoisonMessage) as caught:
+        read_at_now(value)
+    assert caught.value.reason == "invalid"
+    assert caught.value.error.startswith("occurred_at: ")
+    assert ("2000-01-01" if moment < "2000-01-02" else "300s after") in caught.value.error
+
+
+def test_the_future_bound_follows_the_skew_and_the_time_received() -> None:
+    value = golden_with(occurred_at="2040-01-01T00:10:00Z")
+    with pytest.raises(PoisonMessage):
+        read_at_now(value)
+    assert read_access(value, NOW.timestamp(), max_future_skew_s=600).units == 5120
+    later = (NOW + timedelta(minutes=5)).timestamp()
+    assert read_access(value, later, max_future_skew_s=SKEW).units == 5120
+
+
+class _Record:
+    def __init__(self, timestamp: Any) -> None:
+        self.timestamp = timestamp
+
+
+def test_received_at_is_the_records_append_time_not_the_readers_clock() -> None:
+    """A replay reads the record long after: judged by its append time, it is judged as
+    live judged it."""
+    appended = NOW.timestamp()
+    replayed_much_later = appended + 86400 * 365
+    assert received_at(_Record(round(appended * 1000)), replayed_much_later) == appended
+    assert received_at(_Record(None), replayed_much_later) == replayed_much_later
+    assert received_at(_Record(-1), replayed_much_later) == replayed_much_later
+    assert received_at(object(), replayed_much_later) == replayed_much_later
+
+
+@pytest.mark.parametrize("count", [64, 65])
+@pytest.mark.parametrize("user_id", ["u-1", " u-1"], ids=["fast", "full-model"])
+def test_safeguards_are_limited_both_ways(count: int, user_id: str) -> None:
+    value = golden_with(data={"safeguards": [f"s{i}" for i in range(count)], "user_id": user_id})
+    assert_agree(value)
+    if count <= limits.MAX_SAFEGUARDS:
+        assert len(read_at_now(value).safeguards) == count
+        return
+    with pytest.raises(PoisonMessage) as caught:
+        read_at_now(value)
+    assert caught.value.reason == "invalid"
+    assert "data.safeguards" in caught.value.error
+    assert "at most 64 items" in caught.value.error

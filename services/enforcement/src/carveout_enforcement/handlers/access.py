@@ -25,10 +25,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter
 
-from carveout_contracts import PoisonMessage, telemetry, topics
+from carveout_contracts import PoisonMessage, limits, telemetry, topics
 from carveout_contracts.runtime import with_retries
 
-from ..access import Access, read_access
+from ..access import Access, read_access, received_at
 from ..freshness import GrantsLog
 from ..judge import UsageKey, Verdict, breach_id, judge, uuid5_str
 from ..settings import EnforcementSettings
@@ -116,6 +116,7 @@ class AccessPipeline:
         retry_attempts: int = 5,
         grants_sync_s: float = 5.0,
         late_grant_guard_s: float = 0.0,
+        max_future_skew_s: float = limits.DEFAULT_MAX_FUTURE_SKEW_SECONDS,
     ) -> None:
         self.store = store
         self.index = index
@@ -126,6 +127,7 @@ class AccessPipeline:
         self.retry_attempts = retry_attempts
         self.grants_sync_s = grants_sync_s
         self.late_grant_guard_s = late_grant_guard_s
+        self.max_future_skew_s = max_future_skew_s
         self.judged = 0
         self.duplicates = 0
         self.unpublished = False
@@ -135,9 +137,14 @@ class AccessPipeline:
         fresh: dict[str, tuple[Access, int | None]] = {}
         sources: dict[str, Any] = {}  # the record of each access, for its breach's trace
         readable = 0
+        wall_clock = time.time()
         for record in records:
             try:
-                access = read_access(record.value)
+                access = read_access(
+                    record.value,
+                    received_at(record, wall_clock),
+                    max_future_skew_s=self.max_future_skew_s,
+                )
             except PoisonMessage as poison:
                 if self.dead_letter is not None:
                     await self.dead_letter(record, poison.reason, poison.error)
