@@ -326,7 +326,7 @@ def test_dead_letter_survives_its_own_event(golden: Golden) -> None:
         error="x" * 5000,
         value=value,
     )
-    assert len(data.error) == 4000
+    assert len(data.error) == codec.DEAD_LETTER_ERROR_CHARS
     event = MessageDeadLettered(producer="enforcement", data=data)
     assert event.key == topics.ACCESS
     back = decode(topics.DEADLETTER, codec.encode_value(event))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -10,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from . import limits
 from .events import (
     CURRENT_VERSION,
     EVENT_BY_TYPE,
@@ -142,6 +144,35 @@ def headers(traceparent: str | None = None) -> list[tuple[str, bytes]]:
     return [(name, value.encode()) for name, value in text_headers(traceparent)]
 
 
+DEAD_LETTER_KEY_CHARS = 256
+"""Characters of a record's key a dead letter keeps (keys are ids, far shorter)."""
+DEAD_LETTER_HEADERS = 16
+"""Headers of a record a dead letter keeps (events carry two)."""
+DEAD_LETTER_HEADER_CHARS = 256
+"""Characters of a header's name or value a dead letter keeps."""
+DEAD_LETTER_ERROR_CHARS = limits.MAX_REASON
+"""Characters of the error a dead letter keeps."""
+
+
+def _clip(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _payload(raw: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+    """The value as UTF-8 text when that is no larger as JSON than base64 would be.
+
+    Text full of control characters is not: each escapes to six bytes in JSON (200 kB of
+    ``\x01`` would become 1.2 MB, more than the broker takes), so it goes as base64.
+    """
+    encoded = base64.b64encode(raw).decode()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return encoded, "base64"
+    as_json = len(json.dumps(text, ensure_ascii=False).encode()) - 2
+    return (text, "utf-8") if as_json <= len(encoded) else (encoded, "base64")
+
+
 def dead_letter_data(
     *,
     source_topic: str,
@@ -154,25 +185,43 @@ def dead_letter_data(
     key: bytes | None = None,
     record_headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] = (),
 ) -> DeadLetteredData:
-    """Describe a message set aside, keeping its original bytes so it can be re-driven."""
+    """Describe a message set aside, so that it can be re-driven, in an event that always fits.
+
+    The value is kept whole up to ``limits.DEAD_LETTER_WHOLE_BYTES``; of a larger one only
+    its first ``limits.DEAD_LETTER_HEAD_BYTES``, with its size and SHA-256 (``carveout dlq
+    redrive`` reads it back from its source position). Key, headers and error are clipped,
+    so the dead letter stays well under the record size every consumer accepts.
+    """
     raw = value or b""
-    try:
-        payload, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(raw).decode(), "base64"
+    truncated = len(raw) > limits.DEAD_LETTER_WHOLE_BYTES
+    if truncated:
+        payload = base64.b64encode(raw[: limits.DEAD_LETTER_HEAD_BYTES]).decode()
+        encoding: Literal["utf-8", "base64"] = "base64"
+    else:
+        payload, encoding = _payload(raw)
     pairs = record_headers.items() if isinstance(record_headers, Mapping) else record_headers
+    kept: dict[str, str] = {}
+    for name, header in list(pairs)[:DEAD_LETTER_HEADERS]:
+        kept[_clip(str(name), DEAD_LETTER_HEADER_CHARS)] = _clip(
+            (header or b"").decode("utf-8", "replace"), DEAD_LETTER_HEADER_CHARS
+        )
     return DeadLetteredData.model_validate(
         {
             "source_topic": source_topic,
             "source_partition": partition,
             "source_offset": offset,
-            "source_key": key.decode("utf-8", "replace") if key is not None else None,
+            "source_key": _clip(key.decode("utf-8", "replace"), DEAD_LETTER_KEY_CHARS)
+            if key is not None
+            else None,
             "consumer": consumer,
             "reason": reason,
-            "error": error[:4000],
+            "error": _clip(error, DEAD_LETTER_ERROR_CHARS),
             "payload": payload,
             "payload_encoding": encoding,
-            "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in pairs},
+            "headers": kept,
+            "truncated": truncated,
+            "size": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
         }
     )
 
@@ -196,7 +245,25 @@ def dead_letter_event(
     return MessageDeadLettered(producer=consumer, key=data.source_topic, data=data)
 
 
+class TruncatedDeadLetter(ValueError):
+    """A dead letter keeps only the head of its value: the whole is at its source position."""
+
+
 def original_value(data: DeadLetteredData) -> bytes:
+    """The value a dead letter kept whole; :class:`TruncatedDeadLetter` when it kept a head."""
+    if data.truncated:
+        raise TruncatedDeadLetter(
+            f"the dead letter keeps only the first {limits.DEAD_LETTER_HEAD_BYTES} bytes of a "
+            f"{data.size}-byte value: read it from {data.source_topic} "
+            f"{data.source_partition}@{data.source_offset}"
+        )
+    if data.payload_encoding == "base64":
+        return base64.b64decode(data.payload)
+    return data.payload.encode()
+
+
+def head_value(data: DeadLetteredData) -> bytes:
+    """The bytes a dead letter kept: the whole value, or its head when ``truncated``."""
     if data.payload_encoding == "base64":
         return base64.b64decode(data.payload)
     return data.payload.encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -13,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .kafka import consumer_lag
 from .telemetry import observe_lag
 
+log = logging.getLogger("carveout.ops")
+
 LAG_EVERY_S = 1.0
 """Shortest time between two measurements of the consumer lag (each asks the broker)."""
 
@@ -21,11 +24,14 @@ Check = Callable[[], Awaitable[str]]
 
 
 def store_check(ping: Callable[[], None]) -> Check:
+    """``unavailable`` when the store does not answer; why is logged, never shown."""
+
     async def check() -> str:
         try:
             ping()
         except Exception as exc:
-            return f"unavailable: {exc}"
+            log.warning("readiness: the store does not answer: %s", exc)
+            return "unavailable"
         return "ok"
 
     return check
@@ -38,14 +44,20 @@ def broker_check(broker: Any) -> Check:
     return check
 
 
-def caught_up_check(subscriber: Any, max_lag: int = 0) -> Check:
-    """Ready once the subscriber has joined its group and is within ``max_lag`` of the end."""
+def caught_up_check(subscriber: Any, max_lag: int = 0, health: Any = None) -> Check:
+    """Ready once the subscriber has joined its group and is within ``max_lag`` of the end,
+    and is not stalled on an unavailable dependency (``health``, a
+    :class:`carveout_contracts.runtime.ConsumerHealth`)."""
 
     async def check() -> str:
+        stalled = health.describe() if health is not None else None
+        if stalled is not None:
+            return str(stalled)
         try:
             lag = await consumer_lag(subscriber.consumer)
         except Exception as exc:
-            return f"unknown: {exc}"
+            log.warning("readiness: cannot measure the consumer lag: %s", exc)
+            return "lag unknown"
         if lag is None:
             return "joining consumer group"
         return "ok" if lag <= max_lag else f"{lag} behind"

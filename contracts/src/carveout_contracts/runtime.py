@@ -8,14 +8,19 @@ import contextvars
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import stamina
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import exc as sa_exc
 
 from . import limits
 from .auth import TokenBook
@@ -183,40 +188,213 @@ def create_tables(engine: Engine, metadata: Any) -> list[str]:
     return added
 
 
+# --------------------------------------------------------------------------- retries
+
+RETRY_WAIT_INITIAL_S = 0.1
+RETRY_WAIT_MAX_S = 5.0
+RETRY_JITTER_S = 0.25
+"""Backoff between attempts: doubling from the first wait up to the most, plus up to the
+jitter at random, so consumers that failed together do not retry in step."""
+
+ERROR_CHARS = limits.MAX_REASON
+"""Characters of an error's text a dead letter carries."""
+
+STALLED = Gauge(
+    "carveout_consumer_stalled_seconds",
+    "How long a consumer has been waiting for an unavailable dependency (store, broker, "
+    "grants log); 0 while it is processing.",
+    ["service", "topic"],
+)
+
+_KAFKA_UNAVAILABLE = (KafkaConnectionError, KafkaTimeoutError)
+
+
+def unavailable_dependency(exc: BaseException, default: str | None = None) -> str | None:
+    """The dependency an error says is unavailable (``store``, ``broker``), or ``None``.
+
+    Only these are worth waiting for without bound: the same record will succeed once the
+    dependency is back. ``default`` names the dependency a bare connection error or
+    timeout came from (the caller knows whether it was talking to the store or the broker).
+    """
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return "store"
+        return None
+    if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return "store"
+    if isinstance(exc, _KAFKA_UNAVAILABLE) or (
+        isinstance(exc, KafkaError) and getattr(exc, "retriable", False)
+    ):
+        return "broker"
+    if default is not None and isinstance(exc, ConnectionError | TimeoutError):
+        return default
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error's type and message, bounded, for a dead letter (the log has the traceback)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
+
+class ConsumerHealth:
+    """Whether a consumer is stalled on an unavailable dependency, since when, and on what.
+
+    Shown by ``/readyz`` (through :func:`carveout_contracts.ops.caught_up_check`) and as
+    ``carveout_consumer_stalled_seconds{service,topic}``.
+    """
+
+    def __init__(self, service: str, topic: str) -> None:
+        self.service = service
+        self.topic = topic
+        self.since: float | None = None
+        self.dependency: str | None = None
+        STALLED.labels(service, topic).set_function(self.stalled_seconds)
+
+    def stall(self, dependency: str) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        self.dependency = dependency
+
+    def recover(self) -> None:
+        self.since = None
+        self.dependency = None
+
+    def stalled_seconds(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+    def describe(self) -> str | None:
+        """``stalled: store unavailable for 12s``, or ``None`` while processing."""
+        if self.since is None:
+            return None
+        return f"stalled: {self.dependency} unavailable for {self.stalled_seconds():.0f}s"
+
+
+CURRENT_HEALTH: contextvars.ContextVar[ConsumerHealth] = contextvars.ContextVar(
+    "carveout_current_health"
+)
+"""The health of the consumer whose record is being processed, if any."""
+
+
+class _TryAgain:
+    """stamina's ``on`` hook: which errors to try again after.
+
+    An unavailable dependency: while it lasts (``unavailable`` times at most, when given),
+    marking the consumer stalled. Any other error: until ``failures`` attempts have failed.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        failures: int,
+        unavailable: int | None,
+        dependency: str,
+        health: ConsumerHealth | None,
+    ) -> None:
+        self.what = what
+        self.failures = failures
+        self.unavailable = unavailable
+        self.dependency = dependency
+        self.health = health
+        self.failed = 0
+        self.outages = 0
+
+    def __call__(self, exc: Exception) -> bool:
+        log = logging.getLogger("carveout")
+        dependency = unavailable_dependency(exc, self.dependency)
+        if dependency is not None:
+            self.outages += 1
+            if self.health is not None:
+                self.health.stall(dependency)
+            again = self.unavailable is None or self.outages < self.unavailable
+            log.warning(
+                "%s: the %s is unavailable (%d times)%s: %s",
+                self.what,
+                dependency,
+                self.outages,
+                ", retrying" if again else ", giving up",
+                exc,
+            )
+            return again
+        self.failed += 1
+        if self.failed >= self.failures:
+            if self.failures > 1:
+                log.error("%s failed %d times: %s", self.what, self.failed, describe_error(exc))
+            return False
+        log.warning(
+            "%s failed (attempt %d of %d), retrying: %s",
+            self.what,
+            self.failed,
+            self.failures,
+            describe_error(exc),
+        )
+        return True
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    failures: int = 1,
+    unavailable: int | None = None,
+    dependency: str = "store",
+    health: ConsumerHealth | None = None,
+) -> T:
+    """Await ``operation``, trying again with backoff and jitter (stamina).
+
+    While a dependency is unavailable it is tried again without bound (or ``unavailable``
+    times), and ``health`` shows the consumer stalled; any other error is tried
+    ``failures`` times in all, then propagates.
+    """
+    hook = _TryAgain(
+        what, failures=failures, unavailable=unavailable, dependency=dependency, health=health
+    )
+    async for attempt in stamina.retry_context(
+        on=hook,
+        attempts=None,
+        timeout=None,
+        wait_initial=RETRY_WAIT_INITIAL_S,
+        wait_max=RETRY_WAIT_MAX_S,
+        wait_jitter=RETRY_JITTER_S,
+    ):
+        with attempt:
+            result = await operation()
+    if health is not None:
+        health.recover()
+    return result
+
+
 async def with_retries(
     operation: Callable[[], T],
     *,
     attempts: int,
     what: str,
-    first_delay: float = 0.1,
     in_thread: bool = False,
+    dependency: str = "store",
 ) -> T:
-    """Run a store operation, retrying transient failures with exponential backoff.
+    """Run a store operation, trying again while the store is unavailable.
 
-    After ``attempts`` failures the last error propagates: the caller leaves the message
-    unacknowledged, so it is delivered again rather than lost.
+    Inside a consumer (:data:`CURRENT_HEALTH` set) that is without bound, and the consumer
+    shows as stalled; elsewhere ``attempts`` times. Any other error propagates at once: a
+    consumer's own bounded retries of the whole record take it from there.
     """
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
-        try:
-            if in_thread:  # long store work: the event loop keeps serving meanwhile
-                return await asyncio.to_thread(operation)
-            return operation()
-        except Exception as exc:
-            if attempt == attempts:
-                logging.getLogger("carveout").error("%s failed %d times: %s", what, attempt, exc)
-                raise
-            logging.getLogger("carveout").warning(
-                "%s failed (attempt %d of %d), retrying in %.2fs: %s",
-                what,
-                attempt,
-                attempts,
-                delay,
-                exc,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+    health = CURRENT_HEALTH.get(None)
+
+    async def call() -> T:
+        if in_thread:  # long store work: the event loop keeps serving meanwhile
+            return await asyncio.to_thread(operation)
+        return operation()
+
+    return await retrying(
+        call,
+        what=what,
+        unavailable=None if health is not None else attempts,
+        dependency=dependency,
+        health=health,
+    )
 
 
 class _DropKnownNoise(logging.Filter):
@@ -278,11 +456,25 @@ DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
 """``(value, reason, error, message or record)``: set a message aside on the dead-letter topic."""
 
 
+def too_large(value: bytes | None, most: int) -> str | None:
+    """Why a record's value is over the record limit, or ``None`` when it is not."""
+    size = len(value or b"")
+    if size <= most:
+        return None
+    return (
+        f"record value is {size} bytes, over the limit of {most} bytes (CARVEOUT_RECORD_MAX_BYTES)"
+    )
+
+
 class EventHandler:
-    """The thin shape of every consumer: decode, dead-letter poison, dedupe, process.
+    """The thin shape of every consumer: size, decode, dedupe, process; dead-letter what
+    can never be processed and move on.
 
     ``process`` must store its effects and the processed mark in one transaction; the
     Kafka offset is committed only after it returns (the subscriber's ack policy).
+    A record over ``max_bytes`` is dead-lettered ``too_large`` before it is decoded; one
+    whose processing fails ``retry_attempts`` times is dead-lettered ``failed``. Only an
+    unavailable dependency is waited for without bound, shown in ``health``.
     """
 
     def __init__(
@@ -293,31 +485,58 @@ class EventHandler:
         process: Callable[[Any], Awaitable[None]],
         dead_letter: DeadLetter,
         retry_attempts: int = 5,
+        max_bytes: int = limits.DEFAULT_RECORD_BYTES,
+        health: ConsumerHealth | None = None,
     ) -> None:
         self.topic = topic
         self.is_processed = is_processed
         self.process = process
         self.dead_letter = dead_letter
         self.retry_attempts = retry_attempts
+        self.max_bytes = max_bytes
+        self.health = health or ConsumerHealth("consumer", topic)
         self.processed = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.failed = 0
 
     async def handle(self, value: bytes, message: Any) -> None:
+        token = CURRENT_HEALTH.set(self.health)
+        try:
+            await self._handle(value, message)
+        finally:
+            CURRENT_HEALTH.reset(token)
+
+    async def _handle(self, value: bytes, message: Any) -> None:
         from .codec import PoisonMessage, decode
 
+        oversize = too_large(value, self.max_bytes)
+        if oversize is not None:
+            await self.dead_letter(value, "too_large", oversize, message)
+            self.dead_lettered += 1
+            return
         try:
             event = decode(self.topic, value)
         except PoisonMessage as poison:
             await self.dead_letter(value, poison.reason, poison.error, message)
             self.dead_lettered += 1
             return
-        event_id = str(event.event_id)
-        if await with_retries(
-            lambda: self.is_processed(event_id),
-            attempts=self.retry_attempts,
-            what=f"checking {event.type} {event_id}",
-        ):
+        what = f"processing {event.type} {event.event_id}"
+        try:
+            await retrying(
+                lambda: self._once(event, message),
+                what=what,
+                failures=self.retry_attempts,
+                health=self.health,
+            )
+        except Exception as exc:
+            logging.getLogger("carveout").exception("%s: set aside as failed", what)
+            await self.dead_letter(value, "failed", describe_error(exc), message)
+            self.dead_lettered += 1
+            self.failed += 1
+
+    async def _once(self, event: Any, message: Any) -> None:
+        if self.is_processed(str(event.event_id)):
             self.duplicates += 1
             return
         token = CURRENT_RECORD.set(getattr(message, "raw_message", message))
@@ -329,7 +548,11 @@ class EventHandler:
 
 
 def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
-    """Publish a dead-letter event for a message ``service`` could not process."""
+    """Publish a dead-letter event for a message ``service`` could not process.
+
+    While the broker is unavailable it is tried again without bound (the record is not
+    done until its dead letter is out); the dead letter itself always fits.
+    """
     from . import codec, topics
 
     log = logging.getLogger(f"carveout.{service}")
@@ -339,13 +562,28 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
         event = codec.dead_letter_event(
             record, consumer=service, reason=reason, error=error, value=value
         )
-        await broker.publish(
-            codec.encode_value(event),
-            topics.DEADLETTER,
-            key=event.key.encode(),
-            headers=dict(codec.text_headers(event.data.headers.get("traceparent"))),
+        encoded = codec.encode_value(event)
+        headers = dict(codec.text_headers(event.data.headers.get("traceparent")))
+
+        async def publish() -> None:
+            await broker.publish(
+                encoded, topics.DEADLETTER, key=event.key.encode(), headers=headers
+            )
+
+        await retrying(
+            publish,
+            what="publishing a dead letter",
+            dependency="broker",
+            health=CURRENT_HEALTH.get(None),
         )
-        log.warning("dead-lettered a %s message: %s: %s", event.data.source_topic, reason, error)
+        log.warning(
+            "dead-lettered a %s message (%s@%s): %s: %s",
+            event.data.source_topic,
+            event.data.source_partition,
+            event.data.source_offset,
+            reason,
+            error,
+        )
 
     return dead_letter
 
@@ -364,8 +602,9 @@ def subscribe(
 ) -> DefaultSubscriber:
     """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
 
-    A handler that raises (after its own bounded retries) is nacked: the consumer seeks
-    back and the message comes again, instead of being skipped. ``after`` is told of each
+    A handler dead-letters what it cannot process and waits out an unavailable dependency,
+    so it raises only when stopped; then it is nacked: the consumer seeks back and the
+    message comes again, instead of being skipped. ``after`` is told of each
     record once it is handled (for progress tracking). Each record counts in
     ``carveout_events_consumed`` under ``service`` (the group id when not given).
     """
@@ -452,18 +691,24 @@ def consume(
     group_id: str,
     settings: SharedSettings,
     description: str,
-    retry_attempts: int = 5,
+    retry_attempts: int | None = None,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
     service: str | None = None,
 ) -> tuple[EventHandler, DefaultSubscriber]:
-    """An :class:`EventHandler` for ``topic`` and the subscriber feeding it."""
+    """An :class:`EventHandler` for ``topic`` and the subscriber feeding it.
+
+    A record is tried ``retry_attempts`` times (``settings.consumer_retry_attempts`` unless
+    given) before it is dead-lettered ``failed``.
+    """
     handler = EventHandler(
         topic,
         is_processed=is_processed,
         process=process,
         dead_letter=dead_letter,
-        retry_attempts=retry_attempts,
+        retry_attempts=retry_attempts or settings.consumer_retry_attempts,
+        max_bytes=settings.record_max_bytes,
+        health=ConsumerHealth(service or group_id, topic),
     )
     subscriber = subscribe(
         broker,
