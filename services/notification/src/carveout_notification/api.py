@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -10,9 +11,24 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from carveout_contracts import Contact
+from carveout_contracts.addresses import (
+    AddressRefused,
+    Resolver,
+    check_webhook_address,
+    email_address_problem,
+    system_resolver,
+)
 from carveout_contracts.http import ApiError, Reader, Regulator
+from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
 
-from .domain import NOTIFIABLE_EVENT_TYPES, GrantContacts, Subscription, new_secret
+from .domain import (
+    NOTIFIABLE_EVENT_TYPES,
+    GrantContacts,
+    Subscription,
+    new_secret,
+    rotate,
+)
+from .settings import NotificationSettings
 from .store import NotificationStore
 
 router = APIRouter(prefix="/v1")
@@ -32,9 +48,9 @@ class SubscriptionRequest(BaseModel):
     """Who wants to hear of which events: a webhook URL or an email address."""
 
     channel: Literal["webhook", "email"]
-    address: str
-    event_types: list[str] = Field(min_length=1)
-    grantee_id: str | None = None
+    address: str = Field(min_length=3, max_length=MAX_ADDRESS)
+    event_types: list[str] = Field(min_length=1, max_length=MAX_EVENT_TYPES)
+    grantee_id: str | None = Field(None, min_length=1, max_length=MAX_ID)
 
     @field_validator("event_types")
     @classmethod
@@ -49,27 +65,69 @@ class SubscriptionRequest(BaseModel):
     @model_validator(mode="after")
     def _address_fits_channel(self) -> SubscriptionRequest:
         Contact(kind=self.channel, address=self.address)
+        if self.channel == "email" and (problem := email_address_problem(self.address)):
+            raise ValueError(problem)
         return self
 
 
+async def check_webhook(request: Request, address: str) -> None:
+    """422 unless ``address`` is a webhook Carveout may call (DESIGN §10, no SSRF).
+
+    Resolving blocks, so it runs in a thread; a host that does not resolve yet is accepted,
+    since every delivery resolves and checks again before it connects.
+    """
+    settings: NotificationSettings = request.app.state.settings
+    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
+    try:
+        await asyncio.to_thread(
+            check_webhook_address,
+            address,
+            settings.allow_networks,
+            resolve,
+            must_resolve=False,
+        )
+    except AddressRefused as exc:
+        raise ApiError(422, "address_refused", str(exc)) from None
+
+
 class SubscriptionPublic(BaseModel):
+    """A subscription as listings show it: never its signing secret."""
+
     subscription_id: str
     channel: str
     address: str
     event_types: list[str]
     grantee_id: str | None
     grant_id: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    """After a rotation, until when the replaced secret still signs."""
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    """The answer to a new subscription: for a webhook, its signing secret, shown this once."""
+
     secret: str | None = None
 
 
-@router.post("/subscriptions", status_code=201, response_model=SubscriptionPublic)
+class SecretRotated(BaseModel):
+    subscription_id: str
+    secret: str
+    """The new signing secret, shown this once."""
+    previous_secret_expires_at: datetime
+    """Until when the replaced secret signs too (both signatures are sent)."""
+
+
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def subscribe(
     body: SubscriptionRequest, request: Request, _: Regulator
-) -> SubscriptionPublic:
+) -> SubscriptionCreated:
     """Subscribe a webhook or an email address to events (regulator).
 
-    Webhooks are signed the Standard Webhooks way with the ``secret`` in the answer.
+    Webhooks are signed the Standard Webhooks way with the ``secret`` in the answer, shown
+    only here: keep it (``rotate-secret`` makes a new one).
     """
+    if body.channel == "webhook":
+        await check_webhook(request, body.address)
     subscription = Subscription(
         subscription_id="sub_" + uuid.uuid4().hex,
         channel=body.channel,
@@ -80,14 +138,43 @@ async def subscribe(
     )
     store: NotificationStore = request.app.state.store
     store.add_subscription(subscription, datetime.now(UTC))
-    return SubscriptionPublic.model_validate(subscription.model_dump())
+    return SubscriptionCreated.model_validate(subscription.model_dump())
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionPublic])
 async def list_subscriptions(request: Request, _: Regulator) -> list[SubscriptionPublic]:
-    """Every subscription, grant contacts' included, with their signing secrets (regulator)."""
+    """Every subscription, grant contacts' included; signing secrets are never listed."""
     store: NotificationStore = request.app.state.store
-    return [SubscriptionPublic.model_validate(s.model_dump()) for s in store.subscriptions()]
+    return [
+        SubscriptionPublic.model_validate(s.model_dump(exclude={"secret", "previous_secret"}))
+        for s in store.subscriptions()
+    ]
+
+
+@router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=SecretRotated)
+async def rotate_secret(subscription_id: str, request: Request, _: Regulator) -> SecretRotated:
+    """A new signing secret for a webhook subscription, shown once (regulator).
+
+    For 24 hours deliveries carry both signatures, so the receiver can switch without a
+    gap; then only the new secret signs. A grant contact's webhook learns its secret this
+    way: the regulator rotates it and hands the answer to the grantee.
+    """
+    store: NotificationStore = request.app.state.store
+    subscription = store.get_subscription(subscription_id)
+    if subscription is None:
+        raise ApiError(404, "not_found", f"no subscription with id {subscription_id!r}")
+    if subscription.channel != "webhook":
+        raise ApiError(
+            409, "conflict", f"subscription {subscription_id} is {subscription.channel}: unsigned"
+        )
+    rotated = rotate(subscription, new_secret(), datetime.now(UTC))
+    store.replace_subscription(rotated)
+    assert rotated.secret is not None and rotated.previous_secret_expires_at is not None
+    return SecretRotated(
+        subscription_id=subscription_id,
+        secret=rotated.secret,
+        previous_secret_expires_at=rotated.previous_secret_expires_at,
+    )
 
 
 class NotificationPublic(BaseModel):

@@ -1,9 +1,14 @@
 """Deliver queued notifications: signed webhooks and email, retried from a persisted schedule.
 
 Every attempt's outcome is stored before the next is made, so a restart resumes the
-schedule where it was. A notification is attempted only while pending, by one worker, so
-each (event, subscription) is delivered at most once; receivers can also dedupe by the
-``webhook-id`` header, which is the notification id.
+schedule where it was. A notification is attempted only while pending, by one task at a
+time, so each (event, subscription) is delivered at most once; receivers can also dedupe by
+the ``webhook-id`` header, which is the notification id.
+
+No receiver can hold up anyone else's deliveries: each attempt runs as a task of its own
+(at most ``delivery_concurrency`` at once), under a total deadline over resolving,
+connecting, sending and the whole answer, and the loop that starts attempts never waits
+for one to end.
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import smtplib
-import time
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import aiosmtplib
 import httpx
 from prometheus_client import Counter
 
@@ -31,9 +37,19 @@ from carveout_contracts import (
     telemetry,
     topics,
 )
+from carveout_contracts.addresses import (
+    AddressRefused,
+    HostUnresolved,
+    Resolver,
+    WebhookTarget,
+    check_webhook_address,
+    email_address_problem,
+    system_resolver,
+)
+from carveout_contracts.limits import KIB
 from carveout_contracts.runtime import with_retries
 
-from .domain import NAMESPACE, Subscription, retry_delay, sign
+from .domain import NAMESPACE, Subscription, retry_delay, signature, signing_secrets
 from .settings import NotificationSettings
 from .store import NotificationRecord, NotificationStore
 
@@ -43,10 +59,20 @@ DELIVERIES = Counter(
     "Notification delivery attempts, by channel and outcome (delivered, retried, failed).",
     ["channel", "outcome"],
 )
+MAX_RESPONSE_BYTES = 64 * KIB
+"""The most of a receiver's answer that is read; the rest is never asked for."""
 
 
 class DeliveryFailed(Exception):
     pass
+
+
+class Undeliverable(DeliveryFailed):
+    """An address Carveout refuses to deliver to: failed at once, not retried."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Deliverer:
@@ -55,34 +81,54 @@ class Deliverer:
         store: NotificationStore,
         settings: NotificationSettings,
         publish: Callable[[Envelope], Awaitable[None]],
+        *,
+        resolve: Resolver = system_resolver,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
         self.settings = settings
         self.publish = publish
+        self.resolve = resolve
+        self.clock = clock
         self._wake = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
         self._rng = random.Random()
         self._announcing = asyncio.Lock()
         self._first_round = True
         self._unrecorded: dict[str, dict[str, Any]] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        # Name resolution blocks a thread; its own pool, as large as the attempts in flight,
+        # so a slow DNS server can occupy neither the store's threads nor more than that.
+        self._resolving = ThreadPoolExecutor(
+            max_workers=settings.delivery_concurrency, thread_name_prefix="resolve"
+        )
         self.announce_error: str | None = None
         self.last_error: str | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
+    def in_flight(self) -> set[str]:
+        """Notification ids with an attempt under way."""
+        return set(self._in_flight)
+
     async def run(self) -> None:
-        """Deliver what is due, round after round; a failing round is retried with backoff.
+        """Start what is due, round after round; a failing round is retried with backoff.
 
         A store that is briefly unavailable delays deliveries; it never stops them.
         """
-        self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds)
-        limit = asyncio.Semaphore(16)
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                # a backstop only: the deadline of each attempt is what bounds it
+                timeout=self.settings.delivery_deadline_seconds,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=self.settings.delivery_concurrency),
+            )
         backoff = 0.1
         try:
             while True:
                 try:
-                    wait = await self._round(limit)
+                    wait = await self._round()
                     self.last_error = None
                     backoff = 0.1
                 except asyncio.CancelledError:
@@ -97,35 +143,63 @@ class Deliverer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
         finally:
+            await self.stop_attempts()
             await self._http.aclose()
+            self._resolving.shutdown(wait=False, cancel_futures=True)
 
-    async def _round(self, limit: asyncio.Semaphore) -> float | None:
-        """Attempt what is due now; else how long to wait for the next (``None``: go on)."""
+    async def stop_attempts(self) -> None:
+        """Cancel the attempts in flight; each stays pending in the store, to be made again."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _round(self) -> float | None:
+        """Start the attempts due now; else how long to wait (``None``: look again at once).
+
+        Never waits for an attempt: an attempt in flight (or whose outcome the store has not
+        taken yet) is left out of what is due, so it is never started a second time, and
+        its task wakes the loop when it ends.
+        """
+        self._wake.clear()
         if self._first_round:
             await self.announce_pending()
             self._first_round = False
         for notification_id, outcome in list(self._unrecorded.items()):
             await self._finish(notification_id, **outcome)  # raises while the store is down
-        due = self.store.due(datetime.now(UTC))
-        if due:
-            subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
-            # Every attempt of the round ends before the next round reads what is due, so
-            # an attempt in flight is never started a second time.
-            results = await asyncio.gather(
-                *(self._limited(limit, n, subscriptions.get(n.subscription_id)) for n in due),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            return None
-        self._wake.clear()
+        busy = set(self._in_flight) | set(self._unrecorded)
+        room = self.settings.delivery_concurrency - len(self._in_flight)
+        if room > 0:
+            due = self.store.due(self.clock(), limit=room, exclude=busy)
+            if due:
+                subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
+                for n in due:
+                    self._start(n, subscriptions.get(n.subscription_id))
+                return None
         await self.announce_pending()
-        upcoming = self.store.next_due_at()
+        if room <= 0:
+            return self.settings.delivery_poll_seconds  # until an attempt ends and wakes us
+        upcoming = self.store.next_due_at(exclude=busy)
         wait = self.settings.delivery_poll_seconds
         if upcoming is not None:
-            wait = min(wait, max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+            wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
         return wait
+
+    def _start(self, n: NotificationRecord, subscription: Subscription | None) -> None:
+        task = asyncio.create_task(
+            self.attempt(n, subscription), name=f"deliver {n.notification_id}"
+        )
+        self._in_flight[n.notification_id] = task
+        task.add_done_callback(lambda t: self._ended(n.notification_id, t))
+
+    def _ended(self, notification_id: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(notification_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Only storing the outcome can fail here; it is kept in ``_unrecorded`` and the
+            # next round retries it (and says so in ``last_error`` while it fails).
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("delivery %s could not record its outcome: %s", notification_id, exc)
+        self._wake.set()
 
     async def _finish(self, notification_id: str, **outcome: Any) -> None:
         """Store an attempt's outcome, retrying while the store is briefly unavailable.
@@ -147,12 +221,6 @@ class Deliverer:
             raise
         self._unrecorded.pop(notification_id, None)
 
-    async def _limited(
-        self, limit: asyncio.Semaphore, n: NotificationRecord, subscription: Subscription | None
-    ) -> None:
-        async with limit:
-            await self.attempt(n, subscription)
-
     async def attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
         """One delivery attempt, in a span continuing the trace of the event it tells of."""
         with telemetry.continue_trace(
@@ -168,18 +236,23 @@ class Deliverer:
             await self._attempt(n, subscription)
 
     async def _attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         attempts = n.attempts + 1
         try:
             if subscription is None:
-                raise DeliveryFailed(f"subscription {n.subscription_id} no longer exists")
+                raise Undeliverable(f"subscription {n.subscription_id} no longer exists")
             if n.channel == "webhook":
-                await self._webhook(n, subscription)
+                await self._webhook(n, subscription, now)
             else:
-                await asyncio.to_thread(self._email, n)
+                await self._email(n)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-            if attempts >= self.settings.delivery_max_attempts:
+            if isinstance(exc, TimeoutError):
+                error = (
+                    f"no complete answer within the deadline of "
+                    f"{self.settings.delivery_deadline_seconds:g}s"
+                )
+            if isinstance(exc, Undeliverable) or attempts >= self.settings.delivery_max_attempts:
                 DELIVERIES.labels(n.channel, "failed").inc()
                 outcome = outcome_event(n, "failed", attempts, now, error)
                 await self._finish(
@@ -223,33 +296,74 @@ class Deliverer:
         )
         await self.announce_pending()
 
-    async def _webhook(self, n: NotificationRecord, subscription: Subscription) -> None:
-        assert self._http is not None
-        body = n.payload.encode()
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": n.notification_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(
-                subscription.secret or "", n.notification_id, timestamp, body
-            ),
-        }
-        response = await self._http.post(n.address, content=body, headers=headers)
-        if not 200 <= response.status_code < 300:
-            raise DeliveryFailed(f"webhook answered {response.status_code}")
+    async def _target(self, address: str) -> WebhookTarget:
+        """The webhook's host resolved once and every address checked; refused ones fail."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._resolving,
+                lambda: check_webhook_address(address, self.settings.allow_networks, self.resolve),
+            )
+        except HostUnresolved as exc:
+            raise DeliveryFailed(str(exc)) from None  # DNS may answer later: retried
+        except AddressRefused as exc:
+            raise Undeliverable(str(exc)) from None
 
-    def _email(self, n: NotificationRecord) -> None:
+    async def _webhook(
+        self, n: NotificationRecord, subscription: Subscription, now: datetime
+    ) -> None:
+        assert self._http is not None
+        ends = asyncio.get_running_loop().time() + self.settings.delivery_deadline_seconds
+        body = n.payload.encode()
+        timestamp = int(now.timestamp())
+        secrets = signing_secrets(subscription, now)
+        async with asyncio.timeout_at(ends):
+            target = await self._target(n.address)
+            response = await self._http.send(pinned_request(self._http, target, body, {
+                "content-type": "application/json",
+                "accept-encoding": "identity",
+                "webhook-id": n.notification_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature(secrets, n.notification_id, timestamp, body),
+            }), stream=True)  # fmt: skip
+        try:
+            head = await read_head(response, ends)
+        finally:
+            await response.aclose()
+        # A 2xx status is the receiver's acceptance: it is final even when the body after
+        # it is cut by the size limit or the deadline. Receivers answer 2xx once they have
+        # the notification; what they write after it is not ours to wait for.
+        if not 200 <= response.status_code < 300:
+            text = head[:200].decode(errors="replace")
+            raise DeliveryFailed(f"webhook answered {response.status_code}: {text}".rstrip(": "))
+
+    async def _email(self, n: NotificationRecord) -> None:
+        if problem := email_address_problem(n.address):
+            raise Undeliverable(problem)
+        s = self.settings
         message = EmailMessage()
-        message["From"] = self.settings.smtp_from
+        message["From"] = s.smtp_from
         message["To"] = n.address
         message["Subject"] = f"Carveout: {n.event_type}"
         message["Message-ID"] = f"<{n.notification_id}@carveout>"
         message.set_content(n.payload)
-        with smtplib.SMTP(
-            self.settings.smtp_host, self.settings.smtp_port, timeout=self.settings.smtp_timeout
-        ) as smtp:
-            smtp.send_message(message)
+        context = None
+        if s.smtp_tls != "none":
+            context = ssl.create_default_context(cafile=s.smtp_ca_file)
+        async with asyncio.timeout(s.delivery_deadline_seconds):
+            await aiosmtplib.send(
+                message,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                use_tls=s.smtp_tls == "tls",
+                # "none" never upgrades, even when the server offers STARTTLS; "starttls"
+                # requires it, so a relay that does not offer it fails the attempt.
+                start_tls=s.smtp_tls == "starttls",
+                tls_context=context,
+                timeout=s.delivery_deadline_seconds,
+            )
 
     async def announce_pending(self) -> int:
         """Publish the outcome events stored and not yet published; returns how many.
@@ -309,3 +423,47 @@ def outcome_event(
             "data": {**common, "failed_at": at, "error": error or "unknown"},
         }
     )
+
+
+def pinned_request(
+    client: httpx.AsyncClient, target: WebhookTarget, body: bytes, headers: dict[str, str]
+) -> httpx.Request:
+    """A POST to the checked address itself, not to the name again.
+
+    Resolving twice (once to check, once to connect) would let a DNS answer that changes in
+    between (rebinding) reach an address the check refused. The request goes to the first
+    checked IP; the ``Host`` header and, for https, the TLS server name (SNI, and so the
+    certificate check) still name the host of the URL.
+    """
+    url = httpx.URL(target.url)
+    ip = target.addresses[0]
+    extensions: dict[str, Any] = {}
+    if target.scheme == "https" and str(ip) != target.host:
+        extensions["sni_hostname"] = target.host
+    return client.build_request(
+        "POST",
+        url.copy_with(host=str(ip)),
+        content=body,
+        headers={**headers, "host": url.netloc.decode("ascii")},
+        extensions=extensions,
+    )
+
+
+async def read_head(response: httpx.Response, ends: float) -> bytes:
+    """At most :data:`MAX_RESPONSE_BYTES` of the body, read until the loop time ``ends``.
+
+    Stops at the limit or the deadline, whichever comes first; a body that is cut short is
+    returned as far as it came.
+    """
+    head = bytearray()
+    try:
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            async with asyncio.timeout_at(ends):
+                # raw: the bytes as sent, never decompressed (no gzip bomb is expanded)
+                async for chunk in response.aiter_raw():
+                    head += chunk[: MAX_RESPONSE_BYTES - len(head)]
+                    if len(head) >= MAX_RESPONSE_BYTES:
+                        break
+    except httpx.StreamConsumed:  # an answer made in memory (a mock transport): no stream
+        return response.content[:MAX_RESPONSE_BYTES]
+    return bytes(head)

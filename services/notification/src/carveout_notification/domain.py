@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from carveout_contracts import (
@@ -110,10 +111,45 @@ class Subscription(Frozen):
     """Set for a grant contact's own subscription: only that grant's events."""
     secret: str | None = None
     """Webhooks only: the Standard Webhooks signing secret (``whsec_`` + base64)."""
+    previous_secret: str | None = None
+    """The secret a rotation replaced; it still signs until ``previous_secret_expires_at``."""
+    previous_secret_expires_at: UtcDatetime | None = None
+
+
+SECRET_OVERLAP = timedelta(hours=24)
+"""How long a replaced secret still signs, so a receiver can switch without a gap."""
 
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def rotate(
+    subscription: Subscription, secret: str, now: datetime, overlap: timedelta = SECRET_OVERLAP
+) -> Subscription:
+    """The subscription signing with ``secret``, and with its current one until ``now + overlap``.
+
+    A second rotation within the overlap drops the oldest secret: two sign at most.
+    """
+    if subscription.channel != "webhook" or subscription.secret is None:
+        raise ValueError(f"subscription {subscription.subscription_id} has no signing secret")
+    return subscription.model_copy(
+        update={
+            "secret": secret,
+            "previous_secret": subscription.secret,
+            "previous_secret_expires_at": now + overlap,
+        }
+    )
+
+
+def signing_secrets(subscription: Subscription, now: datetime) -> list[str]:
+    """The secrets that sign a delivery made at ``now``: the current one, and the one it
+    replaced while that is still within its overlap."""
+    secrets = [subscription.secret] if subscription.secret else []
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret and expires is not None and now < expires:
+        secrets.append(subscription.previous_secret)
+    return secrets
 
 
 def contact_subscription(grant: GrantContacts, contact: Contact) -> Subscription:
@@ -165,6 +201,12 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signature(secrets: list[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` with one ``v1,`` signature per secret, space-separated, as
+    Standard Webhooks allows: a receiver accepts the message if any one verifies."""
+    return " ".join(sign(s, message_id, timestamp, body) for s in secrets)
 
 
 def retry_delay(attempts: int, base_s: float, cap_s: float, jitter: float) -> float:

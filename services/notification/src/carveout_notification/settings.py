@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from carveout_contracts.addresses import IPNetwork, parse_networks
 from carveout_contracts.runtime import SharedSettings
+
+
+def _env(name: str, env: str) -> AliasChoices:
+    """Read from ``env`` (no service prefix), or from the field's name when passed in code."""
+    return AliasChoices(name, env)
 
 
 class NotificationSettings(SharedSettings):
@@ -16,12 +24,53 @@ class NotificationSettings(SharedSettings):
     database_url: str = "sqlite:///var/notification.db"
     group_id: str = "carveout-notification"
     store_retry_attempts: int = 5
-    smtp_host: str = Field("127.0.0.1", validation_alias="CARVEOUT_SMTP_HOST")
-    smtp_port: int = Field(25, validation_alias="CARVEOUT_SMTP_PORT")
-    smtp_from: str = Field("carveout@localhost", validation_alias="CARVEOUT_SMTP_FROM")
-    smtp_timeout: float = 10.0
-    webhook_timeout_seconds: float = 5.0
+    smtp_host: str = Field("127.0.0.1", validation_alias=_env("smtp_host", "CARVEOUT_SMTP_HOST"))
+    smtp_port: int = Field(25, validation_alias=_env("smtp_port", "CARVEOUT_SMTP_PORT"))
+    smtp_from: str = Field(
+        "carveout@localhost", validation_alias=_env("smtp_from", "CARVEOUT_SMTP_FROM")
+    )
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        "none",
+        validation_alias=_env("smtp_tls", "CARVEOUT_SMTP_TLS"),
+        description="none: plain SMTP; starttls: upgrade after connecting (required); "
+        "tls: TLS from the first byte (usually port 465).",
+    )
+    smtp_username: str | None = Field(
+        None, validation_alias=_env("smtp_username", "CARVEOUT_SMTP_USERNAME")
+    )
+    smtp_password: SecretStr | None = Field(
+        None, validation_alias=_env("smtp_password", "CARVEOUT_SMTP_PASSWORD")
+    )
+    smtp_ca_file: str | None = Field(
+        None,
+        validation_alias=_env("smtp_ca_file", "CARVEOUT_SMTP_CA_FILE"),
+        description="PEM certificates to trust for the SMTP server, instead of the system's.",
+    )
+    delivery_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Total time one attempt (webhook or email) may take: resolve, connect, "
+        "send and the whole answer.",
+    )
+    delivery_concurrency: int = Field(
+        16, ge=1, description="Attempts in flight at once, across all subscriptions."
+    )
+    webhook_allow_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs webhooks may reach although private, loopback or "
+        "reserved (CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS); `carveout up` opens loopback.",
+    )
     delivery_max_attempts: int = Field(6, description="Attempts before notification.failed.")
     retry_base_seconds: float = Field(1.0, description="First retry delay; doubles each time.")
     retry_cap_seconds: float = Field(300.0, description="Longest delay between two attempts.")
     delivery_poll_seconds: float = 0.5
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def allow_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.webhook_allow_networks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, func, update
@@ -102,6 +102,21 @@ class NotificationStore:
             session.commit()
             return True
 
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        with Session(self.engine) as session:
+            row = session.get(SubscriptionRecord, subscription_id)
+            return Subscription.model_validate_json(row.document) if row else None
+
+    def replace_subscription(self, subscription: Subscription) -> None:
+        """Store a changed subscription (a rotated secret); its creation time stays."""
+        with Session(self.engine) as session:
+            row = session.get(SubscriptionRecord, subscription.subscription_id)
+            if row is None:
+                raise KeyError(subscription.subscription_id)
+            row.document = subscription.model_dump_json()
+            session.add(row)
+            session.commit()
+
     def subscriptions_created(self) -> list[tuple[Subscription, datetime]]:
         """Every subscription, with when it was created."""
         with Session(self.engine) as session:
@@ -179,27 +194,30 @@ class NotificationStore:
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
             session.commit()
 
-    def due(self, now: datetime, limit: int = 100) -> list[NotificationRecord]:
+    def due(
+        self, now: datetime, limit: int = 100, exclude: Collection[str] = ()
+    ) -> list[NotificationRecord]:
+        """Pending notifications due at ``now``, earliest first, but those in ``exclude``
+        (attempts in flight)."""
+        query = select(NotificationRecord).where(
+            NotificationRecord.status == "pending",
+            NotificationRecord.next_attempt_at <= iso(now),
+        )
+        if exclude:
+            query = query.where(col(NotificationRecord.notification_id).not_in(list(exclude)))
         with Session(self.engine, expire_on_commit=False) as session:
             return list(
-                session.exec(
-                    select(NotificationRecord)
-                    .where(
-                        NotificationRecord.status == "pending",
-                        NotificationRecord.next_attempt_at <= iso(now),
-                    )
-                    .order_by(col(NotificationRecord.next_attempt_at))
-                    .limit(limit)
-                )
+                session.exec(query.order_by(col(NotificationRecord.next_attempt_at)).limit(limit))
             )
 
-    def next_due_at(self) -> datetime | None:
+    def next_due_at(self, exclude: Collection[str] = ()) -> datetime | None:
+        query = select(func.min(NotificationRecord.next_attempt_at)).where(
+            NotificationRecord.status == "pending"
+        )
+        if exclude:
+            query = query.where(col(NotificationRecord.notification_id).not_in(list(exclude)))
         with Session(self.engine) as session:
-            first = session.exec(
-                select(func.min(NotificationRecord.next_attempt_at)).where(
-                    NotificationRecord.status == "pending"
-                )
-            ).one()
+            first = session.exec(query).one()
         return datetime.fromisoformat(first) if first else None
 
     def finish_attempt(
