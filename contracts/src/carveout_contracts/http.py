@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from .auth import AuthError, Role, TokenBook
+from .auth import AuthError, Caller, Role, TokenBook
 
 log = logging.getLogger("carveout.http")
 
@@ -88,18 +89,58 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def requires(*roles: Role) -> Callable[..., Awaitable[Role]]:
-    """A dependency that admits only callers whose bearer token carries one of ``roles``."""
+bearer = HTTPBearer(
+    auto_error=False,  # a missing or wrong token is our JSON 401, not FastAPI's
+    scheme_name="bearer",
+    description="A Carveout API token (tokens.json, or CARVEOUT_REGULATOR_TOKEN, "
+    "CARVEOUT_GATEWAY_TOKEN, CARVEOUT_AUDITOR_TOKEN). Each route says which roles it admits.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
-    async def check(
-        request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> Role:
+T_co = TypeVar("T_co", covariant=True)
+
+
+class RoleCheck(Protocol[T_co]):
+    """A route's bearer check; ``roles`` is what :class:`~carveout_contracts.edge.EdgeGuard`
+    reads to refuse a caller before the body is read, so the roles are declared once."""
+
+    roles: frozenset[Role]
+
+    def __call__(self, request: Request, credentials: Credentials) -> Awaitable[T_co]: ...
+
+
+def identifies(*roles: Role) -> RoleCheck[Caller]:
+    """A dependency that admits only callers whose bearer token carries one of ``roles``,
+    and says who they are (a named token's name)."""
+    allowed = frozenset(roles)
+
+    async def check(request: Request, credentials: Credentials) -> Caller:
+        # The header itself, not ``credentials``: a malformed one is told apart from none.
         book: TokenBook = request.app.state.tokens
-        return book.authorize(authorization, roles)
+        return book.authenticate(request.headers.get("authorization"), allowed)
 
-    return check
+    checker = cast(RoleCheck[Caller], check)
+    checker.roles = allowed
+    return checker
 
 
+def requires(*roles: Role) -> RoleCheck[Role]:
+    """A dependency that admits only callers whose bearer token carries one of ``roles``."""
+    allowed = frozenset(roles)
+
+    async def check(request: Request, credentials: Credentials) -> Role:
+        book: TokenBook = request.app.state.tokens
+        return book.authorize(request.headers.get("authorization"), allowed)
+
+    checker = cast(RoleCheck[Role], check)
+    checker.roles = allowed
+    return checker
+
+
+# Least privilege (DESIGN §10): a gateway publishes accesses, asks decisions and reads grants
+# as enforcement sees them; everything else is for regulators (mutations) and auditors.
 Regulator = Annotated[Role, Depends(requires(Role.REGULATOR))]
-Gateway = Annotated[Role, Depends(requires(Role.GATEWAY))]
-Reader = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR, Role.GATEWAY))]
+Gateway = Annotated[Caller, Depends(identifies(Role.GATEWAY))]
+Reader = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR))]
+GrantViewer = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR, Role.GATEWAY))]
+"""Enforcement's view of a grant, which a gateway may read to see what it is judged against."""

@@ -13,8 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
+from carveout_contracts.auth import Caller, bound_gateway_id
 from carveout_contracts.common import Identifier, UtcDatetime, utcnow
-from carveout_contracts.http import ApiError, Gateway, Reader
+from carveout_contracts.http import ApiError, Gateway, GrantViewer, Reader
 
 from .access import occurred_at_problem
 from .domain import GrantView
@@ -65,7 +66,7 @@ class GrantViewPublic(BaseModel):
 
 
 @router.get("/grants/{grant_id}", response_model=GrantViewPublic)
-async def get_grant(grant_id: str, request: Request, _: Reader) -> GrantViewPublic:
+async def get_grant(grant_id: str, request: Request, _: GrantViewer) -> GrantViewPublic:
     """One grant from enforcement's projection (what decisions are judged against)."""
     index: GrantIndex = request.app.state.index
     view = index.get(grant_id)
@@ -99,7 +100,7 @@ class DecisionAnswer(BaseModel):
 
 
 @router.post("/decisions", response_model=DecisionAnswer)
-async def decide(body: DecisionRequest, request: Request, _: Gateway) -> DecisionAnswer:
+async def decide(body: DecisionRequest, request: Request, gateway: Gateway) -> DecisionAnswer:
     """Allow or deny an access now, from memory. Records nothing: access events are the record.
 
     Fails closed (``deny``, kind ``stale``) when enforcement cannot show it is caught up on
@@ -109,15 +110,33 @@ async def decide(body: DecisionRequest, request: Request, _: Gateway) -> Decisio
     """
     from .decisions import decide as decide_now
 
+    bound_gateway_id(gateway, body.gateway_id)
     return DecisionAnswer.model_validate(await decide_now(request.app.state, body))
 
 
 class AccessIn(AccessRecordedData):
     """One access to record: the ``access.recorded`` data, optionally with when it happened
-    and an event id (a gateway re-sending the same id records the access once)."""
+    and an event id (a gateway re-sending the same id records the access once).
+    ``gateway_id`` may be left out by a named gateway token: its name is the id."""
 
+    gateway_id: Identifier | None = None  # type: ignore[assignment]
     occurred_at: UtcDatetime | None = None
     event_id: uuid.UUID | None = None
+
+
+def _bind_gateway(gateway: Caller, items: list[AccessIn], body: Any) -> list[AccessIn]:
+    """Each access carries its gateway's id: a named gateway token's name (filled in when
+    left out, 403 when another), else the id the gateway gives, which is then required."""
+    bound, missing = [], []
+    for n, item in enumerate(items):
+        gateway_id = bound_gateway_id(gateway, item.gateway_id)
+        if gateway_id is None:
+            loc = ("body", "gateway_id") if items is not body else ("body", n, "gateway_id")
+            missing.append({"loc": loc, "msg": "Field required", "type": "missing"})
+        bound.append(item.model_copy(update={"gateway_id": gateway_id}))
+    if missing:
+        raise RequestValidationError(missing)
+    return bound
 
 
 class AccessAccepted(BaseModel):
@@ -128,11 +147,11 @@ class AccessAccepted(BaseModel):
 @router.post("/access", status_code=202, response_model=AccessAccepted)
 async def record_access(
     request: Request,
-    _: Gateway,
+    gateway: Gateway,
     body: Annotated[AccessIn | list[AccessIn], Body()],
 ) -> AccessAccepted:
     """Publish access events to ``carveout.access`` for gateways without a Kafka client."""
-    items = body if isinstance(body, list) else [body]
+    items = _bind_gateway(gateway, body if isinstance(body, list) else [body], body)
     if len(items) > 10_000:
         raise ApiError(413, "too_large", "at most 10000 access events per request")
     # Every item is checked before any is published: a refused batch publishes nothing.
@@ -153,7 +172,7 @@ async def record_access(
         event = AccessRecorded(
             event_id=item.event_id or uuid.uuid4(),
             occurred_at=item.occurred_at or utcnow(),
-            producer=item.gateway_id,
+            producer=data.gateway_id,
             key=data.grantee_id,
             data=data,
         )

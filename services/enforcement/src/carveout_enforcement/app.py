@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker
 
 from carveout_contracts import telemetry, topics
 from carveout_contracts.docs import install_asyncapi
+from carveout_contracts.edge import BodyLimit, install_edge
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -129,9 +130,17 @@ def create_app(
     app.state.usage = usage
     app.state.pipeline = pipeline
     install_error_handlers(app)
+    access_limit = BodyLimit(
+        settings.access_body_max_bytes, "CARVEOUT_ENFORCEMENT_ACCESS_BODY_MAX_BYTES"
+    )
+    install_edge(app, settings, {("POST", "/v1/access"): access_limit})
     install_asyncapi(app, broker, produces=[topics.BREACHES, topics.DEADLETTER])
     app.include_router(api.router)
-    app.add_middleware(DecisionEndpoint)
+    # Outside the edge guard: the decision path checks its token and size itself, cheaply.
+    decision_limit = BodyLimit(
+        settings.decision_body_max_bytes, "CARVEOUT_ENFORCEMENT_DECISION_BODY_MAX_BYTES"
+    )
+    app.add_middleware(DecisionEndpoint, limit=decision_limit)
     telemetry.instrument_http(app)
 
     install_ops_routes(

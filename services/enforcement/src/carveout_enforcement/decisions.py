@@ -17,15 +17,15 @@ import orjson
 from pydantic import ValidationError
 
 from carveout_contracts import AuthError, Role, limits
+from carveout_contracts.auth import bound_gateway_id
 from carveout_contracts.common import MAX_UNITS
 from carveout_contracts.consistency import BadConsistencyToken, decode_token, encode_token
+from carveout_contracts.edge import CLOSE, BodyLimit, auth_refusal
 from carveout_contracts.http import validation_error_body
 
 from .access import Access, Safeguards, occurred_at_problem, plain_time
 from .api import DecisionRequest
 from .judge import judge
-
-MAX_BODY = 64 * 1024
 
 _Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ID)]
 
@@ -226,11 +226,22 @@ async def decide(state: Any, request: Any) -> dict[str, Any]:
 _JSON = [(b"content-type", b"application/json")]
 
 
-class DecisionEndpoint:
-    """ASGI middleware serving ``POST /v1/decisions`` without the framework stack."""
+_GATEWAY = frozenset({Role.GATEWAY})
+_DEFAULT_LIMIT = BodyLimit(
+    limits.DEFAULT_DECISION_BODY_BYTES, "CARVEOUT_ENFORCEMENT_DECISION_BODY_MAX_BYTES"
+)
 
-    def __init__(self, app: Any) -> None:
+
+class DecisionEndpoint:
+    """ASGI middleware serving ``POST /v1/decisions`` without the framework stack.
+
+    Like :class:`~carveout_contracts.edge.EdgeGuard`, which it sits in front of: the token
+    first, then the body's size (declared, then counted), then the body.
+    """
+
+    def __init__(self, app: Any, limit: BodyLimit = _DEFAULT_LIMIT) -> None:
         self.app = app
+        self.limit = limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if not (
@@ -253,15 +264,19 @@ class DecisionEndpoint:
     async def _handle(self, scope: Any, receive: Any) -> tuple[int, bytes, list[Any]]:
         state = scope["app"].state if "app" in scope else self.app.state
         authorization = None
+        length = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                length = int(value)
         try:
-            state.tokens.authorize(authorization, (Role.GATEWAY,))
+            caller = state.tokens.authenticate(authorization, _GATEWAY)
         except AuthError as exc:
-            error = "unauthorized" if exc.status == 401 else "forbidden"
-            extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
-            return exc.status, orjson.dumps({"error": error, "message": exc.message}), extra
+            return auth_refusal(exc)
+        limit = self.limit
+        if length is not None and length > limit.max_bytes:
+            return 413, limit.refusal(), CLOSE
         chunks = []
         size = 0
         more = True
@@ -269,13 +284,17 @@ class DecisionEndpoint:
             message = await receive()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_BODY:
-                body = {"error": "too_large", "message": f"request body over {MAX_BODY} bytes"}
-                return 413, orjson.dumps(body), []
+            if size > limit.max_bytes:
+                return 413, limit.refusal(), CLOSE
             chunks.append(chunk)
             more = message.get("more_body", False)
         try:
-            answer = await decide(state, _read(b"".join(chunks)))
+            request = _read(b"".join(chunks))
+            if caller.name is not None:
+                bound_gateway_id(caller, request.gateway_id)
+            answer = await decide(state, request)
         except BadRequest as bad:
             return bad.status, orjson.dumps(bad.body), []
+        except AuthError as exc:
+            return auth_refusal(exc)
         return 200, orjson.dumps(answer), []

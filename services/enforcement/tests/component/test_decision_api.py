@@ -654,8 +654,10 @@ async def test_breaches_are_filtered_and_paged(judged: Api) -> None:
 @pytest.mark.parametrize("path", ["/v1/decisions", "/v1/breaches"])
 async def test_listings_need_a_token_and_check_paging(judged: Api, path: str) -> None:
     assert (await judged.client.get(path)).status_code == 401
-    for headers in (GATEWAY, REGULATOR, AUDITOR):
+    for headers in (REGULATOR, AUDITOR):
         assert (await judged.client.get(path, headers=headers)).status_code == 200
+    # Least privilege: a gateway asks and publishes; it does not read what others did.
+    assert (await judged.client.get(path, headers=GATEWAY)).status_code == 403
     for params in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"since": "yesterday"}):
         response = await judged.client.get(path, params=params, headers=AUDITOR)
         assert response.status_code == 422, params

@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 
 from carveout_contracts import telemetry, topics
 from carveout_contracts.docs import install_asyncapi
+from carveout_contracts.edge import install_edge
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -86,6 +87,7 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     app.state.service = service
     app.state.broker = broker
     install_error_handlers(app)
+    install_edge(app, settings)
     install_asyncapi(app, broker, produces=[topics.GRANTS, topics.DEADLETTER])
     app.include_router(api.router)
     telemetry.instrument_http(app)

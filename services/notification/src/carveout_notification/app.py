@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 
 from carveout_contracts import Envelope, codec, telemetry, topics
 from carveout_contracts.docs import install_asyncapi
+from carveout_contracts.edge import install_edge
 from carveout_contracts.http import install_error_handlers
 from carveout_contracts.ops import (
     broker_check,
@@ -108,6 +109,7 @@ def create_app(
     app.state.broker = broker
     app.state.grant_events = grant_events
     install_error_handlers(app)
+    install_edge(app, settings)
     install_asyncapi(app, broker, produces=[topics.NOTIFICATIONS, topics.DEADLETTER])
     app.include_router(api.router)
     telemetry.instrument_http(app)
