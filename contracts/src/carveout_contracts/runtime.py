@@ -120,6 +120,20 @@ class SharedSettings(BaseSettings):
         )
 
 
+def _owner_only(db: Path) -> None:
+    """The store holds every grant, decision and webhook secret: readable by its owner only.
+
+    The file is made 0600 before SQLite opens it, so SQLite gives its ``-wal`` and ``-shm``
+    files the same mode; files left by an older version are narrowed too.
+    """
+    import os
+
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)
+
+
 def make_engine(url: str, *, rebuild: bool = False) -> Engine:
     """A SQLAlchemy engine for a store URL: SQLite (WAL, one file) or PostgreSQL (psycopg 3).
 
@@ -135,6 +149,7 @@ def make_engine(url: str, *, rebuild: bool = False) -> Engine:
     path = url.removeprefix("sqlite:///")
     if url.startswith("sqlite:///") and path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(Path(path))
     engine = create_engine(url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
