@@ -152,7 +152,9 @@ class Supervisor:
         self.console.print("Stop with Ctrl-C.\n")
 
     def run(self) -> int:
-        var_dir().mkdir(parents=True, exist_ok=True)
+        # Stores, tokens and logs live here: only the owner may list or enter it.
+        var_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        var_dir().chmod(0o700)
         book, created = TokenBook.load_or_create(tokens_file())
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
