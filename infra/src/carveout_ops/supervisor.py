@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from carveout_contracts import TokenBook
+from carveout_contracts.addresses import LOOPBACK_NETWORKS
 
 from .broker import (
     BrokerError,
@@ -95,6 +96,9 @@ class Supervisor:
         env.setdefault("CARVEOUT_SESSION_TIMEOUT_MS", "3000")
         env["CARVEOUT_KAFKA_BOOTSTRAP"] = bootstrap
         env["CARVEOUT_TOKENS_FILE"] = str(tokens_file().resolve())
+        # Webhooks to this machine (local receivers, the demo's) work; every other private
+        # or reserved range stays closed unless the operator opens it.
+        env.setdefault("CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS", LOOPBACK_NETWORKS)
         for name in SERVICES:
             env.setdefault(f"CARVEOUT_{name.upper()}_DATABASE_URL", database_url(name))
         return env

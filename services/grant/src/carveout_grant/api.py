@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,6 +12,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from carveout_contracts import GrantEvent, encode_token, telemetry
+from carveout_contracts.addresses import (
+    AddressRefused,
+    Resolver,
+    check_webhook_address,
+    email_address_problem,
+    system_resolver,
+)
 from carveout_contracts.http import ApiError, Reader, Regulator
 
 from .domain import (
@@ -29,6 +37,7 @@ from .domain import (
     suspend,
 )
 from .service import GrantService
+from .settings import GrantSettings
 from .store import StaleGrant
 
 router = APIRouter(prefix="/v1")
@@ -81,6 +90,27 @@ def valid_traceparent(request: Request) -> str | None:
     return value if TRACEPARENT.fullmatch(value) else None
 
 
+async def check_contacts(request: Request, body: GrantRequest) -> None:
+    """422 for a contact Carveout will not write to: see ``carveout_contracts.addresses``."""
+    settings: GrantSettings = request.app.state.settings
+    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
+    for i, contact in enumerate(body.grantee.contacts):
+        field = f"grantee.contacts.{i}.address"
+        if contact.kind == "email" and (problem := email_address_problem(contact.address)):
+            raise ApiError(422, "address_refused", f"{field}: {problem}")
+        if contact.kind == "webhook":
+            try:
+                await asyncio.to_thread(
+                    check_webhook_address,
+                    contact.address,
+                    settings.allow_networks,
+                    resolve,
+                    must_resolve=False,  # each delivery resolves and checks again
+                )
+            except AddressRefused as exc:
+                raise ApiError(422, "address_refused", f"{field}: {exc}") from None
+
+
 def _service(request: Request) -> GrantService:
     service: GrantService = request.app.state.service
     return service
@@ -91,6 +121,7 @@ async def issue_grant(
     body: GrantRequest, request: Request, response: Response, role: Regulator
 ) -> GrantIssuedAnswer:
     """Issue a grant under a carveout (regulator)."""
+    await check_contacts(request, body)
     service = _service(request)
     now = datetime.now(UTC)
     event = issue(body, grant_id=new_grant_id(), by=role.value, now=now)

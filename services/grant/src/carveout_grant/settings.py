@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from carveout_contracts.addresses import IPNetwork, parse_networks
 from carveout_contracts.runtime import SharedSettings
 
 
@@ -19,3 +20,21 @@ class GrantSettings(SharedSettings):
     relay_wait_seconds: float = Field(
         2.0, description="How long a regulator call waits for its event to reach the broker."
     )
+    webhook_allow_networks: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "webhook_allow_networks", "CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS"
+        ),
+        description="The networks a grant contact's webhook may be in although private or "
+        "reserved: the notification service's setting, read so both judge alike.",
+    )
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def allow_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.webhook_allow_networks)
