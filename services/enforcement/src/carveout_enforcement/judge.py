@@ -2,6 +2,14 @@
 
 Grants are compiled once per version into plain checks (sets, floats), so judging an
 access is a few dictionary and set look-ups.
+
+What a violation reports is bounded (DESIGN §10, "everything published fits"): each list
+in its ``expected`` or ``actual`` keeps as many of its values as fit in
+:data:`LIST_BYTES` of JSON, and when it is cut says how many it left out
+(``"<list>_omitted": n``). With at most 64 conditions, 200-character ids and three
+lists a violation, no breach event can reach the 512 KiB a record may have, whatever the
+grant and the access; a unit test builds the worst case. The cut depends only on the
+values, so a replay produces the same bytes.
 """
 
 from __future__ import annotations
@@ -9,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+import orjson
 
 from carveout_contracts import (
     Condition,
@@ -39,6 +49,35 @@ _REASON_PRIORITY: tuple[NoGrantReason, ...] = (
     "not_yet_valid",
     "expired",
 )
+
+LIST_BYTES = 1536
+"""The most JSON one list in a violation's ``expected`` or ``actual`` carries.
+
+256 two-letter countries (1,281 bytes) fit whole; 64 violations of three such lists, plus
+their ids, stay under 400 KiB.
+"""
+_ESCAPED = 6
+"""The most bytes one character can take in JSON (``\u001f``)."""
+
+
+def bounded(name: str, values: Iterable[str], into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{name: values}``, the list cut to :data:`LIST_BYTES` of JSON, with
+    ``name_omitted`` saying how many values were left out when it had to be cut."""
+    out = {} if into is None else into
+    kept = list(values)
+    if sum(map(len, kept)) * _ESCAPED + 3 * len(kept) > LIST_BYTES:  # may not fit: measure
+        size, fitting = 2, 0
+        for value in kept:
+            size += len(orjson.dumps(value)) + 1
+            if size > LIST_BYTES:
+                break
+            fitting += 1
+        if fitting < len(kept):
+            out[f"{name}_omitted"] = len(kept) - fitting
+            kept = kept[:fitting]
+    out[name] = kept
+    return out
+
 
 Check = Callable[[Access], tuple[Any, Any] | None]
 """Returns ``(expected, actual)`` when the access breaks the condition, else ``None``."""
@@ -94,42 +133,37 @@ def _compile_condition(condition: Condition) -> CompiledCheck | CompiledCap:
         return CompiledCap(cid, severity, condition.units, condition.window)
     check: Check
     if isinstance(condition, UserCountries):
+        # The expected side is bounded once, here, not per access.
         if condition.allow is not None:
-            allowed, allow_list = frozenset(condition.allow), list(condition.allow)
+            allowed, allow_list = frozenset(condition.allow), bounded("allow", condition.allow)
 
             def check(a: Access) -> tuple[Any, Any] | None:
-                return (
-                    None if a.user_country in allowed else ({"allow": allow_list}, a.user_country)
-                )
+                return None if a.user_country in allowed else (allow_list, a.user_country)
         else:
-            denied, deny_list = frozenset(condition.deny or ()), list(condition.deny or ())
+            denied = frozenset(condition.deny or ())
+            deny_list = bounded("deny", condition.deny or ())
 
             def check(a: Access) -> tuple[Any, Any] | None:
-                return ({"deny": deny_list}, a.user_country) if a.user_country in denied else None
+                return (deny_list, a.user_country) if a.user_country in denied else None
     elif isinstance(condition, DeploymentRegions):
-        regions, region_list = frozenset(condition.allow), list(condition.allow)
+        regions, region_list = frozenset(condition.allow), bounded("allow", condition.allow)
 
         def check(a: Access) -> tuple[Any, Any] | None:
-            return (
-                None
-                if a.deployment_region in regions
-                else ({"allow": region_list}, a.deployment_region)
-            )
+            return None if a.deployment_region in regions else (region_list, a.deployment_region)
     elif isinstance(condition, Purposes):
-        purposes, purpose_list = frozenset(condition.allow), list(condition.allow)
+        purposes, purpose_list = frozenset(condition.allow), bounded("allow", condition.allow)
 
         def check(a: Access) -> tuple[Any, Any] | None:
-            return None if a.purpose in purposes else ({"allow": purpose_list}, a.purpose)
+            return None if a.purpose in purposes else (purpose_list, a.purpose)
     elif isinstance(condition, Safeguards):
-        required, required_list = frozenset(condition.require), list(condition.require)
+        required = frozenset(condition.require)
+        required_list = bounded("require", condition.require)
 
         def check(a: Access) -> tuple[Any, Any] | None:
             if required <= a.safeguards:
                 return None
-            return (
-                {"require": required_list},
-                {"attested": sorted(a.safeguards), "missing": sorted(required - a.safeguards)},
-            )
+            actual = bounded("attested", sorted(a.safeguards))
+            return required_list, bounded("missing", sorted(required - a.safeguards), actual)
     else:  # pragma: no cover - the union is closed
         raise TypeError(f"unknown condition {condition!r}")
     return CompiledCheck(cid, condition.kind, severity, check)
