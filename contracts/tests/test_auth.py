@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from carveout_contracts.auth import ANY_ROLE, AuthError, MissingTokens, Role, TokenBook
+from carveout_contracts.auth import (
+    ANY_ROLE,
+    AuthError,
+    Caller,
+    MissingTokens,
+    Role,
+    TokenBook,
+    bound_gateway_id,
+)
 
 BOOK = TokenBook({Role.REGULATOR: "tok-reg", Role.GATEWAY: "tok-gw", Role.AUDITOR: "tok-aud"})
 
@@ -147,3 +155,56 @@ def test_configured_with_a_missing_token_file_refuses(tmp_path: Path) -> None:
         TokenBook.configured(
             tokens_file=tmp_path / "absent.json", regulator=None, gateway=None, auditor=None
         )
+
+
+# --------------------------------------------------------------------------- named tokens
+
+
+def write_tokens(path: Path, **extra: object) -> Path:
+    path.write_text(
+        json.dumps({"regulator": "tok-reg", "gateway": "tok-gw", "auditor": "tok-aud", **extra})
+    )
+    return path
+
+
+def test_named_tokens_are_read_and_identify_their_holder(tmp_path: Path) -> None:
+    named = [
+        {"name": "gw-east", "role": "gateway", "token": "tok-east"},
+        {"name": "alice", "role": "regulator", "token": "tok-alice"},
+    ]
+    book = TokenBook.read(write_tokens(tmp_path / "tokens.json", named=named))
+    assert book.authenticate("Bearer tok-east", [Role.GATEWAY]) == Caller(Role.GATEWAY, "gw-east")
+    assert book.authenticate("Bearer tok-gw", [Role.GATEWAY]) == Caller(Role.GATEWAY)
+    assert book.authorize("Bearer tok-alice", [Role.REGULATOR]) is Role.REGULATOR
+    with pytest.raises(AuthError) as caught:
+        book.authorize("Bearer tok-east", [Role.REGULATOR])
+    assert caught.value.status == 403
+    assert book.as_json()["named"] == named
+
+
+@pytest.mark.parametrize(
+    ("named", "complaint"),
+    [
+        ({"role": "gateway", "token": "t"}, "'name'"),
+        ({"name": "x", "role": "admin", "token": "t"}, "'role'"),
+        ({"name": "x", "role": "gateway"}, "'token'"),
+        ({"name": "x", "role": "gateway", "token": "tok-gw"}, "the same"),
+        ("gw-east", "must be an object"),
+    ],
+)
+def test_unusable_named_tokens_are_refused(tmp_path: Path, named: object, complaint: str) -> None:
+    with pytest.raises(MissingTokens, match=complaint):
+        TokenBook.read(write_tokens(tmp_path / "tokens.json", named=[named]))
+
+
+def test_a_named_gateway_token_is_bound_to_its_gateway_id() -> None:
+    east = Caller(Role.GATEWAY, "gw-east")
+    assert bound_gateway_id(east, None) == "gw-east"
+    assert bound_gateway_id(east, "gw-east") == "gw-east"
+    with pytest.raises(AuthError) as caught:
+        bound_gateway_id(east, "gw-west")
+    assert caught.value.status == 403
+    assert "'gw-west'" in caught.value.message and "'gw-east'" in caught.value.message
+    # a role token speaks for whichever gateway the event names
+    assert bound_gateway_id(Caller(Role.GATEWAY), "gw-west") == "gw-west"
+    assert bound_gateway_id(Caller(Role.GATEWAY), None) is None

@@ -24,6 +24,7 @@ from faststream.kafka.annotations import KafkaMessage
 from httpx import ASGITransport, AsyncClient, Response
 
 from carveout_contracts import AccessRecorded, codec, topics
+from carveout_contracts.auth import NamedToken, Role, TokenBook
 from carveout_contracts.consistency import decode_token, encode_token
 from carveout_enforcement.app import create_app
 from carveout_enforcement.settings import EnforcementSettings
@@ -662,3 +663,49 @@ async def test_listings_need_a_token_and_check_paging(judged: Api, path: str) ->
         response = await judged.client.get(path, params=params, headers=AUDITOR)
         assert response.status_code == 422, params
         assert response.json()["error"] == "invalid_request"
+
+
+# --------------------------------------------------------------------------- named gateway tokens
+
+EAST = {"Authorization": "Bearer east"}
+
+
+def with_named_gateway(api: Api) -> Api:
+    """The token file's ``named`` entry: token ``east`` is gateway ``gw-us-east-1``."""
+    book = api.app.state.tokens
+    api.app.state.tokens = TokenBook(
+        book.tokens, (NamedToken("gw-us-east-1", Role.GATEWAY, "east"),)
+    )
+    return api
+
+
+async def test_a_named_gateway_publishes_under_its_own_id(granted: Api) -> None:
+    api = with_named_gateway(granted)
+    body = access_in(user_country="US", occurred_at="2026-09-10T11:04:59Z")
+    del body["gateway_id"]
+    response = await api.client.post("/v1/access", json=[body, body], headers=EAST)
+    assert response.status_code == 202, response.text
+    events = [codec.decode(topics.ACCESS, s.value) for s in api.sent[topics.ACCESS]]
+    assert all(isinstance(e, AccessRecorded) for e in events)
+    pairs = [(e.producer, e.data.gateway_id) for e in events if isinstance(e, AccessRecorded)]
+    assert pairs == [("gw-us-east-1", "gw-us-east-1")] * 2
+    # a role token names the gateway itself, so it must say which
+    response = await api.client.post("/v1/access", json=body, headers=GATEWAY)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "gateway_id"
+
+
+@pytest.mark.parametrize("path", ["/v1/access", "/v1/decisions"])
+async def test_a_named_gateway_cannot_speak_for_another(granted: Api, path: str) -> None:
+    api = with_named_gateway(granted)
+    body = access_in(user_country="US", occurred_at="2026-09-10T11:04:59Z", gateway_id="gw-west")
+    response = await api.client.post(path, json=body, headers=EAST)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "forbidden"
+    assert "'gw-west'" in response.json()["message"]
+    assert "'gw-us-east-1'" in response.json()["message"]
+    assert api.sent[topics.ACCESS] == []
+    # its own id is fine, and the role token still speaks for any gateway
+    own = {**body, "gateway_id": "gw-us-east-1"}
+    assert (await api.client.post(path, json=own, headers=EAST)).status_code in (200, 202)
+    assert (await api.client.post(path, json=body, headers=GATEWAY)).status_code in (200, 202)
