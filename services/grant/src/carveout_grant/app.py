@@ -47,7 +47,9 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
     store = GrantStore(make_engine(settings.database_url))
     broker = broker or kafka_broker(settings, "carveout-grant")
     relay = OutboxRelay(store, broker, settings.relay_poll_seconds)
-    service = GrantService(store, relay, settings.relay_wait_seconds)
+    service = GrantService(
+        store, relay, settings.relay_wait_seconds, record_max_bytes=settings.record_max_bytes
+    )
     policy = BreachPolicy(store, relay)
     _, breaches_subscriber = consume(
         broker,

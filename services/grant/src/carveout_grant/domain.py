@@ -274,6 +274,10 @@ def policy_action(
 
     Counts the breaches in the sliding window ending at ``now`` (and none from before
     the last reinstatement). Revocation wins over suspension; each happens once.
+
+    The ids returned are at most the threshold that tripped (the first, by id): breaches
+    met out of order can put more in the window, and the action's event must stay far
+    under the record limit (10,000 ids of 36 characters is about 390 KB).
     """
     policy = grant.breach_policy
     since = now.timestamp() - policy.window_seconds
@@ -285,11 +289,11 @@ def policy_action(
     if grant.lifecycle == "revoked":
         return None
     if policy.revoke_after_critical and len(counted) >= policy.revoke_after_critical:
-        return "revoke", counted
+        return "revoke", counted[: policy.revoke_after_critical]
     if (
         grant.lifecycle == "active"
         and policy.suspend_after_critical
         and len(counted) >= policy.suspend_after_critical
     ):
-        return "suspend", counted
+        return "suspend", counted[: policy.suspend_after_critical]
     return None

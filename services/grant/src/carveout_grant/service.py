@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from carveout_contracts import Envelope, GrantEvent, affected_grants, codec
+from carveout_contracts import Envelope, GrantEvent, affected_grants, codec, limits
+from carveout_contracts.http import ApiError
 
 from .domain import Grant, apply
 from .relay import OutboxRelay
@@ -14,11 +15,43 @@ from .store import GrantStore
 log = logging.getLogger("carveout.grant")
 
 
+class EventTooLarge(ApiError):
+    """An action whose event would be larger than a record may be: refused (413)."""
+
+    def __init__(self, event: Envelope, size: int, limit: int) -> None:
+        super().__init__(
+            413,
+            "too_large",
+            f"this action's {event.type} event would be {size} bytes encoded, over the "
+            f"{limit}-byte limit on a record (CARVEOUT_RECORD_MAX_BYTES); "
+            "make the grant's conditions or lists shorter",
+        )
+        self.size, self.limit = size, limit
+
+
+def check_fits(event: Envelope, payload: str, limit: int) -> None:
+    """Refuse an event whose encoded value the broker or a consumer would not take.
+
+    Checked before anything is written: an event in the outbox that cannot be published
+    would hold back every later one, revocations included.
+    """
+    size = len(payload.encode())
+    if size > limit:
+        raise EventTooLarge(event, size, limit)
+
+
 class GrantService:
-    def __init__(self, store: GrantStore, relay: OutboxRelay, relay_wait_seconds: float) -> None:
+    def __init__(
+        self,
+        store: GrantStore,
+        relay: OutboxRelay,
+        relay_wait_seconds: float,
+        record_max_bytes: int = limits.DEFAULT_RECORD_BYTES,
+    ) -> None:
         self.store = store
         self.relay = relay
         self.relay_wait_seconds = relay_wait_seconds
+        self.record_max_bytes = record_max_bytes
 
     async def record(
         self,
@@ -31,8 +64,10 @@ class GrantService:
 
         The event continues the caller's trace when it sent a valid W3C ``traceparent``.
         Returns whether the event reached the broker in time; if not, it is still
-        recorded and the relay keeps trying, so nothing is lost.
+        recorded and the relay keeps trying, so nothing is lost. Raises
+        :class:`EventTooLarge`, writing nothing, when the event could never be published.
         """
+        check_fits(event, event.model_dump_json(), self.record_max_bytes)
         seq = self.store.record(
             grants, event, traceparent or codec.new_traceparent(), expected_versions
         )
