@@ -160,7 +160,8 @@ async def record_access(
         if item.occurred_at is not None:
             problem = occurred_at_problem(item.occurred_at.timestamp(), now, skew)
             if problem is not None:
-                loc = ("body", "occurred_at") if items is not body else ("body", n, "occurred_at")
+                at = ("body", n) if isinstance(body, list) else ("body",)
+                loc = (*at, "occurred_at")
                 raise RequestValidationError([{"loc": loc, "msg": problem, "type": "out_of_range"}])
     broker = request.app.state.broker
     pending = []
