@@ -142,7 +142,7 @@ async def subscribe(
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionPublic])
-async def list_subscriptions(request: Request, _: Regulator) -> list[SubscriptionPublic]:
+async def list_subscriptions(request: Request, _: Reader) -> list[SubscriptionPublic]:
     """Every subscription, grant contacts' included; signing secrets are never listed."""
     store: NotificationStore = request.app.state.store
     return [
