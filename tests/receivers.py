@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -34,6 +35,8 @@ class WebhookReceiver:
     failures: int = 2
     port: int = field(default_factory=free_port)
     deliveries: list[Delivery] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    """The ``Host`` header of each request."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -49,6 +52,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 webhook_id = self.headers.get("webhook-id", "")
                 with receiver._lock:
+                    receiver.hosts.append(self.headers.get("host", ""))
                     seen = sum(1 for d in receiver.deliveries if d.webhook_id == webhook_id)
                     accepted = seen >= receiver.failures
                     receiver.deliveries.append(
@@ -84,6 +88,57 @@ class WebhookReceiver:
             return Counter(d.webhook_id for d in self.deliveries)
 
 
+@dataclass
+class SlowReceiver:
+    """Answers 200 at once, then sends its body one byte every ``pace`` seconds: a receiver
+    that would hold a delivery for as long as the sender keeps reading."""
+
+    body_bytes: int = 120
+    pace: float = 1.0
+    port: int = field(default_factory=free_port)
+    started: list[float] = field(default_factory=list)
+    """When each request arrived (monotonic clock)."""
+    _server: ThreadingHTTPServer | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/slow"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.started.append(time.monotonic())
+                self.send_response(200)
+                self.send_header("content-length", str(receiver.body_bytes))
+                self.end_headers()
+                self.wfile.flush()
+                for _ in range(receiver.body_bytes):
+                    if receiver._stop.wait(receiver.pace):
+                        return
+                    try:
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                    except OSError:  # the sender hung up: what a deadline does
+                        return
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 def signature_verifies(delivery: Delivery, secret: str) -> bool:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{delivery.webhook_id}.{delivery.timestamp}.".encode() + delivery.body
@@ -104,10 +159,20 @@ class _Inbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """A real SMTP server; with ``smtp_parameters`` (``tls_context``, ``require_starttls``,
+    ``authenticator``, ...) as aiosmtpd takes them, and ``ssl_context`` for TLS from the
+    first byte."""
+
+    def __init__(self, ssl_context: Any = None, **smtp_parameters: Any) -> None:
         self.inbox = _Inbox()
         self.port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            self.inbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            ssl_context=ssl_context,
+            **smtp_parameters,
+        )
 
     def start(self) -> None:
         self.controller.start()
