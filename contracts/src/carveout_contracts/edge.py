@@ -95,12 +95,13 @@ class _Rule:
     limit: BodyLimit
 
 
-def _role_checks(dependant: Dependant) -> Iterator[frozenset[Role]]:
+def role_checks(dependant: Dependant) -> Iterator[frozenset[Role]]:
+    """The roles of every role check among a route's dependencies (each must pass)."""
     for dependency in dependant.dependencies:
         roles = getattr(dependency.call, "roles", None)
         if isinstance(roles, frozenset):
             yield roles
-        yield from _role_checks(dependency)
+        yield from role_checks(dependency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ class _Table:
             if regex is None or methods is None or path is None:
                 continue  # mounts and the like: open, the default body limit
             dependant = getattr(route, "dependant", None)
-            roles = tuple(_role_checks(dependant)) if isinstance(dependant, Dependant) else ()
+            roles = tuple(role_checks(dependant)) if isinstance(dependant, Dependant) else ()
             limit = default
             for method in methods:
                 if (method, path) in limits:

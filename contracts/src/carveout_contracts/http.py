@@ -6,12 +6,13 @@ import logging
 from collections.abc import Awaitable
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from . import limits
 from .auth import AuthError, Caller, Role, TokenBook
 
 log = logging.getLogger("carveout.http")
@@ -51,6 +52,11 @@ def _is_store_error(exc: Exception) -> bool:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error as JSON of one shape, and document those answers (OpenAPI)."""
+    from .openapi import document_errors
+
+    document_errors(app)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_error_body(exc.errors()), status_code=422)
@@ -84,6 +90,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body FastAPI could not even decode (not UTF-8, say)
+            return JSONResponse(
+                validation_error_body([{"type": "json_invalid", "loc": ("body",), "msg": ""}]),
+                status_code=422,
+            )
         return JSONResponse(
             {"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code
         )
@@ -144,3 +155,42 @@ Gateway = Annotated[Caller, Depends(identifies(Role.GATEWAY))]
 Reader = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR))]
 GrantViewer = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR, Role.GATEWAY))]
 """Enforcement's view of a grant, which a gateway may read to see what it is judged against."""
+
+
+IdFilter = Annotated[str | None, Query(max_length=limits.MAX_ID)]
+"""A listing's filter by an id: no id is longer than the contract allows."""
+PageOffset = Annotated[int, Query(ge=0, le=limits.MAX_PAGE_OFFSET)]
+"""How many rows a listing skips."""
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the route does not take (422 naming it), so that a
+    mistyped filter (``?grantee=`` for ``?grantee_id=``) is not silently a listing of all."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; this route takes {sorted(known) or 'none'}",
+                }
+                for name in unknown[:10]
+            ]
+        )
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for dependency in dependant.dependencies:
+        params += _query_params(dependency)
+    return params
+
+
+KnownQueryOnly = Depends(known_query_only)
+"""A router dependency: every route of the router refuses unknown query parameters."""

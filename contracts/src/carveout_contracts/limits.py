@@ -48,6 +48,10 @@ EARLIEST_OCCURRED_AT: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- edge defaults
 
+MAX_PAGE_OFFSET: Final = 1_000_000_000
+"""The furthest a listing may be paged (``offset``): past any store's rows, inside every
+store's integers."""
+
 DEFAULT_MAX_FUTURE_SKEW_SECONDS: Final = 300
 """How far in the future an access's ``occurred_at`` may be (gateway clocks drift)."""
 DEFAULT_HTTP_BODY_BYTES: Final = 256 * KIB

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .kafka import consumer_lag
@@ -82,7 +82,11 @@ def install_ops_routes(
         """Alive: the process answers."""
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={503: {"description": "Not ready: each check says what is wrong."}},
+    )
     async def readyz() -> JSONResponse:
         """Ready: connected to the broker and the store, and caught up on its input topics."""
         results = {name: await check() for name, check in checks.items()}
@@ -92,7 +96,7 @@ def install_ops_routes(
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus metrics (``carveout_*``: see the README's "Tracing and metrics")."""
         now = time.monotonic()

@@ -15,14 +15,22 @@ from pydantic import BaseModel, Field
 from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
 from carveout_contracts.auth import Caller, bound_gateway_id
 from carveout_contracts.common import Identifier, UtcDatetime, utcnow
-from carveout_contracts.http import ApiError, Gateway, GrantViewer, Reader
+from carveout_contracts.http import (
+    ApiError,
+    Gateway,
+    GrantViewer,
+    IdFilter,
+    KnownQueryOnly,
+    PageOffset,
+    Reader,
+)
 
 from .access import occurred_at_problem
 from .domain import GrantView
 from .handlers.grants import GrantIndex
 from .store import BreachRecord, DecisionRecord, from_micros
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 
 
 class GrantPeriodPublic(BaseModel):
@@ -220,12 +228,12 @@ class BreachPage(BaseModel):
 
 
 async def _page_args(
-    grantee_id: str | None = None,
-    grant_id: str | None = None,
+    grantee_id: IdFilter = None,
+    grant_id: IdFilter = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> dict[str, Any]:
     return {
         "grantee_id": grantee_id,

@@ -156,7 +156,9 @@ async def decide(state: Any, request: Any) -> dict[str, Any]:
                 {
                     "error": "invalid_request",
                     "message": f"min_consistency: {exc}",
-                    "errors": [{"field": "min_consistency", "message": str(exc)}],
+                    "errors": [
+                        {"field": "min_consistency", "message": str(exc), "type": "value_error"}
+                    ],
                 },
             ) from None
         met = index.has_applied(versions)

@@ -19,7 +19,14 @@ from carveout_contracts.addresses import (
     email_address_problem,
     system_resolver,
 )
-from carveout_contracts.http import ApiError, Reader, Regulator
+from carveout_contracts.http import (
+    ApiError,
+    IdFilter,
+    KnownQueryOnly,
+    PageOffset,
+    Reader,
+    Regulator,
+)
 
 from .domain import (
     ActionRequest,
@@ -40,7 +47,9 @@ from .service import GrantService
 from .settings import GrantSettings
 from .store import StaleGrant
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {}}
+"""Regulator actions answer 409 when the grant's state or version forbids them."""
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -152,11 +161,11 @@ async def get_grant(grant_id: str, request: Request, _: Reader) -> GrantPublic:
 async def list_grants(
     request: Request,
     _: Reader,
-    grantee_id: str | None = None,
-    carveout_id: str | None = None,
+    grantee_id: IdFilter = None,
+    carveout_id: IdFilter = None,
     status: PublicStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> GrantPage:
     """Grants, filtered by grantee, carveout and status, a page at a time."""
     now = datetime.now(UTC)
@@ -231,7 +240,7 @@ async def _act_on_grant(
     return _answers(after, event, published)[0]
 
 
-@router.post("/grants/{grant_id}/amend", response_model=ActionAnswer)
+@router.post("/grants/{grant_id}/amend", response_model=ActionAnswer, responses=CONFLICT)
 async def amend_grant(
     grant_id: str, body: AmendRequest, request: Request, role: Regulator
 ) -> ActionAnswer:
@@ -241,7 +250,7 @@ async def amend_grant(
     )
 
 
-@router.post("/grants/{grant_id}/suspend", response_model=ActionAnswer)
+@router.post("/grants/{grant_id}/suspend", response_model=ActionAnswer, responses=CONFLICT)
 async def suspend_grant(
     grant_id: str, body: ActionRequest, request: Request, role: Regulator
 ) -> ActionAnswer:
@@ -251,7 +260,7 @@ async def suspend_grant(
     )
 
 
-@router.post("/grants/{grant_id}/reinstate", response_model=ActionAnswer)
+@router.post("/grants/{grant_id}/reinstate", response_model=ActionAnswer, responses=CONFLICT)
 async def reinstate_grant(
     grant_id: str, body: ActionRequest, request: Request, role: Regulator
 ) -> ActionAnswer:
@@ -261,7 +270,7 @@ async def reinstate_grant(
     )
 
 
-@router.post("/grants/{grant_id}/revoke", response_model=ActionAnswer)
+@router.post("/grants/{grant_id}/revoke", response_model=ActionAnswer, responses=CONFLICT)
 async def revoke_grant(
     grant_id: str, body: ActionRequest, request: Request, role: Regulator
 ) -> ActionAnswer:
@@ -273,7 +282,9 @@ async def revoke_grant(
     )
 
 
-@router.post("/carveouts/{carveout_id}/revoke", response_model=CarveoutRevokedAnswer)
+@router.post(
+    "/carveouts/{carveout_id}/revoke", response_model=CarveoutRevokedAnswer, responses=CONFLICT
+)
 async def revoke_carveout(
     carveout_id: str, body: ActionRequest, request: Request, role: Regulator
 ) -> CarveoutRevokedAnswer:

@@ -18,7 +18,14 @@ from carveout_contracts.addresses import (
     email_address_problem,
     system_resolver,
 )
-from carveout_contracts.http import ApiError, Reader, Regulator
+from carveout_contracts.http import (
+    ApiError,
+    IdFilter,
+    KnownQueryOnly,
+    PageOffset,
+    Reader,
+    Regulator,
+)
 from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
 
 from .domain import (
@@ -31,7 +38,7 @@ from .domain import (
 from .settings import NotificationSettings
 from .store import NotificationStore
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 
 
 @router.get("/grants/{grant_id}/contacts", response_model=GrantContacts)
@@ -201,10 +208,10 @@ class NotificationPage(BaseModel):
 async def list_notifications(
     request: Request,
     _: Reader,
-    subscription_id: str | None = None,
+    subscription_id: IdFilter = None,
     status: Literal["pending", "delivered", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> NotificationPage:
     """Notifications, newest first, with their status and attempts."""
     store: NotificationStore = request.app.state.store
