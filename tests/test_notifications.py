@@ -48,9 +48,20 @@ def notifying(
 
 
 def contact_secret(system: System, grant_id: str) -> str:
-    subscriptions = system.call("notification", "GET", "/v1/subscriptions").json()
-    [mine] = [s for s in subscriptions if s["grant_id"] == grant_id]
-    secret: str = mine["secret"]
+    """How a grantee learns its webhook's secret: the regulator rotates it (answered once)
+    and hands it over; listings never show one."""
+
+    def contact() -> list[dict[str, Any]]:
+        subscriptions = system.call("notification", "GET", "/v1/subscriptions").json()
+        return [s for s in subscriptions if s["grant_id"] == grant_id]
+
+    [mine] = wait_for(contact, 10, "the grant contact's subscription")
+    assert "secret" not in mine
+    rotated = system.call(
+        "notification", "POST", f"/v1/subscriptions/{mine['subscription_id']}/rotate-secret"
+    )
+    assert rotated.status_code == 200, rotated.text
+    secret: str = rotated.json()["secret"]
     return secret
 
 
@@ -87,6 +98,7 @@ def test_webhooks_retry_to_one_signed_delivery_and_email_is_sent(
     assert response.status_code == 201, response.text
     assert response.json()["secret"] is None
     grant = issue_with_webhook(notifying, demo_grant, "org-hooks", receiver.url)
+    secret = contact_secret(notifying, grant["grant_id"])
     revoked = notifying.call(
         "grant", "POST", f"/v1/grants/{grant['grant_id']}/revoke", json={"reason": "test"}
     )
@@ -98,9 +110,10 @@ def test_webhooks_retry_to_one_signed_delivery_and_email_is_sent(
     wait_for(both_accepted, 20, "issue and revocation delivered to the webhook")
     assert set(receiver.accepted().values()) == {1}  # exactly one accepted each
     assert all(n == 3 for n in receiver.attempts().values())  # two failures first
-    secret = contact_secret(notifying, grant["grant_id"])
     accepted = [d for d in receiver.deliveries if d.accepted]
-    assert all(signature_verifies(d, secret) for d in accepted)
+    # Signed with the secret made at rotation (the revocation, made after it, for sure).
+    revocation = [d for d in accepted if json.loads(d.body)["type"] == "carveout.revoked"]
+    assert revocation and all(signature_verifies(d, secret) for d in revocation)
     assert {json.loads(d.body)["type"] for d in accepted} == {"grant.issued", "carveout.revoked"}
 
     wait_for(lambda: smtp.inbox.messages, 10, "the regulator's email")
@@ -139,3 +152,32 @@ def test_a_restart_in_the_middle_of_retries_loses_and_duplicates_nothing(
     assert len(new) == 1
     assert receiver.accepted()[new[0]] == 1
     receiver.failures = 2
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hook",
+        "http://[fd00::1]/hook",
+        "http://user:pw@example.com/hook",
+    ],
+)
+def test_webhooks_to_internal_addresses_are_refused_by_both_services(
+    notifying: System, demo_grant: dict[str, Any], address: str
+) -> None:
+    """`carveout up` opens loopback only: the receivers above work, these never do."""
+    subscription = notifying.call(
+        "notification",
+        "POST",
+        "/v1/subscriptions",
+        json={"channel": "webhook", "address": address, "event_types": ["*"]},
+    )
+    assert subscription.status_code == 422, subscription.text
+    body = {
+        **demo_grant,
+        "grantee": {**demo_grant["grantee"], "contacts": [{"kind": "webhook", "address": address}]},
+    }
+    grant = notifying.call("grant", "POST", "/v1/grants", json=body)
+    assert grant.status_code == 422, grant.text
+    assert "address" in grant.json()["message"]
