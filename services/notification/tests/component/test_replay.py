@@ -30,7 +30,7 @@ from carveout_contracts.replay import NotAFreshStore
 from carveout_contracts.runtime import EventHandler, make_engine
 from carveout_notification import replay as notification_replay
 from carveout_notification.delivery import Deliverer
-from carveout_notification.domain import Subscription, new_secret
+from carveout_notification.domain import Subscription, new_secret, rotate
 from carveout_notification.handlers.grants import Notifier
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationStore
@@ -252,6 +252,9 @@ async def test_replay_rebuilds_the_live_notification_store_sending_nothing(
         ("grant.reinstated", "pending"),
         ("grant.suspended", "pending"),
     ]
+    # A rotated secret is configuration: carried over with the one it replaced and its expiry.
+    rotated = rotate(early, new_secret(), datetime.now(UTC))
+    store.replace_subscription(rotated)
     live_digest = notification_replay.digest(live_url)
     store.engine.dispose()
 
@@ -274,6 +277,9 @@ async def test_replay_rebuilds_the_live_notification_store_sending_nothing(
     assert await log_ends(bootstrap, topics.ALL_TOPICS) == ends
     assert sent == []
     assert report.digest == live_digest
+    rebuilt = NotificationStore(make_engine(rebuilt_url))
+    assert rebuilt.get_subscription(early.subscription_id) == rotated
+    rebuilt.engine.dispose()
 
     def grown(key: str) -> int:
         return report.records.get(key, 0) - before.records.get(key, 0)
