@@ -50,7 +50,10 @@ def utcnow() -> datetime:
 
 def iso_utc(moment: datetime) -> str:
     """Instants as fixed-width UTC text, which sorts like time in every store."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # %Y is not zero-padded below year 1000 on every platform: pad it, or such a year
+    # neither sorts nor reads back (``0001-01-01`` is a date the contract admits).
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 MAX_UNITS = 2**53 - 1

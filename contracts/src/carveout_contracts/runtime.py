@@ -224,6 +224,14 @@ STALLED = Gauge(
 _KAFKA_UNAVAILABLE = (KafkaConnectionError, KafkaTimeoutError)
 
 
+class DependencyUnavailable(ConnectionError):
+    """A dependency named by the code that found it unavailable (``broker``, ``store``)."""
+
+    def __init__(self, dependency: str, error: BaseException) -> None:
+        super().__init__(f"{dependency} unavailable: {error}")
+        self.dependency = dependency
+
+
 def unavailable_dependency(exc: BaseException, default: str | None = None) -> str | None:
     """The dependency an error says is unavailable (``store``, ``broker``), or ``None``.
 
@@ -231,6 +239,8 @@ def unavailable_dependency(exc: BaseException, default: str | None = None) -> st
     dependency is back. ``default`` names the dependency a bare connection error or
     timeout came from (the caller knows whether it was talking to the store or the broker).
     """
+    if isinstance(exc, DependencyUnavailable):
+        return exc.dependency
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError

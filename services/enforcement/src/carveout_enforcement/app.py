@@ -64,7 +64,6 @@ def create_app(
         process=projector,
         is_processed=store.is_processed,
         dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Grant events, folded into the projection of grants over time.",
@@ -88,10 +87,11 @@ def create_app(
         usage,
         publish=publish,
         dead_letter=dead_letter_record,
-        retry_attempts=settings.store_retry_attempts,
+        retry_attempts=settings.consumer_retry_attempts,
         grants_sync_s=settings.grants_sync_seconds,
         late_grant_guard_s=settings.late_grant_guard_ms / 1000,
         max_future_skew_s=settings.max_future_skew_seconds,
+        record_max_bytes=settings.record_max_bytes,
     )
     access_subscriber = access.subscribe(broker, pipeline, settings)
 
@@ -148,8 +148,10 @@ def create_app(
         {
             "store": store_check(store.ping),
             "broker": broker_check(broker),
-            "grants": caught_up_check(grants_subscriber),
-            "access": caught_up_check(access_subscriber, max_lag=settings.batch_max_records),
+            "grants": caught_up_check(grants_subscriber, health=grant_events.health),
+            "access": caught_up_check(
+                access_subscriber, max_lag=settings.batch_max_records, health=pipeline.health
+            ),
         },
         service=SERVICE,
         subscribers=[grants_subscriber, access_subscriber],

@@ -4,6 +4,7 @@ transient store failures retried; no false no_active_grant)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from carveout_contracts import ConditionBreached, codec, topics
+from carveout_contracts import ConditionBreached, codec, runtime, topics
 from carveout_contracts.runtime import make_engine
 from carveout_enforcement.domain import GrantView, apply
 from carveout_enforcement.handlers.access import AccessPipeline
@@ -109,6 +110,7 @@ class World:
     published: list[Sent] = field(default_factory=list)
     dead: list[tuple[Any, str, str]] = field(default_factory=list)
     fail_publishes: int = 0
+    fail_with: type[Exception] = ConnectionError
     store: EnforcementStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,7 +124,7 @@ class World:
     ) -> None:
         if self.fail_publishes:
             self.fail_publishes -= 1
-            raise ConnectionError("the broker is unreachable")
+            raise self.fail_with("the broker is unreachable")
         self.published.append(Sent(value, topic, key, traceparent))
 
     async def dead_letter(self, record: Any, reason: str, error: str) -> None:
@@ -276,9 +278,8 @@ async def test_each_breach_continues_the_trace_of_its_access_even_after_a_crash(
         Record(value, offset=i, headers=(("traceparent", tp.encode()),))
         for i, (value, tp) in enumerate(zip(values, traced, strict=True))
     ]
-    world.fail_publishes = 1
-    with pytest.raises(ConnectionError):
-        await world.pipeline().process([*records, Record(compliant(), offset=2)])
+    world.fail_publishes, world.fail_with = 1, RuntimeError  # as good as a crash
+    await world.pipeline().process([*records, Record(compliant(), offset=2)])
     assert {row.traceparent for row in world.store.unpublished_breaches()} == set(traced)
     assert await world.pipeline().publish_pending() == 2  # after a restart
     by_access = {str(sent.event.data.access_event_id): sent for sent in world.published}
@@ -293,10 +294,9 @@ async def test_a_crash_between_recording_and_publishing_is_repaired_by_publish_p
     world: World, tmp_path: Path
 ) -> None:
     value = access_bytes()
-    world.fail_publishes = 1
+    world.fail_publishes, world.fail_with = 1, RuntimeError  # as good as a crash
     crashed = world.pipeline()
-    with pytest.raises(ConnectionError):
-        await crashed.process([Record(value)])
+    await crashed.process([Record(value)])
     # the judgement is recorded; its breach waits in the outbox
     assert len(world.decisions()) == 1
     [pending] = world.store.unpublished_breaches()
@@ -322,17 +322,34 @@ async def test_a_crash_between_recording_and_publishing_is_repaired_by_publish_p
     assert sent.key == clean.key
 
 
-async def test_a_batch_redelivered_after_a_failed_publish_publishes_its_breach(
+async def test_a_publish_refused_by_an_unavailable_broker_is_tried_again(
     world: World,
 ) -> None:
-    """No restart needed: the redelivered batch is all duplicates, yet its breach goes out
-    (in an earlier version it waited for the next start-up)."""
+    """No restart or redelivery needed: the batch is tried again, finds its access decided,
+    and its breach goes out once (in an earlier version it waited for the next start-up)."""
     value = access_bytes()
-    world.fail_publishes = 1
+    world.fail_publishes = 2
     pipeline = world.pipeline()
-    with pytest.raises(ConnectionError):
-        await pipeline.process([Record(value)])
-    await pipeline.process([Record(value)])  # the redelivery, same process
+    await pipeline.process([Record(value)])
+    assert len(world.published) == 1
+    assert world.store.unpublished_breaches() == []
+    assert len(world.decisions()) == 1
+    assert world.dead == []
+    assert pipeline.health.describe() is None
+
+
+async def test_a_publish_that_fails_otherwise_leaves_the_batch_done_and_the_breach_pending(
+    world: World,
+) -> None:
+    """A recorded batch is not tried again, nor dead-lettered, for its publish: the breach
+    waits in the store and the next batch (or the republisher) sends it."""
+    value = access_bytes()
+    world.fail_publishes, world.fail_with = 1, RuntimeError
+    pipeline = world.pipeline()
+    await pipeline.process([Record(value)])
+    assert world.dead == []
+    assert len(world.store.unpublished_breaches()) == 1
+    await pipeline.process([Record(compliant())])
     assert len(world.published) == 1
     assert world.store.unpublished_breaches() == []
 
@@ -396,25 +413,94 @@ async def test_a_transient_store_failure_is_retried(
     assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == 5120
 
 
-async def test_a_lasting_store_failure_records_nothing_and_counts_nothing(
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff in milliseconds, so that many attempts take no time."""
+    monkeypatch.setattr(runtime, "RETRY_WAIT_INITIAL_S", 0.001)
+    monkeypatch.setattr(runtime, "RETRY_WAIT_MAX_S", 0.002)
+    monkeypatch.setattr(runtime, "RETRY_JITTER_S", 0.0)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_unavailable_store_is_waited_for_without_bound_and_counts_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Far more store failures than retry attempts: an unavailable store is no reason to
+    set an access aside; it is recorded and counted once when the store is back, and the
+    consumer shows as stalled meanwhile."""
     store = world.store
     real = store.record_judgements
-    monkeypatch.setattr(store, "record_judgements", failing(real, 2))
+    seen: list[str | None] = []
+
+    def unavailable_then_back(*args: Any, **kwargs: Any) -> Any:
+        seen.append(pipeline.health.describe())
+        if len(seen) <= 12:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_judgements", unavailable_then_back)
     value = access_bytes()
     pipeline = world.pipeline(retry_attempts=2)
-    with pytest.raises(OperationalError):
-        await pipeline.process([Record(value)])
-    assert world.decisions() == []
-    assert world.published == []
-    assert pipeline.usage.get((GRANT_ID, "day", DAY_START), 0) == 0
-
-    await pipeline.process([Record(value)])  # the redelivery, once the store is back
+    await pipeline.process([Record(value)])
+    assert world.dead == []
+    assert seen[0] is None
+    assert all(s is not None and s.startswith("stalled: store unavailable") for s in seen[1:])
+    assert pipeline.health.describe() is None  # back to work
     assert len(world.decisions()) == 1
     assert len(world.published) == 1
     assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == 5120  # counted once
     assert store.load_usage(0)[(GRANT_ID, "day", DAY_START)] == 5120
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_access_that_keeps_failing_is_dead_lettered_and_the_rest_judged_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-transient failure: the batch is tried retry_attempts times, then its accesses
+    one at a time; only the failing one is set aside (failed, with the error)."""
+    store = world.store
+    real = store.record_judgements
+    bad = access_bytes()
+    bad_id = event_id_of(bad)
+    calls = {"n": 0}
+
+    def refuses_one(decisions: list[tuple[Any, ...]], *args: Any) -> Any:
+        calls["n"] += 1
+        if any(d[0] == bad_id for d in decisions):
+            raise ValueError("this access breaks the store code")
+        return real(decisions, *args)
+
+    monkeypatch.setattr(store, "record_judgements", refuses_one)
+    good = [compliant(), access_bytes(), compliant()]
+    records = [Record(good[0], offset=0), Record(bad, offset=1)]
+    records += [Record(v, offset=n) for n, v in enumerate(good[1:], start=2)]
+    pipeline = world.pipeline(retry_attempts=3)
+    await pipeline.process(records)
+    [(record, reason, error)] = world.dead
+    assert (record.offset, reason) == (1, "failed")
+    assert error == "ValueError: this access breaks the store code"
+    assert sorted(d.access_event_id for d in world.decisions()) == sorted(
+        event_id_of(v) for v in good
+    )
+    assert calls["n"] == 3 + len(good) + 3  # the batch thrice, each good once, the bad thrice
+    assert pipeline.judged == len(good)
+    assert len(world.published) == 1  # the good access in KP, once
+    # the failed attempts left no usage behind
+    assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == sum(
+        json.loads(v)["data"]["units"] for v in good
+    )
+
+
+async def test_a_record_over_the_size_limit_is_dead_lettered_unread(world: World) -> None:
+    pipeline = world.pipeline()
+    pipeline.record_max_bytes = 64 * 1024
+    huge = b"{" + b" " * (64 * 1024) + b"}"
+    valid = compliant()
+    await pipeline.process([Record(huge, offset=7), Record(valid, offset=8)])
+    [(record, reason, error)] = world.dead
+    assert (record.offset, reason) == (7, "too_large")
+    assert "65538 bytes" in error and "65536" in error
+    assert [d.access_event_id for d in world.decisions()] == [event_id_of(valid)]
 
 
 async def test_a_failing_duplicate_check_is_retried(
@@ -444,24 +530,31 @@ async def test_the_pipeline_waits_for_the_grant_projection_before_judging(
 async def test_no_false_no_active_grant_when_the_projection_cannot_catch_up(
     tmp_path: Path,
 ) -> None:
-    """A projection still behind after grants_sync_s: the batch fails, to come again, rather
-    than being judged 'no grant' (this judged and breached in an earlier version)."""
+    """A projection still behind after grants_sync_s: the batch waits, without bound and
+    shown as stalled, rather than being judged 'no grant' (this judged and breached in an
+    earlier version) or set aside."""
     index = GrantIndex()
     grants_log = CaughtUp(answer=False)
+    asked_thrice = asyncio.Event()
+    grants_log.on_wait = lambda: asked_thrice.set() if grants_log.waits >= 3 else None
     world = World(tmp_path, index, grants_log)
     value = compliant()
     pipeline = world.pipeline()
-    with pytest.raises(Exception):  # noqa: B017, PT011 - any failure leaves it for redelivery
-        await pipeline.process([Record(value)])
+    judging = asyncio.create_task(pipeline.process([Record(value)]))
+    await asyncio.wait_for(asked_thrice.wait(), 5)
+    assert not judging.done()
+    assert (pipeline.health.describe() or "").startswith("stalled: grants log unavailable")
     assert world.published == []
     assert world.decisions() == []
     assert pipeline.usage == {}
 
-    index.put(golden_view())  # the projection catches up; the batch comes again
+    index.put(golden_view())  # the projection catches up
     grants_log.answer = True
-    await pipeline.process([Record(value)])
+    await asyncio.wait_for(judging, 5)
     [decision] = world.decisions()
     assert (decision.decision, decision.grant_id) == ("allow", GRANT_ID)
+    assert pipeline.health.describe() is None
+    assert world.dead == []
 
 
 # --------------------------------------------------------------------------- regressions

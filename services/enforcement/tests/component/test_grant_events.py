@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from carveout_contracts import topics
+from carveout_contracts import codec, runtime, topics
 from carveout_enforcement.store import GrantViewRecord, ProcessedEvent
 
 from .conftest import AUDITOR, EnforcementHarness, golden_bytes
@@ -196,27 +196,83 @@ async def test_a_transient_store_failure_is_retried(
         assert harness.dead_letters == []
 
 
-async def test_a_lasting_store_failure_leaves_the_event_for_redelivery(
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff in milliseconds, so that many attempts take no time."""
+    monkeypatch.setattr(runtime, "RETRY_WAIT_INITIAL_S", 0.001)
+    monkeypatch.setattr(runtime, "RETRY_WAIT_MAX_S", 0.002)
+    monkeypatch.setattr(runtime, "RETRY_JITTER_S", 0.0)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_unavailable_store_is_waited_for_beyond_the_retry_attempts(
     start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After its retries the handler fails, so the offset is not committed; nothing is lost.
+    """An unavailable store is no reason to set an event aside: it is tried again until
+    the store is back (the consumer shows as stalled meanwhile), then applied once."""
+    async with start_enforcement(consumer_retry_attempts=2) as harness:
+        store = harness.app.state.store
+        health = harness.app.state.grant_events.health
+        real = store.save_grants
+        seen: list[str | None] = []
 
-    Memory takes the event first (decisions reflect a revocation at once); the store has no
-    processed mark until the redelivery, which applies the same version again harmlessly.
-    """
-    async with start_enforcement(store_retry_attempts=2) as harness:
+        def down_then_back(*args: Any, **kwargs: Any) -> Any:
+            seen.append(health.describe())
+            if len(seen) <= 6:
+                raise OperationalError("INSERT", {}, Exception("database is locked"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "save_grants", down_then_back)
+        await harness.publish(golden_bytes("grant.issued"))
+        assert all((s or "").startswith("stalled: store unavailable") for s in seen[1:])
+        assert health.describe() is None
+        assert harness.dead_letters == []
+        assert len(processed_marks(harness)) == 1
+        assert (await get_grant(harness))["version"] == 1
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_event_that_keeps_failing_is_dead_lettered_failed_and_the_next_applied(
+    start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-transient error: the record is tried consumer_retry_attempts times, then set
+    aside with reason failed and the error, and the consumer moves on."""
+    async with start_enforcement(consumer_retry_attempts=3) as harness:
         store = harness.app.state.store
         real = store.save_grants
-        monkeypatch.setattr(store, "save_grants", failing(real, failures=2))
-        with pytest.raises(OperationalError):
-            await harness.publish(golden_bytes("grant.issued"))
-        assert processed_marks(harness) == []
-        assert harness.dead_letters == []
-        assert list(store.load_grants()) == []
-        assert (await get_grant(harness))["version"] == 1  # in force in memory already
+        calls = {"n": 0}
 
-        await harness.publish(golden_bytes("grant.issued"))  # the redelivery
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            raise ValueError("a bug meets this event")
+
+        monkeypatch.setattr(store, "save_grants", broken)
+        await harness.publish(golden_bytes("grant.issued"))  # returns: the offset moves on
+        assert calls["n"] == 3
+        [letter] = harness.dead_letters
+        assert letter.event.data.reason == "failed"
+        assert letter.event.data.error == "ValueError: a bug meets this event"
+        assert codec.original_value(letter.event.data) == golden_bytes("grant.issued")
+        assert processed_marks(harness) == []
+
+        monkeypatch.setattr(store, "save_grants", real)  # the bug fixed; the entry re-driven
+        await harness.publish(golden_bytes("grant.issued"))
+        assert len(processed_marks(harness)) == 1
         assert (await get_grant(harness))["version"] == 1
+
+
+async def test_a_record_over_the_size_limit_is_dead_lettered_too_large(
+    start_enforcement: Starter,
+) -> None:
+    async with start_enforcement(record_max_bytes=64 * 1024) as harness:
+        value = b"\x01" * (64 * 1024 + 1)
+        await harness.publish(value)
+        [letter] = harness.dead_letters
+        assert letter.event.data.reason == "too_large"
+        assert "65537 bytes" in letter.event.data.error
+        assert letter.event.data.payload_encoding == "base64"  # control bytes: not as text
+        assert codec.original_value(letter.event.data) == value
+        await harness.publish(golden_bytes("grant.issued"))
         assert len(processed_marks(harness)) == 1
 
 

@@ -51,7 +51,7 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
         store, relay, settings.relay_wait_seconds, record_max_bytes=settings.record_max_bytes
     )
     policy = BreachPolicy(store, relay)
-    _, breaches_subscriber = consume(
+    breach_events, breaches_subscriber = consume(
         broker,
         topics.BREACHES,
         process=policy,
@@ -104,7 +104,9 @@ def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None
             "store": store_check(store.ping),
             "broker": broker_check(broker),
             "outbox": outbox_relayed,
-            "breaches": caught_up_check(breaches_subscriber, max_lag=100),
+            "breaches": caught_up_check(
+                breaches_subscriber, max_lag=100, health=breach_events.health
+            ),
         },
         service=SERVICE,
         subscribers=[breaches_subscriber],

@@ -65,19 +65,17 @@ def create_app(
         process=projector,
         is_processed=store.is_processed,
         dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Grant events: who is to be told about each grant, and of what.",
         service=SERVICE,
     )
-    _, breaches_subscriber = consume(
+    breach_events, breaches_subscriber = consume(
         broker,
         topics.BREACHES,
         process=projector,
         is_processed=store.is_processed,
         dead_letter=dead_letter,
-        retry_attempts=settings.store_retry_attempts,
         group_id=settings.group_id,
         settings=settings,
         description="Breaches, told to the grantee's contacts and to subscribers.",
@@ -115,10 +113,11 @@ def create_app(
     telemetry.instrument_http(app)
 
     async def deliveries_running() -> str:
+        # The errors themselves are logged where they happen; readiness says only what.
         if deliverer.last_error is not None:
-            return f"delivery failing: {deliverer.last_error}"
+            return "delivery failing"
         if deliverer.announce_error is not None:
-            return f"outcomes not announced: {deliverer.announce_error}"
+            return "outcomes not announced"
         return "ok"
 
     install_ops_routes(
@@ -126,8 +125,10 @@ def create_app(
         {
             "store": store_check(store.ping),
             "broker": broker_check(broker),
-            "grants": caught_up_check(grants_subscriber),
-            "breaches": caught_up_check(breaches_subscriber, max_lag=100),
+            "grants": caught_up_check(grants_subscriber, health=grant_events.health),
+            "breaches": caught_up_check(
+                breaches_subscriber, max_lag=100, health=breach_events.health
+            ),
             "deliveries": deliveries_running,
         },
         service=SERVICE,

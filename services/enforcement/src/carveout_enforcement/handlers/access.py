@@ -26,7 +26,16 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter
 
 from carveout_contracts import PoisonMessage, limits, telemetry, topics
-from carveout_contracts.runtime import with_retries
+from carveout_contracts.runtime import (
+    CURRENT_HEALTH,
+    ConsumerHealth,
+    DependencyUnavailable,
+    describe_error,
+    retrying,
+    too_large,
+    unavailable_dependency,
+    with_retries,
+)
 
 from ..access import Access, read_access, received_at
 from ..freshness import GrantsLog
@@ -45,6 +54,9 @@ BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
 JUDGE_SLICE = 128
 """Accesses judged between two yields to the event loop (a few milliseconds of work)."""
 
+GRANTS_LOG_PAUSE_S = 0.05
+"""Between two waits for the grant projection to catch up."""
+
 USAGE_CEILING = 2**62
 """Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
 
@@ -56,10 +68,6 @@ def _span_attributes(breach: dict[str, Any]) -> dict[str, str]:
         "carveout.grant_id": str(breach["grant_id"] or ""),
         "carveout.severity": str(breach["severity"]),
     }
-
-
-class GrantsLogBehind(RuntimeError):
-    """The grant projection has not caught up: the batch must not be judged yet."""
 
 
 DeadLetterRecord = Callable[[Any, str, str], Awaitable[None]]
@@ -117,6 +125,8 @@ class AccessPipeline:
         grants_sync_s: float = 5.0,
         late_grant_guard_s: float = 0.0,
         max_future_skew_s: float = limits.DEFAULT_MAX_FUTURE_SKEW_SECONDS,
+        record_max_bytes: int = limits.DEFAULT_RECORD_BYTES,
+        health: ConsumerHealth | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -128,17 +138,37 @@ class AccessPipeline:
         self.grants_sync_s = grants_sync_s
         self.late_grant_guard_s = late_grant_guard_s
         self.max_future_skew_s = max_future_skew_s
+        self.record_max_bytes = record_max_bytes
+        self.health = health or ConsumerHealth(SERVICE, topics.ACCESS)
         self.judged = 0
         self.duplicates = 0
         self.unpublished = False
 
     async def process(self, records: Sequence[Any]) -> None:
+        """Judge a batch; dead-letter what is too large, unreadable or keeps failing.
+
+        Only an unavailable store or broker, or a grant projection that is behind, is
+        waited for without bound (``health`` shows it); any other failure of the batch is
+        tried ``retry_attempts`` times, then its accesses one at a time, so that only
+        those that keep failing are dead-lettered ``failed``.
+        """
+        token = CURRENT_HEALTH.set(self.health)
+        try:
+            await self._process(records)
+        finally:
+            CURRENT_HEALTH.reset(token)
+
+    async def _process(self, records: Sequence[Any]) -> None:
         EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
         fresh: dict[str, tuple[Access, int | None]] = {}
         sources: dict[str, Any] = {}  # the record of each access, for its breach's trace
         readable = 0
         wall_clock = time.time()
         for record in records:
+            oversize = too_large(record.value, self.record_max_bytes)
+            if oversize is not None:
+                await self._set_aside(record, "too_large", oversize)
+                continue
             try:
                 access = read_access(
                     record.value,
@@ -146,12 +176,51 @@ class AccessPipeline:
                     max_future_skew_s=self.max_future_skew_s,
                 )
             except PoisonMessage as poison:
-                if self.dead_letter is not None:
-                    await self.dead_letter(record, poison.reason, poison.error)
+                await self._set_aside(record, poison.reason, poison.error)
                 continue
             readable += 1
             fresh.setdefault(access.event_id, (access, getattr(record, "timestamp", None)))
             sources[access.event_id] = record
+        self.duplicates += readable - len(fresh)
+        what = f"judging a batch of {len(fresh)} accesses"
+        try:
+            self.duplicates += await retrying(
+                lambda: self._judge(fresh, sources),
+                what=what,
+                failures=self.retry_attempts,
+                health=self.health,
+            )
+            return
+        except Exception as exc:
+            if len(fresh) == 1:
+                [event_id] = fresh
+                await self._failed(sources[event_id], exc)
+                return
+            log.warning("%s keeps failing (%s): judging them one at a time", what, exc)
+        for event_id, pair in fresh.items():
+            one = {event_id: pair}
+            try:
+                self.duplicates += await retrying(
+                    lambda one=one: self._judge(one, sources),  # type: ignore[misc]
+                    what=f"judging access {event_id}",
+                    failures=self.retry_attempts,
+                    health=self.health,
+                )
+            except Exception as exc:
+                await self._failed(sources[event_id], exc)
+
+    async def _set_aside(self, record: Any, reason: str, error: str) -> None:
+        if self.dead_letter is not None:
+            await self.dead_letter(record, reason, error)
+
+    async def _failed(self, record: Any, exc: Exception) -> None:
+        log.error("an access keeps failing; set aside as failed", exc_info=exc)
+        await self._set_aside(record, "failed", describe_error(exc))
+
+    async def _judge(
+        self, fresh: dict[str, tuple[Access, int | None]], sources: dict[str, Any]
+    ) -> int:
+        """Judge and record the accesses not decided before; returns how many were."""
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
             attempts=self.retry_attempts,
@@ -159,42 +228,36 @@ class AccessPipeline:
             in_thread=True,
         )
         todo = [pair for event_id, pair in fresh.items() if event_id not in decided]
-        self.duplicates += readable - len(todo)
         if self.publish is not None and self.unpublished:
             # A publish failed before: its breaches are recorded; send them first.
-            await self.publish_pending()
+            await self._publish_recorded(self.publish_pending)
         if not todo:
-            return
+            return len(fresh)
         await self._let_late_grant_events_land(todo)
-        if not await self.grants_log.wait_caught_up(self.grants_sync_s):
-            # Judging now could report "no grant" for a grant not yet read: leave the batch
-            # unacknowledged so it comes again once the projection has caught up.
-            raise GrantsLogBehind(
-                f"grant projection not caught up within {self.grants_sync_s}s; batch retried"
-            )
+        await self._wait_for_grant_projection()
         before: dict[UsageKey, int | None] = {}
         decisions: list[tuple[Any, ...]] = []
         breaches: list[dict[str, Any]] = []
-        # Judge a slice at a time and yield in between, so grant events (a revocation) and
-        # the decision API are never stuck behind a batch of accesses.
-        for start in range(0, len(todo), JUDGE_SLICE):
-            judged, found = self.judge_all(todo[start : start + JUDGE_SLICE], before)
-            decisions += judged
-            breaches += found
-            await asyncio.sleep(0)
-        for breach in breaches:  # each breach continues the trace of its access
-            breach["traceparent"] = telemetry.record_traceparent(
-                sources.get(breach["access_event_id"])
-            )
-        changed = {key: self.usage[key] for key in before}
         try:
+            # Judge a slice at a time and yield in between, so grant events (a revocation)
+            # and the decision API are never stuck behind a batch of accesses.
+            for start in range(0, len(todo), JUDGE_SLICE):
+                judged, found = self.judge_all(todo[start : start + JUDGE_SLICE], before)
+                decisions += judged
+                breaches += found
+                await asyncio.sleep(0)
+            for breach in breaches:  # each breach continues the trace of its access
+                breach["traceparent"] = telemetry.record_traceparent(
+                    sources.get(breach["access_event_id"])
+                )
+            changed = {key: self.usage[key] for key in before}
             await with_retries(
                 lambda: self.store.record_judgements(decisions, breaches, changed),
                 attempts=self.retry_attempts,
                 what="recording decisions",
                 in_thread=True,
             )
-        except Exception:
+        except BaseException:
             # Nothing was recorded: put the usage totals back as they were.
             for key, old in before.items():
                 if old is None:
@@ -205,8 +268,36 @@ class AccessPipeline:
         self.judged += len(todo)
         if breaches and self.publish is not None:
             self.unpublished = True
-            await self.publish_breaches(breaches)
-            self.unpublished = False
+            await self._publish_recorded(partial(self.publish_breaches, breaches))
+        return len(fresh) - len(todo)
+
+    async def _publish_recorded(self, publish: Callable[[], Awaitable[Any]]) -> None:
+        """Publish breaches already recorded. An unavailable broker is waited for (the batch
+        is tried again, its breaches sent first); any other failure must not fail a batch
+        that is recorded: its breaches wait in the store for :meth:`republish_forever`."""
+        try:
+            await publish()
+        except Exception as exc:
+            dependency = unavailable_dependency(exc, "broker")
+            if dependency is not None:
+                raise DependencyUnavailable(dependency, exc) from exc
+            log.error("publishing recorded breaches failed; they will be sent again: %s", exc)
+            return
+        self.unpublished = False
+
+    async def _wait_for_grant_projection(self) -> None:
+        """Wait, without bound, until the grant projection has caught up on the grants log.
+
+        Judging before could report "no grant" for a grant not yet read; meanwhile the
+        consumer shows as stalled on the grants log.
+        """
+        while not await self.grants_log.wait_caught_up(self.grants_sync_s):
+            self.health.stall("grants log")
+            log.warning(
+                "grant projection not caught up within %ss; the batch waits", self.grants_sync_s
+            )
+            await asyncio.sleep(GRANTS_LOG_PAUSE_S)  # in case the answer came at once
+        self.health.recover()
 
     async def _let_late_grant_events_land(self, todo: Sequence[tuple[Access, int | None]]) -> None:
         """Wait until the newest access is ``late_grant_guard_s`` old, at most that long.

@@ -38,6 +38,18 @@ def counted_breach(event: ConditionBreached) -> PolicyBreach | None:
     return PolicyBreach(breach_id=d.breach_id, grant_id=d.grant_id, occurred_at=iso_utc(happened))
 
 
+def window_start(happened: datetime, window_seconds: int) -> datetime:
+    """Where the sliding window ending at ``happened`` starts, never before year 1.
+
+    A breach may carry any date the contract admits (``0001-01-01`` included): the window
+    is clamped rather than overflowing, so such a breach is counted like any other.
+    """
+    try:
+        return happened - timedelta(seconds=window_seconds)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 class BreachPolicy:
     def __init__(self, store: GrantStore, relay: OutboxRelay, retry_attempts: int = 5) -> None:
         self.store = store
@@ -53,8 +65,8 @@ class BreachPolicy:
             await self._record(event, breach, None, now)
             return
         happened = d.access_occurred_at or event.occurred_at
-        window = timedelta(seconds=grant.breach_policy.window_seconds)
-        recent = self.store.critical_breaches(grant.grant_id, happened - window)
+        since = window_start(happened, grant.breach_policy.window_seconds)
+        recent = self.store.critical_breaches(grant.grant_id, since)
         recent = [*[r for r in recent if r[0] != d.breach_id], (d.breach_id, happened)]
         ordered = policy_action(grant, recent, happened)
         if ordered is None:
