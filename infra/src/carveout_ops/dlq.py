@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -27,8 +28,8 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -46,7 +47,10 @@ REDRIVE_HEADER = "carveout-redriven-from"
 
 PRODUCER = "carveout-cli"
 
-REASONS = ("bad_json", "unknown_type", "unsupported_version", "invalid", "failed")
+REASONS = ("bad_json", "unknown_type", "unsupported_version", "invalid", "too_large", "failed")
+
+SOURCE_READ_S = 10.0
+"""How long a re-drive waits for a truncated entry's original record from its source."""
 
 
 class DlqError(RuntimeError):
@@ -98,7 +102,12 @@ class Entry:
         return data.source_topic, data.source_partition, data.source_offset
 
     def original(self) -> bytes:
+        """The original value, when the entry kept it whole (see :func:`read_original`)."""
         return codec.original_value(self.event.data)
+
+    @property
+    def truncated(self) -> bool:
+        return self.event.data.truncated
 
     def key(self) -> bytes | None:
         key = self.event.data.source_key
@@ -110,6 +119,8 @@ class Entry:
 
     def preview(self, width: int = 60) -> str:
         data = self.event.data
+        if data.truncated:
+            return f"{data.size} bytes, sha256 {(data.sha256 or '?')[:12]}… (head only)"
         text = data.payload if data.payload_encoding == "utf-8" else f"base64:{data.payload}"
         text = " ".join(text.split())
         return text if len(text) <= width else text[: width - 1] + "…"
@@ -132,6 +143,9 @@ class Entry:
                 "value": data.payload,
                 "encoding": data.payload_encoding,
                 "headers": data.headers,
+                "truncated": data.truncated,
+                "size": data.size,
+                "sha256": data.sha256,
             },
             "position": {"partition": self.partition, "offset": self.offset},
             "redriven": [r.to_json() for r in self.redrives],
@@ -289,7 +303,7 @@ async def redrive(
         for entry in entries:
             result = _once(entry, first_of)
             if result is None:
-                result = await _publish(producer, entry)
+                result = await _publish(producer, entry, bootstrap)
                 topic, partition, offset = entry.source
                 if partition is not None and offset is not None:
                     first_of[(topic, partition, offset)] = result
@@ -326,13 +340,71 @@ def _once(entry: Entry, first_of: dict[tuple[str, int, int], Redriven]) -> Redri
     return Redriven(entry, earlier.partition, earlier.offset, same_record_as=earlier.entry.id)
 
 
-async def _publish(producer: AIOKafkaProducer, entry: Entry) -> Redriven:
+async def read_original(bootstrap: str, entry: Entry, within_s: float = SOURCE_READ_S) -> bytes:
+    """A truncated entry's original value, read from its source position and checked
+    against its SHA-256; :class:`DlqError` when the source no longer has it as it was."""
+    data = entry.event.data
+    topic, partition, offset = entry.source
+    where = f"{topic} {partition}@{offset}"
+    if partition is None or offset is None:
+        raise DlqError(f"entry {entry.id} kept only the head of its value and no source position")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=PRODUCER,
+        enable_auto_commit=False,
+        auto_offset_reset="none",  # an offset the broker no longer has is an error, not 0
+        max_partition_fetch_bytes=max(data.size or 0, 1024 * 1024) + 64 * 1024,
+        fetch_max_bytes=max(data.size or 0, 1024 * 1024) + 64 * 1024,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise DlqError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from None
+    gone = (
+        f"entry {entry.id} kept only the first bytes of its {data.size}-byte value, and "
+        f"{where} is no longer retained by the broker: it cannot be re-driven"
+    )
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        async with asyncio.timeout(within_s):
+            while True:
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=200)
+                except OffsetOutOfRangeError:
+                    raise DlqError(gone) from None
+                records = batch.get(tp, [])
+                if records:
+                    break
+    except TimeoutError:
+        raise DlqError(gone) from None
+    except KafkaError as exc:
+        raise DlqError(f"cannot read {where}: {exc}") from None
+    finally:
+        await consumer.stop()
+    record = records[0]
+    if record.offset != offset:
+        raise DlqError(gone)
+    value = bytes(record.value or b"")
+    digest = hashlib.sha256(value).hexdigest()
+    if digest != data.sha256:
+        raise DlqError(
+            f"the record now at {where} is not the one entry {entry.id} set aside "
+            f"(sha256 {digest[:12]}…, expected {(data.sha256 or '?')[:12]}…): not re-driven"
+        )
+    return value
+
+
+async def _publish(producer: AIOKafkaProducer, entry: Entry, bootstrap: str) -> Redriven:
     topic, source_partition, _ = entry.source
     key = entry.key()
+    value = await read_original(bootstrap, entry) if entry.truncated else entry.original()
     try:
         sent = await producer.send_and_wait(
             topic,
-            entry.original(),
+            value,
             key=key,
             # Keyed records go where their key does (the default partitioner, as first
             # published); a record without a key goes back to its own partition.
