@@ -776,6 +776,60 @@ def test_sqlite_stores_locked_briefly_lose_and_duplicate_nothing(
         assert ready(system, service)
 
 
+def stalled_seconds(system: System, service: str, topic: str) -> float:
+    """``carveout_consumer_stalled_seconds{service,topic}`` as the service reports it."""
+    text = system.call(service, "GET", "/metrics", role=None).text
+    prefix = f'carveout_consumer_stalled_seconds{{service="{service}",topic="{topic}"}} '
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
+
+
+def test_a_store_locked_past_its_busy_timeout_stalls_the_consumer_visibly(
+    system: System, demo_grant: dict[str, Any]
+) -> None:
+    """Locked longer than SQLite waits (5s): the access consumer waits without bound
+    rather than setting the batch aside; /readyz answers 503 naming the store, without
+    raw error text, and the stalled gauge counts; once released, all is judged once."""
+    grantee = "org-fault-stalled"
+    issue(system, demo_grant, grantee, None, NO_POLICY)
+    events = [access_event(grantee, T0 + timedelta(seconds=n)) for n in range(20)]
+    assert stalled_seconds(system, "enforcement", topics.ACCESS) == 0
+    lock = Locked(system, "enforcement")
+    try:
+        asyncio.run(
+            produce_at(system.bootstrap, topics.ACCESS, [to_bytes(e) for e in events], grantee)
+        )
+
+        def stalled_answer() -> dict[str, Any] | None:
+            response = system.call("enforcement", "GET", "/readyz", role=None)
+            access = response.json()["checks"]["access"]
+            if response.status_code == 503 and access.startswith("stalled: store unavailable"):
+                return dict(response.json())
+            return None
+
+        answer = wait_for(stalled_answer, 20, "enforcement not ready, stalled on its store")
+        assert answer["status"] == "not ready"
+        assert "locked" not in str(answer)  # the reason, not the exception's text
+        assert stalled_seconds(system, "enforcement", topics.ACCESS) > 0
+    finally:
+        lock.release()
+    wait_for(
+        lambda: total(system, "/v1/decisions", grantee_id=grantee) == len(events),
+        30,
+        "the accesses judged once the store is back",
+    )
+    wait_for(lambda: ready(system, "enforcement"), 15, "enforcement ready again")
+    assert stalled_seconds(system, "enforcement", topics.ACCESS) == 0
+    letters = [
+        e.data
+        for _, e in events_on(system, topics.DEADLETTER)
+        if e.type == "message.dead_lettered"
+        and e.data.source_topic == topics.ACCESS
+        and grantee.encode() in codec.head_value(e.data)
+    ]
+    assert letters == []  # waited for, never set aside
+
+
 # --------------------------------------------------------------------------- 5b. PostgreSQL
 
 
