@@ -102,7 +102,13 @@ def start_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
             gateway_token="g",
             auditor_token="a",
             kafka_bootstrap="localhost:1",
-            **{"consistency_wait_seconds": 0.2, **overrides},
+            # The golden grant runs to 2026-12-31; accesses at its end are judged here, not
+            # refused as dated ahead of now (tests/test_limits.py holds that bound).
+            **{
+                "consistency_wait_seconds": 0.2,
+                "max_future_skew_seconds": 10 * 365 * 86400,
+                **overrides,
+            },
         )
         broker = KafkaBroker("localhost:1")
         app = create_app(settings, broker)
