@@ -193,7 +193,10 @@ def occurred_at_problem(occurred_at: float, now: float, max_future_skew_s: float
 
 
 def _text(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):  # 9999-12-31T23:59:59.999999Z rounds past
+        return f"{moment:.0f} s after 1970-01-01"
 
 
 def received_at(record: Any, wall_clock: float) -> float:

@@ -533,6 +533,7 @@ def test_impossible_times_are_poison(moment: str) -> None:
         ("2040-01-01T00:05:00.000001Z", False),
         ("2039-12-31T16:05:00.000001-08:00", False),
         ("9999-12-31T23:59:59Z", False),
+        ("9999-12-31T23:59:59.999999Z", False),  # a float past the last datetime
     ],
 )
 @pytest.mark.parametrize("user_id", ["u-1", " u-1"], ids=["fast", "full-model"])
