@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from . import limits
-from .common import CountryCode, Frozen, Identifier, ListString, Severity
+from .common import MAX_UNITS, CountryCode, Frozen, Identifier, ListString, Severity
 
 CountryList = Annotated[list[CountryCode], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
 ValueList = Annotated[list[ListString], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
@@ -59,7 +59,8 @@ class UsageCap(_Condition):
     """At most ``units`` of usage per grant in each UTC-aligned hour or day."""
 
     kind: Literal["usage_cap"] = "usage_cap"
-    units: PositiveInt
+    units: Annotated[int, Field(ge=1, le=MAX_UNITS)]
+    """The cap; no larger than an access may report (exact in JSON numbers everywhere)."""
     window: Literal["hour", "day"]
 
 
