@@ -44,10 +44,18 @@ class BodyLimit:
         )
 
 
-def auth_refusal(exc: AuthError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The 401/403 answer, the same as the app's own (``install_error_handlers``)."""
+def auth_refusal(
+    exc: AuthError, *, body_unread: bool = True
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The 401/403 answer, the same as the app's own (``install_error_handlers``).
+
+    Refused before its body was read, the connection is closed: otherwise the server would
+    go on receiving (and discarding) a body of any size from a caller it does not know.
+    """
     error = "unauthorized" if exc.status == 401 else "forbidden"
     headers = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+    if body_unread:
+        headers += CLOSE
     return exc.status, orjson.dumps({"error": error, "message": exc.message}), headers
 
 

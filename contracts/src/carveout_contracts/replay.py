@@ -20,7 +20,7 @@ from sqlalchemy import Engine, inspect
 from . import codec, topics
 from .codec import PoisonMessage
 from .digest import CoveredTable, store_digest
-from .runtime import CURRENT_RECORD, make_engine
+from .runtime import CURRENT_RECORD, SharedSettings, make_engine, too_large
 
 Progress = Callable[[str, int, int], None]
 """``(what is being read, records done, records in all)``."""
@@ -94,17 +94,25 @@ async def fold(
     is_processed: Callable[[str], bool],
     process: Callable[[Any, Any], Awaitable[None]],
     first_ms: int | None = None,
+    record_max_bytes: int | None = None,
 ) -> None:
     """Decode each record and hand it to ``process(event, record)``, as a live consumer would.
 
-    Poison is counted (the live consumer dead-lettered it), events already in the store
-    are skipped, and so are records the log received before ``first_ms`` (grant events
-    excepted: they are always folded whole). ``CURRENT_RECORD`` is the record meanwhile.
+    Poison is counted (the live consumer dead-lettered it: a record over
+    ``record_max_bytes``, by default the setting in force, too), events already in the
+    store are skipped, and so are records the log received before ``first_ms`` (grant
+    events excepted: they are always folded whole). ``CURRENT_RECORD`` is the record
+    meanwhile.
     """
+    if record_max_bytes is None:
+        record_max_bytes = SharedSettings().record_max_bytes
     for record in records:
         report.records[record.topic] = report.records.get(record.topic, 0) + 1
         if first_ms is not None and record.topic != topics.GRANTS and record.timestamp < first_ms:
             report.skipped += 1
+            continue
+        if too_large(record.value, record_max_bytes):
+            report.poison += 1
             continue
         try:
             event = codec.decode(record.topic, record.value)

@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -145,12 +146,14 @@ def make_engine(url: str, *, rebuild: bool = False) -> Engine:
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     path = url.removeprefix("sqlite:///")
     if url.startswith("sqlite:///") and path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         _owner_only(Path(path))
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    # Errors never show the statement's values (a subscription's signing secret, say): their
+    # text reaches logs and dead letters.
+    engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -232,6 +235,15 @@ class DependencyUnavailable(ConnectionError):
         self.dependency = dependency
 
 
+_SQLITE_UNAVAILABLE = re.compile(
+    r"locked|busy|unable to open|disk i/o|readonly|database or disk is full", re.IGNORECASE
+)
+
+
+def _is_sqlite(exc: BaseException) -> bool:
+    return type(getattr(exc, "orig", None)).__module__.startswith("sqlite3")
+
+
 def unavailable_dependency(exc: BaseException, default: str | None = None) -> str | None:
     """The dependency an error says is unavailable (``store``, ``broker``), or ``None``.
 
@@ -242,9 +254,14 @@ def unavailable_dependency(exc: BaseException, default: str | None = None) -> st
     if isinstance(exc, DependencyUnavailable):
         return exc.dependency
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        ):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return "store"
+        if isinstance(exc, sa_exc.OperationalError):
+            # SQLite reports a lasting mistake ("too many SQL variables", "no such table")
+            # as an OperationalError too: only a busy, locked or unreachable database is
+            # worth waiting for; the rest fails the record like any other error.
+            if _is_sqlite(exc) and not _SQLITE_UNAVAILABLE.search(str(exc.orig)):
+                return None
             return "store"
         return None
     if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):

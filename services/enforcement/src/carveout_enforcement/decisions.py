@@ -298,5 +298,5 @@ class DecisionEndpoint:
         except BadRequest as bad:
             return bad.status, orjson.dumps(bad.body), []
         except AuthError as exc:
-            return auth_refusal(exc)
+            return auth_refusal(exc, body_unread=False)
         return 200, orjson.dumps(answer), []

@@ -105,8 +105,9 @@ async def replay(
     ``max_future_skew_s`` defaults to the service's setting, so the replay holds accesses
     to the bound the live service held them to.
     """
+    settings = EnforcementSettings()
     if max_future_skew_s is None:
-        max_future_skew_s = EnforcementSettings().max_future_skew_seconds
+        max_future_skew_s = settings.max_future_skew_seconds
     with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = EnforcementStore(engine)
         index = GrantIndex(list(store.load_grants()))
@@ -138,6 +139,7 @@ async def replay(
             dead_letter=count_poison,
             retry_attempts=3,
             max_future_skew_s=max_future_skew_s,
+            record_max_bytes=settings.record_max_bytes,  # as live: the same records too large
         )
         report.records[topics.ACCESS] = 0
         first = since_ms(since)

@@ -275,9 +275,10 @@ def policy_action(
     Counts the breaches in the sliding window ending at ``now`` (and none from before
     the last reinstatement). Revocation wins over suspension; each happens once.
 
-    The ids returned are at most the threshold that tripped (the first, by id): breaches
-    met out of order can put more in the window, and the action's event must stay far
-    under the record limit (10,000 ids of 36 characters is about 390 KB).
+    The ids returned are at most the threshold that tripped (the first, by id), and at
+    most :data:`MAX_BREACH_ID_CHARS` characters in all: breaches met out of order can put
+    more in the window, and ids come from a topic anyone may write to (up to 200
+    characters each), while the action's event must stay far under the record limit.
     """
     policy = grant.breach_policy
     since = now.timestamp() - policy.window_seconds
@@ -289,11 +290,27 @@ def policy_action(
     if grant.lifecycle == "revoked":
         return None
     if policy.revoke_after_critical and len(counted) >= policy.revoke_after_critical:
-        return "revoke", counted[: policy.revoke_after_critical]
+        return "revoke", _within_budget(counted[: policy.revoke_after_critical])
     if (
         grant.lifecycle == "active"
         and policy.suspend_after_critical
         and len(counted) >= policy.suspend_after_critical
     ):
-        return "suspend", counted[: policy.suspend_after_critical]
+        return "suspend", _within_budget(counted[: policy.suspend_after_critical])
     return None
+
+
+MAX_BREACH_ID_CHARS = 128 * 1024
+"""The most characters of breach ids one policy action names (a quarter of the record
+limit): 3,600 ids of the usual 36 characters, 650 of the longest allowed."""
+
+
+def _within_budget(ids: list[str]) -> list[str]:
+    kept: list[str] = []
+    used = 0
+    for breach_id in ids:
+        used += len(breach_id) + 3  # its quotes and comma in the event's JSON
+        if used > MAX_BREACH_ID_CHARS:
+            break
+        kept.append(breach_id)
+    return kept
