@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -456,8 +457,8 @@ async def test_an_unavailable_store_is_waited_for_without_bound_and_counts_once(
 async def test_an_access_that_keeps_failing_is_dead_lettered_and_the_rest_judged_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A non-transient failure: the batch is tried retry_attempts times, then its accesses
-    one at a time; only the failing one is set aside (failed, with the error)."""
+    """A non-transient failure: the batch is tried retry_attempts times, then by halves;
+    only the failing one is set aside (failed, with the error)."""
     store = world.store
     real = store.record_judgements
     bad = access_bytes()
@@ -482,13 +483,68 @@ async def test_an_access_that_keeps_failing_is_dead_lettered_and_the_rest_judged
     assert sorted(d.access_event_id for d in world.decisions()) == sorted(
         event_id_of(v) for v in good
     )
-    assert calls["n"] == 3 + len(good) + 3  # the batch thrice, each good once, the bad thrice
+    # the batch thrice; then [good0, bad] fails, [good0] and [bad] once each, [good1, good2]
+    assert calls["n"] == 3 + 1 + 2 + 1
     assert pipeline.judged == len(good)
     assert len(world.published) == 1  # the good access in KP, once
     # the failed attempts left no usage behind
     assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == sum(
         json.loads(v)["data"]["units"] for v in good
     )
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_one_poison_access_in_a_large_batch_costs_few_attempts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One access among 200 that fails on processing: the batch is split in halves rather
+    than tried an access at a time with backoff (which outlasted Kafka's poll interval,
+    so the batch came back and was dead-lettered again, forever). Only that access is
+    dead-lettered, once; every other is judged once, and the grant projection waited
+    for once."""
+    store = world.store
+    real_record, real_decided = store.record_judgements, store.decided
+    values = [compliant(units=1) for _ in range(200)]
+    bad_id = event_id_of(values[137])
+    recorded: list[str] = []
+    calls = {"record": 0, "decided": 0}
+
+    def refuses_one(decisions: list[tuple[Any, ...]], *args: Any) -> Any:
+        calls["record"] += 1
+        if any(d[0] == bad_id for d in decisions):
+            raise ValueError("this access breaks the store code")
+        result = real_record(decisions, *args)
+        recorded.extend(d[0] for d in decisions)
+        return result
+
+    def counted(event_ids: list[str]) -> Any:
+        calls["decided"] += 1
+        return real_decided(event_ids)
+
+    monkeypatch.setattr(store, "record_judgements", refuses_one)
+    monkeypatch.setattr(store, "decided", counted)
+    pipeline = world.pipeline(retry_attempts=3)
+    await pipeline.process([Record(v, offset=n) for n, v in enumerate(values)])
+
+    [(record, reason, error)] = world.dead
+    assert (record.offset, reason) == (137, "failed")
+    assert error == "ValueError: this access breaks the store code"
+    good = [event_id_of(v) for v in values if event_id_of(v) != bad_id]
+    assert sorted(recorded) == sorted(good)  # each recorded exactly once
+    assert sorted(d.access_event_id for d in world.decisions()) == sorted(good)
+    assert pipeline.judged == len(good)
+    assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == len(good)  # no failed attempt counted
+    assert store.load_usage(0)[(GRANT_ID, "day", DAY_START)] == len(good)
+    # the batch thrice, then two halves per level down to the bad access: O(log n)
+    bound = 3 + 2 * math.ceil(math.log2(len(values)))
+    assert calls["record"] <= bound
+    assert calls["decided"] <= bound
+    assert world.grants_log.waits == 1
+    assert world.published == []
+
+    await pipeline.process([Record(v, offset=n) for n, v in enumerate(values)])  # redelivered
+    assert len(world.dead) == 2  # the poison again, alone
+    assert sorted(recorded) == sorted(good)
 
 
 async def test_a_record_over_the_size_limit_is_dead_lettered_unread(world: World) -> None:

@@ -111,6 +111,15 @@ def breach_event(access: Access, verdict: Verdict) -> dict[str, Any]:
     }
 
 
+class _Ready:
+    """Whether a batch has had its late-grant guard and grant projection wait."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
 class AccessPipeline:
     def __init__(
         self,
@@ -149,8 +158,9 @@ class AccessPipeline:
 
         Only an unavailable store or broker, or a grant projection that is behind, is
         waited for without bound (``health`` shows it); any other failure of the batch is
-        tried ``retry_attempts`` times, then its accesses one at a time, so that only
-        those that keep failing are dead-lettered ``failed``.
+        tried ``retry_attempts`` times, then the batch is split in halves (see
+        :meth:`_bisect`), so that only the accesses that fail on their own are
+        dead-lettered ``failed``.
         """
         token = CURRENT_HEALTH.set(self.health)
         try:
@@ -183,9 +193,10 @@ class AccessPipeline:
             sources[access.event_id] = record
         self.duplicates += readable - len(fresh)
         what = f"judging a batch of {len(fresh)} accesses"
+        ready = _Ready()
         try:
             self.duplicates += await retrying(
-                lambda: self._judge(fresh, sources),
+                lambda: self._judge(fresh, sources, ready),
                 what=what,
                 failures=self.retry_attempts,
                 health=self.health,
@@ -196,18 +207,40 @@ class AccessPipeline:
                 [event_id] = fresh
                 await self._failed(sources[event_id], exc)
                 return
-            log.warning("%s keeps failing (%s): judging them one at a time", what, exc)
-        for event_id, pair in fresh.items():
-            one = {event_id: pair}
+            log.warning("%s keeps failing (%s): splitting it to find the culprits", what, exc)
+        await self._bisect(list(fresh.items()), sources, ready)
+
+    async def _bisect(
+        self,
+        items: list[tuple[str, tuple[Access, int | None]]],
+        sources: dict[str, Any],
+        ready: _Ready,
+    ) -> None:
+        """Judge a batch that keeps failing by halves, in order: a half that fails is split
+        again, down to single accesses, which are dead-lettered ``failed``.
+
+        Each part is tried once (no backoff; an unavailable dependency is still waited
+        for) and committed on its own, so one poison access among ``n`` costs about
+        ``2·log2(n)`` attempts, well within the consumer's poll interval. The projection
+        wait and the late-grant guard done for the batch hold for its parts.
+        """
+        pending = [items[len(items) // 2 :], items[: len(items) // 2]]  # a stack: left first
+        while pending:
+            part = pending.pop()
             try:
                 self.duplicates += await retrying(
-                    lambda one=one: self._judge(one, sources),  # type: ignore[misc]
-                    what=f"judging access {event_id}",
-                    failures=self.retry_attempts,
+                    partial(self._judge, dict(part), sources, ready),
+                    what=f"judging {len(part)} accesses of a failing batch",
+                    failures=1,
                     health=self.health,
                 )
             except Exception as exc:
-                await self._failed(sources[event_id], exc)
+                if len(part) == 1:
+                    [(event_id, _)] = part
+                    await self._failed(sources[event_id], exc)
+                else:
+                    middle = len(part) // 2
+                    pending += [part[middle:], part[:middle]]
 
     async def _set_aside(self, record: Any, reason: str, error: str) -> None:
         if self.dead_letter is not None:
@@ -218,9 +251,16 @@ class AccessPipeline:
         await self._set_aside(record, "failed", describe_error(exc))
 
     async def _judge(
-        self, fresh: dict[str, tuple[Access, int | None]], sources: dict[str, Any]
+        self,
+        fresh: dict[str, tuple[Access, int | None]],
+        sources: dict[str, Any],
+        ready: _Ready,
     ) -> int:
-        """Judge and record the accesses not decided before; returns how many were."""
+        """Judge and record the accesses not decided before; returns how many were.
+
+        The late-grant guard and the projection wait are done once per batch (``ready``):
+        the projection only moves forward, so a later attempt or part needs neither.
+        """
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
             attempts=self.retry_attempts,
@@ -233,8 +273,10 @@ class AccessPipeline:
             await self._publish_recorded(self.publish_pending)
         if not todo:
             return len(fresh)
-        await self._let_late_grant_events_land(todo)
-        await self._wait_for_grant_projection()
+        if not ready.done:
+            await self._let_late_grant_events_land(todo)
+            await self._wait_for_grant_projection()
+            ready.done = True
         before: dict[UsageKey, int | None] = {}
         decisions: list[tuple[Any, ...]] = []
         breaches: list[dict[str, Any]] = []
