@@ -221,10 +221,11 @@ def test_no_active_grant_reasons_and_the_as_of_rule(
         "reinstated": access_event("org-asof", suspended_at + timedelta(days=1, hours=1)),
         "before_revocation": access_event("org-asof", revoked_at - timedelta(seconds=1)),
         "revoked": access_event("org-asof", revoked_at + timedelta(seconds=1)),
-        "expired": access_event("org-expiry", datetime(2028, 1, 1, tzinfo=UTC)),
+        # After the grant's end, and in the past: an access may not be dated far ahead.
+        "expired": access_event("org-expiry", datetime(2026, 11, 1, tzinfo=UTC)),
         "unknown": access_event("org-nobody", T0),
     }
-    issue(system, demo_grant, "org-expiry")
+    issue(system, {**demo_grant, "valid_until": "2026-10-01T00:00:00Z"}, "org-expiry")
     found: dict[str, Any] = {}
     for grantee in ("org-asof", "org-expiry", "org-nobody"):
         mine = [e for e in cases.values() if e["data"]["grantee_id"] == grantee]

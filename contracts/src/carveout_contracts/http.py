@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
@@ -10,10 +11,12 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 
 from . import limits
 from .auth import AuthError, Caller, Role, TokenBook
+from .common import UtcDatetime
 
 log = logging.getLogger("carveout.http")
 
@@ -161,6 +164,20 @@ IdFilter = Annotated[str | None, Query(max_length=limits.MAX_ID)]
 """A listing's filter by an id: no id is longer than the contract allows."""
 PageOffset = Annotated[int, Query(ge=0, le=limits.MAX_PAGE_OFFSET)]
 """How many rows a listing skips."""
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", re.IGNORECASE)
+
+
+def _rfc3339_only(value: Any) -> Any:
+    # pydantic would also take "0.0" or "1e9" as seconds since the epoch: a listing filtered
+    # by a number is a mistake to refuse, not a time to guess.
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 time with its offset, e.g. 2026-06-28T14:00:00Z")
+    return value
+
+
+QueryTime = Annotated[UtcDatetime | None, BeforeValidator(_rfc3339_only), Query()]
+"""A listing's time bound: an RFC 3339 time with its offset."""
 
 
 async def known_query_only(request: Request) -> None:

@@ -22,6 +22,7 @@ from carveout_contracts.http import (
     IdFilter,
     KnownQueryOnly,
     PageOffset,
+    QueryTime,
     Reader,
 )
 
@@ -230,8 +231,8 @@ class BreachPage(BaseModel):
 async def _page_args(
     grantee_id: IdFilter = None,
     grant_id: IdFilter = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: QueryTime = None,
+    until: QueryTime = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: PageOffset = 0,
 ) -> dict[str, Any]:
