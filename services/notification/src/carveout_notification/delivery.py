@@ -129,7 +129,7 @@ class Deliverer:
             while True:
                 try:
                     wait = await self._round()
-                    self.last_error = None
+                    self.last_error = self._recording_problem()
                     backoff = 0.1
                 except asyncio.CancelledError:
                     raise
@@ -166,7 +166,15 @@ class Deliverer:
             await self.announce_pending()
             self._first_round = False
         for notification_id, outcome in list(self._unrecorded.items()):
-            await self._finish(notification_id, **outcome)  # raises while the store is down
+            if notification_id in self._in_flight:
+                continue  # its own attempt is storing it
+            # Each on its own: one outcome the store keeps refusing holds up no other
+            # outcome and no delivery; it stays in ``_unrecorded`` for the next round.
+            try:
+                await self._finish(notification_id, **outcome)
+            except Exception as exc:
+                log.error("outcome of %s still not recorded: %s", notification_id, exc)
+        self.last_error = self._recording_problem()
         busy = set(self._in_flight) | set(self._unrecorded)
         room = self.settings.delivery_concurrency - len(self._in_flight)
         if room > 0:
@@ -197,9 +205,15 @@ class Deliverer:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Only storing the outcome can fail here; it is kept in ``_unrecorded`` and the
             # next round retries it (and says so in ``last_error`` while it fails).
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = self._recording_problem() or "a delivery attempt failed"
             log.error("delivery %s could not record its outcome: %s", notification_id, exc)
         self._wake.set()
+
+    def _recording_problem(self) -> str | None:
+        """What readiness is told while outcomes wait for the store (no exception text)."""
+        if self._unrecorded:
+            return f"{len(self._unrecorded)} delivery outcome(s) not recorded yet"
+        return None
 
     async def _finish(self, notification_id: str, **outcome: Any) -> None:
         """Store an attempt's outcome, retrying while the store is briefly unavailable.
@@ -283,18 +297,34 @@ class Deliverer:
                     at=now,
                 )
             return
+        await self._accepted(n, attempts, now)
+
+    async def _accepted(self, n: NotificationRecord, attempts: int, now: datetime) -> None:
+        """Record a delivery the receiver accepted; nothing here can lead to another attempt.
+
+        The outcome is kept in ``_unrecorded`` first, so whatever fails after it (making the
+        outcome event, storing it) leaves the notification out of what is due until a
+        round stores it.
+        """
+        outcome: dict[str, Any] = {
+            "status": "delivered",
+            "attempts": attempts,
+            "next_attempt_at": None,
+            "error": None,
+            "at": now,
+        }
+        self._unrecorded[n.notification_id] = outcome
         DELIVERIES.labels(n.channel, "delivered").inc()
-        outcome = outcome_event(n, "delivered", attempts, now, None)
-        await self._finish(
-            n.notification_id,
-            status="delivered",
-            attempts=attempts,
-            next_attempt_at=None,
-            error=None,
-            at=now,
-            outcome_event=codec.encode_value(outcome).decode(),
-        )
-        await self.announce_pending()
+        try:
+            event = outcome_event(n, "delivered", attempts, now, None)
+            outcome["outcome_event"] = codec.encode_value(event).decode()
+        except Exception as exc:  # recorded as delivered all the same, never sent again
+            log.error("notification %s: no outcome event could be made: %s", n.notification_id, exc)
+        await self._finish(n.notification_id, **outcome)
+        try:
+            await self.announce_pending()
+        except Exception as exc:  # recorded: announced by a later round
+            log.error("could not announce the outcome of %s yet: %s", n.notification_id, exc)
 
     async def _target(self, address: str) -> WebhookTarget:
         """The webhook's host resolved once and every address checked; refused ones fail."""
@@ -329,7 +359,10 @@ class Deliverer:
         try:
             head = await read_head(response, ends)
         finally:
-            await response.aclose()
+            # Closing can fail (a connection reset after the answer); that undoes no status
+            # already received, and a 2xx stays accepted.
+            with contextlib.suppress(Exception):
+                await response.aclose()
         # A 2xx status is the receiver's acceptance: it is final even when the body after
         # it is cut by the size limit or the deadline. Receivers answer 2xx once they have
         # the notification; what they write after it is not ours to wait for.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import pytest
 from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed, codec, topics
 from carveout_contracts.common import iso_utc
 from carveout_contracts.runtime import make_engine
-from carveout_notification.delivery import Deliverer
+from carveout_notification import delivery
+from carveout_notification.delivery import MAX_RESPONSE_BYTES, Deliverer
 from carveout_notification.domain import NAMESPACE, Subscription, new_secret, notification_id
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationRecord, NotificationStore
@@ -300,12 +301,111 @@ async def test_an_accepted_delivery_the_store_cannot_record_is_never_sent_again(
     await made._round()  # both attempted: the first accepted, its outcome not recorded
     await ended()
     for _ in range(3):  # rounds while the store refuses the first outcome
-        with pytest.raises(OSError, match="unavailable"):
-            await made._round()
+        await made._round()
         await ended()
+        assert made.last_error is not None
     store_down = False
     await made._round()  # the outcome is recorded; nothing is sent again
     await ended()
     assert sorted(posts) == sorted([first.notification_id, second.notification_id])
     assert row(store, first.notification_id).status == "delivered"
     assert row(store, second.notification_id).status == "delivered"
+    assert made.last_error is None
+
+
+async def test_an_outcome_the_store_keeps_refusing_stops_no_other_delivery(
+    store: NotificationStore, tmp_path: Path
+) -> None:
+    subscription = subscribe(store)
+    refused, other = queue(store, subscription), queue(store, subscription)
+    posts: list[str] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posts.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    made = Deliverer(store, settings(tmp_path), Publisher(), resolve=public)
+    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+    real_finish = store.finish_attempt
+    refusing = True
+
+    def finish(notification_id: str, **outcome: Any) -> None:
+        if refusing and notification_id == refused.notification_id:
+            raise ValueError("constraint failed: secret-ish detail")  # not "unavailable"
+        real_finish(notification_id, **outcome)
+
+    store.finish_attempt = finish  # type: ignore[method-assign]
+
+    async def ended() -> None:
+        await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
+
+    await made._round()
+    await ended()
+    assert row(store, other.notification_id).status == "delivered"
+    later = queue(store, subscription)  # queued while the refused outcome waits
+    await made._round()  # the refused outcome fails again; the new one is started anyway
+    await ended()
+    assert row(store, later.notification_id).status == "delivered"
+    assert made.last_error is not None and "secret-ish" not in made.last_error
+    assert row(store, refused.notification_id).status == "pending"
+    refusing = False
+    await made._round()
+    await ended()
+    assert row(store, refused.notification_id).status == "delivered"
+    assert made.last_error is None
+    assert sorted(posts) == sorted(
+        [refused.notification_id, other.notification_id, later.notification_id]
+    )
+
+
+class CloseFails(httpx.AsyncByteStream):
+    """A 2xx answer longer than what is read, whose connection breaks when it is closed."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * MAX_RESPONSE_BYTES
+
+    async def aclose(self) -> None:
+        raise httpx.ReadError("connection reset by peer")
+
+
+async def test_a_2xx_whose_response_fails_to_close_is_delivered_not_retried(
+    store: NotificationStore, tmp_path: Path
+) -> None:
+    subscription = subscribe(store)
+    n = queue(store, subscription)
+    made = Deliverer(store, settings(tmp_path, max_attempts=3), Publisher(), resolve=public)
+    made._http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, stream=CloseFails()))
+    )
+    await made.attempt(n, subscription)
+    assert row(store, n.notification_id).status == "delivered"
+    assert row(store, n.notification_id).attempts == 1
+
+
+async def test_an_accepted_delivery_whose_outcome_event_cannot_be_made_is_not_sent_again(
+    store: NotificationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscription = subscribe(store)
+    n = queue(store, subscription)
+    posts: list[str] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posts.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    def broken(*args: Any) -> Envelope:
+        raise ValueError("the outcome event is invalid")
+
+    monkeypatch.setattr(delivery, "outcome_event", broken)
+    made = Deliverer(store, settings(tmp_path), Publisher(), resolve=public)
+    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+
+    async def ended() -> None:
+        await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
+
+    for _ in range(3):
+        await made._round()
+        await ended()
+    assert posts == [n.notification_id]
+    assert row(store, n.notification_id).status == "delivered"
