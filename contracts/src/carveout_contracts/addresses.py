@@ -12,6 +12,7 @@ Only the standard library: the rules are pure functions, and the resolver is pas
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -223,3 +224,13 @@ def email_address_problem(address: str) -> str | None:
     except EmailNotValidError as exc:
         return f"email address {address!r} is not valid: {exc}"
     return None
+
+
+async def refuse_unsafe_webhook(
+    address: str, allow: Sequence[IPNetwork], resolve: Resolver = system_resolver
+) -> None:
+    """:func:`check_webhook_address` as an API checks a new address: resolving blocks, so
+    it runs in a thread, and a host that does not resolve yet is accepted, since every
+    delivery resolves and checks again before it connects. Raises :class:`AddressRefused`.
+    """
+    await asyncio.to_thread(check_webhook_address, address, allow, resolve, must_resolve=False)

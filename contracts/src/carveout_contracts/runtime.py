@@ -19,11 +19,12 @@ import stamina
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Gauge
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import exc as sa_exc
 
 from . import limits
+from .addresses import IPNetwork, parse_networks
 from .auth import TokenBook
 
 T = TypeVar("T")
@@ -133,6 +134,32 @@ def _owner_only(db: Path) -> None:
     for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             file.chmod(0o600)
+
+
+class WebhookRules(BaseSettings):
+    """Where webhooks may go: read by the notification service, which calls them, and by
+    the grant service, which checks grant contacts, so that both judge an address alike."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    webhook_allow_networks: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "webhook_allow_networks", "CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS"
+        ),
+        description="Comma-separated CIDRs webhooks may reach although private, loopback or "
+        "reserved (CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS); `carveout up` opens loopback.",
+    )
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def allow_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.webhook_allow_networks)
 
 
 def make_engine(url: str, *, rebuild: bool = False) -> Engine:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,8 +14,8 @@ from carveout_contracts import GrantEvent, encode_token, telemetry
 from carveout_contracts.addresses import (
     AddressRefused,
     Resolver,
-    check_webhook_address,
     email_address_problem,
+    refuse_unsafe_webhook,
     system_resolver,
 )
 from carveout_contracts.http import (
@@ -109,13 +108,7 @@ async def check_contacts(request: Request, body: GrantRequest) -> None:
             raise ApiError(422, "address_refused", f"{field}: {problem}")
         if contact.kind == "webhook":
             try:
-                await asyncio.to_thread(
-                    check_webhook_address,
-                    contact.address,
-                    settings.allow_networks,
-                    resolve,
-                    must_resolve=False,  # each delivery resolves and checks again
-                )
+                await refuse_unsafe_webhook(contact.address, settings.allow_networks, resolve)
             except AddressRefused as exc:
                 raise ApiError(422, "address_refused", f"{field}: {exc}") from None
 

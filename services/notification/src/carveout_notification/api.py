@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -14,8 +13,8 @@ from carveout_contracts import Contact
 from carveout_contracts.addresses import (
     AddressRefused,
     Resolver,
-    check_webhook_address,
     email_address_problem,
+    refuse_unsafe_webhook,
     system_resolver,
 )
 from carveout_contracts.http import (
@@ -86,13 +85,7 @@ async def check_webhook(request: Request, address: str) -> None:
     settings: NotificationSettings = request.app.state.settings
     resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
     try:
-        await asyncio.to_thread(
-            check_webhook_address,
-            address,
-            settings.allow_networks,
-            resolve,
-            must_resolve=False,
-        )
+        await refuse_unsafe_webhook(address, settings.allow_networks, resolve)
     except AddressRefused as exc:
         raise ApiError(422, "address_refused", str(exc)) from None
 

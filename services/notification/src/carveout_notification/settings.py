@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from carveout_contracts.addresses import IPNetwork, parse_networks
-from carveout_contracts.runtime import SharedSettings
+from carveout_contracts.runtime import SharedSettings, WebhookRules
 
 
 def _env(name: str, env: str) -> AliasChoices:
@@ -16,7 +15,7 @@ def _env(name: str, env: str) -> AliasChoices:
     return AliasChoices(name, env)
 
 
-class NotificationSettings(SharedSettings):
+class NotificationSettings(SharedSettings, WebhookRules):
     model_config = SettingsConfigDict(env_prefix="CARVEOUT_NOTIFICATION_", extra="ignore")
 
     host: str = "127.0.0.1"
@@ -55,22 +54,7 @@ class NotificationSettings(SharedSettings):
     delivery_concurrency: int = Field(
         16, ge=1, description="Attempts in flight at once, across all subscriptions."
     )
-    webhook_allow_networks: str = Field(
-        "",
-        description="Comma-separated CIDRs webhooks may reach although private, loopback or "
-        "reserved (CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS); `carveout up` opens loopback.",
-    )
     delivery_max_attempts: int = Field(6, description="Attempts before notification.failed.")
     retry_base_seconds: float = Field(1.0, description="First retry delay; doubles each time.")
     retry_cap_seconds: float = Field(300.0, description="Longest delay between two attempts.")
     delivery_poll_seconds: float = 0.5
-
-    @field_validator("webhook_allow_networks")
-    @classmethod
-    def _cidrs(cls, value: str) -> str:
-        parse_networks(value)
-        return value
-
-    @property
-    def allow_networks(self) -> tuple[IPNetwork, ...]:
-        return parse_networks(self.webhook_allow_networks)
