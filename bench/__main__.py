@@ -29,7 +29,7 @@ from . import decide, enforcement, propagation
 
 TARGETS = {
     "enforcement_events_per_s": ">= 25000",
-    "enforcement_events_per_cpu_s": ">= 25000",
+    "enforcement_events_per_cpu_s": ">= 30000",
     "decision_http_p99_ms": "<= 3",
     "propagation_p50_ms": "<= 10",
     "propagation_p99_ms": "<= 25",
