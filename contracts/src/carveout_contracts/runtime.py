@@ -371,7 +371,11 @@ class _TryAgain:
         self.failed = 0
         self.outages = 0
 
-    def __call__(self, exc: Exception) -> bool:
+    def __call__(self, exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            # stamina asks about every exception, a task's cancellation included: trying
+            # again after it would swallow the cancellation (a shutdown that hangs).
+            return False
         log = logging.getLogger("carveout")
         dependency = unavailable_dependency(exc, self.dependency)
         if dependency is not None:
@@ -464,6 +468,21 @@ async def with_retries(
         dependency=dependency,
         health=health,
     )
+
+
+async def wait_set(event: asyncio.Event, within_s: float) -> bool:
+    """Wait at most ``within_s`` for ``event``; says whether it was set.
+
+    ``asyncio.timeout``, not ``asyncio.wait_for``: in Python 3.11 the latter swallows a
+    cancellation that arrives as the event is set, so a loop waiting on it (a relay, the
+    deliveries) went on running after it was told to stop.
+    """
+    try:
+        async with asyncio.timeout(within_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class _DropKnownNoise(logging.Filter):

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carveout_contracts import topics
 from carveout_contracts.logread import partitions
+from carveout_contracts.runtime import wait_set
 
 log = logging.getLogger("carveout.enforcement.freshness")
 
@@ -80,9 +81,7 @@ class GrantsLog:
                 log.warning("grant projection still behind on partitions %s", behind)
                 return False
             self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
-            except TimeoutError:
+            if not await wait_set(self._progress, min(remaining, 0.05)):
                 baseline_taken = False
 
     def fresh(self, bound_s: float) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ from faststream.kafka import KafkaBroker
 
 from carveout_contracts import telemetry, topics
 from carveout_contracts.logread import partitions
+from carveout_contracts.runtime import wait_set
 
 from .store import GrantStore
 
@@ -60,8 +60,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if sent == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await wait_set(self._wake, self.poll_seconds)
                 self._wake.clear()
 
     async def relay_once(self) -> int:

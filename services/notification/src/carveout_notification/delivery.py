@@ -47,7 +47,7 @@ from carveout_contracts.addresses import (
     system_resolver,
 )
 from carveout_contracts.limits import KIB
-from carveout_contracts.runtime import with_retries
+from carveout_contracts.runtime import wait_set, with_retries
 
 from .domain import NAMESPACE, Subscription, retry_delay, signature, signing_secrets
 from .settings import NotificationSettings
@@ -140,8 +140,7 @@ class Deliverer:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 if wait is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                    await wait_set(self._wake, wait)
         finally:
             await self.stop_attempts()
             await self._http.aclose()

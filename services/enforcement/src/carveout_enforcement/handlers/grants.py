@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -13,7 +12,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from carveout_contracts import CarveoutRevoked, GrantEvent, GrantSuspended, topics
-from carveout_contracts.runtime import CURRENT_RECORD, with_retries
+from carveout_contracts.runtime import CURRENT_RECORD, wait_set, with_retries
 
 from ..domain import GrantView, affected_grants, apply
 from ..judge import CompiledGrant, compile_grant
@@ -82,8 +81,7 @@ class GrantIndex:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            await wait_set(self._changed, remaining)
         return True
 
 
