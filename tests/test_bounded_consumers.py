@@ -108,6 +108,55 @@ def test_a_record_over_the_limit_is_dead_lettered_too_large_and_the_next_judged(
             assert str(len(huge)) in letter.error
 
 
+def test_deeply_nested_json_is_dead_lettered_by_every_consumer_and_stops_none(
+    system: System, demo_grant: dict[str, Any]
+) -> None:
+    """10 kB of ``[[[[…]]]]`` broke the JSON reader itself (a RecursionError, not a decoding
+    error), so the record was retried forever: enforcement judged no later access, and a
+    revocation after it never reached enforcement."""
+    grantee = "org-bounded-deep"
+    grant_id = issue(system, demo_grant, grantee, None, REVOKE_AFTER_3)
+    deep = b"[" * 5000 + b"]" * 5000
+    [on_access] = asyncio.run(produce_at(system.bootstrap, topics.ACCESS, [deep], grantee))
+    [on_grants] = asyncio.run(produce_at(system.bootstrap, topics.GRANTS, [deep], grant_id))
+    [on_breaches] = asyncio.run(produce_at(system.bootstrap, topics.BREACHES, [deep], grant_id))
+
+    after = [access_event(grantee, T0 + timedelta(seconds=n)) for n in range(3)]
+    asyncio.run(produce_at(system.bootstrap, topics.ACCESS, [to_bytes(e) for e in after], grantee))
+    wait_for(
+        lambda: total(system, "/v1/decisions", grantee_id=grantee) == len(after),
+        15,
+        "the accesses after the nested record judged",
+    )
+    status, revoked = act(system, f"/v1/grants/{grant_id}/revoke")
+    assert status == 200, revoked
+    answer = system.call(
+        "enforcement",
+        "POST",
+        "/v1/decisions",
+        role="gateway",
+        json={
+            **GATEWAY_ASK,
+            "grantee_id": grantee,
+            "min_consistency": revoked["consistency_token"],
+        },
+    ).json()
+    assert (answer["decision"], answer["consistency"]["met"]) == ("deny", True), answer
+
+    for topic, position, consumers in (
+        (topics.ACCESS, on_access, {"enforcement"}),
+        (topics.GRANTS, on_grants, {"enforcement", "notification"}),
+        (topics.BREACHES, on_breaches, {"grant", "notification"}),
+    ):
+        for letter in letters_by_consumer(system, topic, position, consumers).values():
+            assert letter.reason == "bad_json", letter
+            assert codec.original_value(letter) == deep
+    for service in ("grant", "enforcement", "notification"):
+        assert system.call(service, "GET", "/readyz", role=None).status_code == 200
+    # The operator's listing reads them too.
+    assert asyncio.run(dlq.load(system.bootstrap)).entries
+
+
 def test_a_truncated_dead_letter_is_redriven_whole_from_its_source(system: System) -> None:
     """The dead letter keeps 4 KiB; re-driving reads the record back, checks its SHA-256
     and publishes it whole (here it is still too large, so it comes back as a new entry

@@ -12,7 +12,13 @@ import pytest
 
 from carveout_contracts import codec, events, topics
 from carveout_contracts.codec import PoisonMessage, decode
-from carveout_contracts.events import AccessRecorded, GrantIssued, MessageDeadLettered
+from carveout_contracts.consistency import BadConsistencyToken, decode_token
+from carveout_contracts.events import (
+    TOPIC_UNIONS,
+    AccessRecorded,
+    GrantIssued,
+    MessageDeadLettered,
+)
 
 Golden = Callable[[str], dict[str, Any]]
 
@@ -339,3 +345,17 @@ def test_dead_letter_of_empty_value() -> None:
     )
     assert data.payload == ""
     assert codec.original_value(data) == b""
+
+
+@pytest.mark.parametrize("topic", sorted(TOPIC_UNIONS))
+@pytest.mark.parametrize("value", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 6000 + b"1" + b"}" * 6000])
+def test_json_nested_past_the_parser_is_poison_not_a_crash(topic: str, value: bytes) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        decode(topic, value)
+    assert caught.value.reason == "bad_json"
+
+
+def test_a_consistency_token_nested_past_the_parser_is_refused() -> None:
+    body = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    with pytest.raises(BadConsistencyToken):
+        decode_token("ct1." + body)

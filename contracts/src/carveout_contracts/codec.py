@@ -109,6 +109,8 @@ def decode(topic: str, value: bytes | str | None) -> Any:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PoisonMessage("bad_json", f"not JSON: {exc}") from None
+    except RecursionError:  # a few kilobytes of "[[[[": never an event, never a crash
+        raise PoisonMessage("bad_json", "not JSON: nested deeper than any event") from None
     if not isinstance(raw, dict):
         raise PoisonMessage("invalid", "an event must be a JSON object")
     raw = upcast(raw)

@@ -28,7 +28,7 @@ def decode_token(token: str) -> dict[str, int]:
     body = token[len(PREFIX) :]
     try:
         raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise BadConsistencyToken("consistency token is corrupt") from None
     if not isinstance(raw, dict) or not all(
         isinstance(k, str) and isinstance(v, int) for k, v in raw.items()

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 
 from . import codec, topics
-from .codec import PoisonMessage
 from .digest import CoveredTable, store_digest
 from .runtime import CURRENT_RECORD, SharedSettings, make_engine, too_large
 
@@ -116,7 +115,7 @@ async def fold(
             continue
         try:
             event = codec.decode(record.topic, record.value)
-        except PoisonMessage:
+        except Exception:  # poison, or unreadable otherwise: the live consumer set it aside
             report.poison += 1
             continue
         if is_processed(str(event.event_id)):

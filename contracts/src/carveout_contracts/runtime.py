@@ -609,6 +609,10 @@ class EventHandler:
             await self.dead_letter(value, poison.reason, poison.error, message)
             self.dead_lettered += 1
             return
+        except Exception as exc:  # reading it can never succeed later: set it aside
+            await self.dead_letter(value, "invalid", describe_error(exc), message)
+            self.dead_lettered += 1
+            return
         what = f"processing {event.type} {event.event_id}"
         try:
             await retrying(

@@ -150,7 +150,7 @@ def parse(value: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
         return None, "empty value"
     try:
         event = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return None, f"not JSON: {exc}"
     if not isinstance(event, dict):
         return None, "not a JSON object"

@@ -126,7 +126,7 @@ def _fast(value: bytes) -> Access | None:
     """The common case, or ``None`` to let the full model decide (and name any problem)."""
     try:
         wire = _decoder.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # the full model names the problem
         return None
     event_id = wire.event_id
     if not _CANONICAL_UUID.fullmatch(event_id):

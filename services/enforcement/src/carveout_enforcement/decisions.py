@@ -72,7 +72,7 @@ def _read(body: bytes) -> Any:
     """The request, fast when plain; otherwise through the documented pydantic model."""
     try:
         wire = _decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # the documented model names the problem
         wire = None
     if wire is not None:
         texts = (wire.grantee_id, wire.model_id, wire.user_id, wire.deployment_region,

@@ -246,6 +246,16 @@ async def test_an_invalid_request_names_the_field(granted: Api) -> None:
 # --------------------------------------------------------------------------- fail closed
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 6000 + b"1" + b"}" * 6000])
+async def test_json_nested_past_the_parser_is_a_422_not_a_500(granted: Api, body: bytes) -> None:
+    response = await granted.client.post(
+        "/v1/decisions",
+        content=body,
+        headers={**GATEWAY, "content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+
+
 async def test_it_fails_closed_when_the_grants_log_is_not_fresh(granted: Api) -> None:
     granted.fresh = False
     response = await granted.decide(user_country="US")

@@ -590,3 +590,10 @@ def test_safeguards_are_limited_both_ways(count: int, user_id: str) -> None:
     assert caught.value.reason == "invalid"
     assert "data.safeguards" in caught.value.error
     assert "at most 64 items" in caught.value.error
+
+
+@pytest.mark.parametrize("value", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 6000 + b"1" + b"}" * 6000])
+def test_json_nested_past_the_parser_is_poison_on_the_fast_path_too(value: bytes) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        read_access(value, 0.0)
+    assert caught.value.reason == "bad_json"

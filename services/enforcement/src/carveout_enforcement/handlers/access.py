@@ -188,6 +188,9 @@ class AccessPipeline:
             except PoisonMessage as poison:
                 await self._set_aside(record, poison.reason, poison.error)
                 continue
+            except Exception as exc:  # reading it can never succeed later: set it aside
+                await self._set_aside(record, "invalid", describe_error(exc))
+                continue
             readable += 1
             fresh.setdefault(access.event_id, (access, getattr(record, "timestamp", None)))
             sources[access.event_id] = record
