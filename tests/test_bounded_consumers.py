@@ -5,7 +5,9 @@ dead letter is re-driven from its source."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -219,3 +221,52 @@ def test_a_breach_dated_year_one_does_not_stop_the_breach_policy(
         and grant_id.encode() in codec.head_value(e.data)
     ]
     assert failed == []  # handled, not merely set aside
+
+
+def test_a_breach_the_store_keeps_refusing_is_set_aside_failed_and_the_policy_goes_on(
+    system: System, demo_grant: dict[str, Any]
+) -> None:
+    """A record whose processing fails the same way every time (here the grant service's
+    store refuses its row) is tried a bounded number of times, dead-lettered ``failed``
+    with the error, and the breach policy acts on the breaches after it."""
+    grantee = "org-bounded-refused"
+    grant_id = issue(system, demo_grant, grantee, None, REVOKE_AFTER_3)
+    refused = f"brc_refused_{uuid.uuid4().hex[:16]}"
+    with contextlib.closing(sqlite3.connect(system.var_dir / "grant.db", timeout=10)) as db:
+        db.execute(
+            f"CREATE TRIGGER refuse_{refused} BEFORE INSERT ON policy_breaches "
+            f"WHEN NEW.breach_id = '{refused}' "
+            "BEGIN SELECT RAISE(ABORT, 'this breach is refused by the store'); END"
+        )
+        db.commit()
+
+    def breach(breach_id: str, at: datetime) -> bytes:
+        event = golden("condition.breached")
+        event["event_id"] = str(uuid.uuid4())
+        event["key"] = grant_id
+        event["data"].update(
+            breach_id=breach_id,
+            grant_id=grant_id,
+            grant_version=1,
+            grantee_id=grantee,
+            severity="critical",
+            access_event_id=str(uuid.uuid4()),
+            access_occurred_at=at.isoformat().replace("+00:00", "Z"),
+        )
+        return to_bytes(event)
+
+    genuine = [
+        breach(f"brc_after_{n}_{uuid.uuid4().hex[:8]}", T0 + timedelta(seconds=n)) for n in range(3)
+    ]
+    [position, *_] = asyncio.run(
+        produce_at(system.bootstrap, topics.BREACHES, [breach(refused, T0), *genuine], grant_id)
+    )
+    [letter] = letters_by_consumer(system, topics.BREACHES, position, {"grant"}).values()
+    assert letter.reason == "failed", letter
+    assert "refused by the store" in letter.error
+    wait_for(
+        lambda: system.call("grant", "GET", f"/v1/grants/{grant_id}").json()["status"] == "revoked",
+        20,
+        "the breach policy revoking after the three breaches behind the refused one",
+    )
+    assert system.call("grant", "GET", "/readyz", role=None).status_code == 200
