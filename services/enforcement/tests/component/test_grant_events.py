@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -259,6 +260,37 @@ async def test_an_event_that_keeps_failing_is_dead_lettered_failed_and_the_next_
         await harness.publish(golden_bytes("grant.issued"))
         assert len(processed_marks(harness)) == 1
         assert (await get_grant(harness))["version"] == 1
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_grant_the_store_refuses_does_not_make_the_next_events_fail(
+    start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refused grant's view stays in memory; it must not ride along with the next
+    event's write, or every grant event after it would be set aside too."""
+    async with start_enforcement(consumer_retry_attempts=2) as harness:
+        store = harness.app.state.store
+        real = store.save_grants
+
+        def refuses_one(views: Any, **kwargs: Any) -> Any:
+            if any(view.grant_id == "grt_refused" for view in views):
+                raise ValueError("the store refuses grt_refused")
+            return real(views, **kwargs)
+
+        monkeypatch.setattr(store, "save_grants", refuses_one)
+
+        def issued(grant_id: str) -> bytes:
+            event = json.loads(golden_bytes("grant.issued"))
+            event["event_id"] = str(uuid.uuid4())
+            event["key"] = event["data"]["grant_id"] = grant_id
+            return json.dumps(event).encode()
+
+        await harness.publish(issued("grt_refused"))
+        await harness.publish(issued("grt_next"))
+        [letter] = harness.dead_letters
+        assert letter.event.data.reason == "failed"
+        assert len(processed_marks(harness)) == 1
+        assert [view.grant_id for view in store.load_grants()] == ["grt_next"]
 
 
 async def test_a_record_over_the_size_limit_is_dead_lettered_too_large(

@@ -97,8 +97,9 @@ class GrantProjector:
         self.index = index
         self.retry_attempts = retry_attempts
         self.on_applied = on_applied
-        self._unsaved: dict[str, GrantView] = {}
-        """Views in memory whose store write failed: written with the next event."""
+        self._unsaved: dict[str, tuple[GrantView, str]] = {}
+        """Views in memory whose store write failed, with the event that changed them:
+        written when that event is tried again."""
 
     async def __call__(self, event: GrantEvent) -> None:
         record = CURRENT_RECORD.get(None)
@@ -121,15 +122,23 @@ class GrantProjector:
         if self.on_applied is not None and record is not None:
             self.on_applied(record)  # what decisions see is what counts as applied
         now = datetime.now(UTC)
+        event_id = str(event.event_id)
         # A redelivered event changes memory no further, so what a failed write left out
-        # is written with it (or with whichever event comes next).
+        # is written when it is tried again. Views another event left unsaved belong to a
+        # record that was set aside (dead-lettered ``failed``): written with this event,
+        # they would make it fail too, and every event after it.
+        left = [grant_id for grant_id, (_, by) in self._unsaved.items() if by != event_id]
+        if left:
+            log.error("grants %s of a record set aside stay in memory only, unsaved", left)
+            for grant_id in left:
+                del self._unsaved[grant_id]
         for view in changed:
-            self._unsaved[view.grant_id] = view
-        pending = [self.index.get(grant_id) or view for grant_id, view in self._unsaved.items()]
+            self._unsaved[view.grant_id] = (view, event_id)
+        pending = [
+            self.index.get(grant_id) or view for grant_id, (view, _) in self._unsaved.items()
+        ]
         await with_retries(
-            lambda: self.store.save_grants(
-                pending, event_id=str(event.event_id), topic=topics.GRANTS, at=now
-            ),
+            lambda: self.store.save_grants(pending, event_id=event_id, topic=topics.GRANTS, at=now),
             attempts=self.retry_attempts,
             what="saving the grant projection",
             in_thread=True,
