@@ -19,11 +19,13 @@ import logging
 import random
 import ssl
 import uuid
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiosmtplib
 import httpx
@@ -97,6 +99,8 @@ class Deliverer:
         self._first_round = True
         self._unrecorded: dict[str, dict[str, Any]] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._receivers: Tally[str] = Tally()
+        """Attempts in flight by webhook host (see :func:`receiver_of`)."""
         # Name resolution blocks a thread; its own pool, as large as the attempts in flight,
         # so a slow DNS server can occupy neither the store's threads nor more than that.
         self._resolving = ThreadPoolExecutor(
@@ -176,15 +180,19 @@ class Deliverer:
         self.last_error = self._recording_problem()
         busy = set(self._in_flight) | set(self._unrecorded)
         room = self.settings.delivery_concurrency - len(self._in_flight)
+        held_back = False
         if room > 0:
-            due = self.store.due(self.clock(), limit=room, exclude=busy)
-            if due:
+            # More than there is room for: some may be for a host that is at its share.
+            due = self.store.due(self.clock(), limit=min(8 * room, 1000), exclude=busy)
+            startable = self._within_shares(due, room)
+            if startable:
                 subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
-                for n in due:
+                for n in startable:
                     self._start(n, subscriptions.get(n.subscription_id))
                 return None
+            held_back = bool(due)
         await self.announce_pending()
-        if room <= 0:
+        if room <= 0 or held_back:
             return self.settings.delivery_poll_seconds  # until an attempt ends and wakes us
         upcoming = self.store.next_due_at(exclude=busy)
         wait = self.settings.delivery_poll_seconds
@@ -192,15 +200,42 @@ class Deliverer:
             wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
         return wait
 
+    def _within_shares(self, due: list[NotificationRecord], room: int) -> list[NotificationRecord]:
+        """At most ``room`` of ``due``, in order, none for a webhook host that already has
+        ``delivery_per_receiver`` attempts in flight: one host's slow receivers cannot take
+        every attempt and hold up everyone else's notifications."""
+        share = self.settings.delivery_per_receiver
+        taken: Tally[str] = Tally()
+        chosen = []
+        for n in due:
+            receiver = receiver_of(n)
+            if receiver is not None:
+                if self._receivers[receiver] + taken[receiver] >= share:
+                    continue
+                taken[receiver] += 1
+            chosen.append(n)
+            if len(chosen) == room:
+                break
+        return chosen
+
     def _start(self, n: NotificationRecord, subscription: Subscription | None) -> None:
         task = asyncio.create_task(
             self.attempt(n, subscription), name=f"deliver {n.notification_id}"
         )
         self._in_flight[n.notification_id] = task
-        task.add_done_callback(lambda t: self._ended(n.notification_id, t))
+        receiver = receiver_of(n)
+        if receiver is not None:
+            self._receivers[receiver] += 1
+        task.add_done_callback(lambda t: self._ended(n.notification_id, t, receiver))
 
-    def _ended(self, notification_id: str, task: asyncio.Task[None]) -> None:
+    def _ended(
+        self, notification_id: str, task: asyncio.Task[None], receiver: str | None = None
+    ) -> None:
         self._in_flight.pop(notification_id, None)
+        if receiver is not None:
+            self._receivers[receiver] -= 1
+            if self._receivers[receiver] <= 0:
+                del self._receivers[receiver]
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Only storing the outcome can fail here; it is kept in ``_unrecorded`` and the
             # next round retries it (and says so in ``last_error`` while it fails).
@@ -499,3 +534,10 @@ async def read_head(response: httpx.Response, ends: float) -> bytes:
     except httpx.StreamConsumed:  # an answer made in memory (a mock transport): no stream
         return response.content[:MAX_RESPONSE_BYTES]
     return bytes(head)
+
+
+def receiver_of(n: NotificationRecord) -> str | None:
+    """The webhook host a notification goes to (``None`` for email: one relay, ours)."""
+    if n.channel != "webhook":
+        return None
+    return (urlsplit(n.address).hostname or n.address).lower()

@@ -52,7 +52,13 @@ class NotificationSettings(SharedSettings, WebhookRules):
         "send and the whole answer.",
     )
     delivery_concurrency: int = Field(
-        16, ge=1, description="Attempts in flight at once, across all subscriptions."
+        64, ge=1, description="Attempts in flight at once, across all subscriptions."
+    )
+    delivery_per_receiver: int = Field(
+        4,
+        ge=1,
+        description="Attempts in flight at once to one webhook host: however many slow "
+        "receivers one host serves, they hold at most this many of the attempts.",
     )
     delivery_max_attempts: int = Field(6, description="Attempts before notification.failed.")
     retry_base_seconds: float = Field(1.0, description="First retry delay; doubles each time.")

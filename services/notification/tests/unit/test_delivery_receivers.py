@@ -172,6 +172,45 @@ async def test_a_receiver_that_dribbles_its_answer_stalls_no_other_delivery(
             peer.stop()
 
 
+async def test_one_host_of_slow_receivers_takes_at_most_its_share_of_the_attempts(
+    store: NotificationStore,
+) -> None:
+    """Six subscriptions to one dribbling host would fill four attempt slots: each host
+    gets at most its share (two here), so another host's webhook goes out at once."""
+    slow, fast = SlowReceiver(), WebhookReceiver(failures=0)
+    for peer in (slow, fast):
+        peer.start()
+    deadline = 3 * DEADLINE
+    try:
+        deliverer = Deliverer(
+            store,
+            settings(
+                delivery_concurrency=4,
+                delivery_per_receiver=2,
+                delivery_deadline_seconds=deadline,
+            ),
+            Published(),
+        )
+        async with running(deliverer) as worker:
+            held = [queue(store, subscribe(store, "webhook", slow.url)) for _ in range(6)]
+            worker.wake()
+            await until(lambda: len(slow.started) == 2, 5, "the slow host at its share")
+            # The same receivers by another name: "localhost" is a host of its own.
+            other = fast.url.replace("127.0.0.1", "localhost")
+            hook = queue(store, subscribe(store, "webhook", other))
+            worker.wake()
+            await until(
+                lambda: status(store, hook.notification_id).status == "delivered",
+                DEADLINE,
+                "the other host's webhook delivered while the slow host holds its share",
+            )
+            assert len(slow.started) == 2
+            assert sum(n.notification_id in worker.in_flight() for n in held) == 2
+    finally:
+        for peer in (slow, fast):
+            peer.stop()
+
+
 async def test_an_attempt_is_cut_at_its_deadline_even_before_an_answer(
     store: NotificationStore,
 ) -> None:
