@@ -437,8 +437,8 @@ def test_traces_and_metrics_go_through_the_collector(services: dict[str, Any]) -
     }
     assert ports == {"grpc": 4317, "http/protobuf": 4318}
     assert {(4317, 4317), (4318, 4318)} <= published_ports(collector)
-    # The protocol of the OTLP span exporter the services use (carveout_contracts.telemetry).
-    source = inspect.getsource(importlib.import_module("carveout_contracts.telemetry"))
+    # The protocol of the OTLP span exporter the services use (carveout_runtime.telemetry).
+    source = inspect.getsource(importlib.import_module("carveout_runtime.telemetry"))
     protocol = "http/protobuf" if "otlp.proto.http" in source else "grpc"
     for name in SERVICES:
         env = environment(services[name])

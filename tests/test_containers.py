@@ -22,10 +22,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import make_engine
 from carveout_enforcement.domain import apply
 from carveout_enforcement.store import EnforcementStore
 from carveout_ops.broker import ensure_topics, wait_for_broker
+from carveout_runtime.stores import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "contracts" / "golden"

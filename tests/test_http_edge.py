@@ -19,8 +19,8 @@ import pytest
 from faststream.kafka import KafkaBroker
 from httpx import ASGITransport, AsyncClient
 
-from carveout_contracts.auth import NamedToken, Role, TokenBook
 from carveout_contracts.limits import KIB, MIB
+from carveout_runtime.auth import NamedToken, Role, TokenBook
 
 SERVICES = ["grant", "enforcement", "notification"]
 MUTATING = {"post", "put", "patch", "delete"}

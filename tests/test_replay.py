@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from carveout_contracts import topics
-from carveout_contracts.logread import log_ends
+from carveout_runtime.logread import log_ends
 
 from .receivers import SmtpServer, WebhookReceiver
 from .system import SERVICES, System, wait_for

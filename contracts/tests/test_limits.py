@@ -24,7 +24,7 @@ from carveout_contracts.events import (
     GrantIssued,
     GrantSuspended,
 )
-from carveout_contracts.http import validation_error_body
+from carveout_runtime.http import validation_error_body
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

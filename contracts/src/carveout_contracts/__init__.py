@@ -1,7 +1,7 @@
-"""The wire contract shared by every Carveout service: topics, events, codec, roles."""
+"""The wire contract shared by every Carveout service: topics, events, conditions, codec and
+upcasters, consistency tokens and limits. Pydantic and the standard library only."""
 
 from . import topics
-from .auth import ANY_ROLE, AuthError, MissingTokens, Role, TokenBook
 from .codec import PoisonMessage, decode, encode_value, headers, upcaster
 from .conditions import (
     BreachPolicy,
@@ -40,12 +40,10 @@ from .events import (
 )
 
 __all__ = [
-    "ANY_ROLE",
     "EVENT_BY_TYPE",
     "EVENT_CLASSES",
     "AccessRecorded",
     "AccessRecordedData",
-    "AuthError",
     "BreachPolicy",
     "CarveoutRevoked",
     "CarveoutRevokedData",
@@ -65,14 +63,11 @@ __all__ = [
     "GrantSuspended",
     "Grantee",
     "MessageDeadLettered",
-    "MissingTokens",
     "NotificationDelivered",
     "NotificationFailed",
     "PoisonMessage",
     "Purposes",
-    "Role",
     "Safeguards",
-    "TokenBook",
     "UsageCap",
     "UserCountries",
     "Violation",

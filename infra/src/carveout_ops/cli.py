@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carveout_contracts import Role
+from carveout_runtime.auth import Role
 
 from . import dlq, tail
 from .client import ApiFailure, call

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from carveout_contracts import Role, TokenBook
+from carveout_runtime.auth import Role, TokenBook
 
 from .system import address, tokens_file
 

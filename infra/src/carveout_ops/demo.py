@@ -26,7 +26,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from carveout_contracts import Role, encode_token
+from carveout_contracts import encode_token
+from carveout_runtime.auth import Role
 
 from .broker import free_port
 from .client import ApiFailure, call

@@ -37,8 +37,8 @@ from rich.text import Text
 
 from carveout_contracts import PoisonMessage, codec, decode, topics
 from carveout_contracts.events import MessageDeadLettered, MessageRedriven, RedrivenData
-from carveout_contracts.kafka import PRODUCER_OPTIONS
-from carveout_contracts.logread import read_all
+from carveout_runtime.kafka import PRODUCER_OPTIONS
+from carveout_runtime.logread import read_all
 
 from .tail import SHORT_NAMES, TailError, resolve_topic
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from carveout_contracts.replay import NotAFreshStore
+from carveout_runtime.replay import NotAFreshStore
 
 from .system import database_url, kafka_bootstrap, var_dir
 

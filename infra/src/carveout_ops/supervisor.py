@@ -16,8 +16,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from carveout_contracts import TokenBook
-from carveout_contracts.addresses import LOOPBACK_NETWORKS
+from carveout_runtime.addresses import LOOPBACK_NETWORKS
+from carveout_runtime.auth import TokenBook
 
 from .broker import (
     BrokerError,

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from carveout_contracts import topics
-from carveout_contracts.logread import partitions, true_ends
+from carveout_runtime.logread import partitions, true_ends
 
 SHORT_NAMES: dict[str, str] = {topic.split(".", 1)[1]: topic for topic in topics.ALL_TOPICS}
 """``grants`` -> ``carveout.grants``, and so on for every Carveout topic."""

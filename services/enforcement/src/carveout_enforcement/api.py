@@ -13,9 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
-from carveout_contracts.auth import Caller, bound_gateway_id
 from carveout_contracts.common import Identifier, UtcDatetime, utcnow
-from carveout_contracts.http import (
+from carveout_runtime.auth import Caller, bound_gateway_id
+from carveout_runtime.http import (
     ApiError,
     Gateway,
     GrantViewer,

@@ -16,12 +16,12 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from carveout_contracts import AuthError, Role, limits
-from carveout_contracts.auth import bound_gateway_id
+from carveout_contracts import limits
 from carveout_contracts.common import MAX_UNITS
 from carveout_contracts.consistency import BadConsistencyToken, decode_token, encode_token
-from carveout_contracts.edge import CLOSE, BodyLimit, auth_refusal
-from carveout_contracts.http import validation_error_body
+from carveout_runtime.auth import AuthError, Role, bound_gateway_id
+from carveout_runtime.edge import CLOSE, BodyLimit, auth_refusal
+from carveout_runtime.http import validation_error_body
 
 from .access import Access, Safeguards, occurred_at_problem, plain_time
 from .api import DecisionRequest
@@ -237,7 +237,7 @@ _DEFAULT_LIMIT = BodyLimit(
 class DecisionEndpoint:
     """ASGI middleware serving ``POST /v1/decisions`` without the framework stack.
 
-    Like :class:`~carveout_contracts.edge.EdgeGuard`, which it sits in front of: the token
+    Like :class:`~carveout_runtime.edge.EdgeGuard`, which it sits in front of: the token
     first, then the body's size (declared, then counted), then the body.
     """
 

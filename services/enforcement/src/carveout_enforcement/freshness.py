@@ -17,8 +17,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carveout_contracts import topics
-from carveout_contracts.logread import partitions
-from carveout_contracts.runtime import wait_set
+from carveout_runtime.logread import partitions
+from carveout_runtime.retries import wait_set
 
 log = logging.getLogger("carveout.enforcement.freshness")
 

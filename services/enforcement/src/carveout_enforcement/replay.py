@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from carveout_contracts import topics
-from carveout_contracts.digest import CoveredTable
-from carveout_contracts.logread import by_append_time, read_all, read_topics
-from carveout_contracts.replay import (
+from carveout_runtime.digest import CoveredTable
+from carveout_runtime.logread import by_append_time, read_all, read_topics
+from carveout_runtime.replay import (
     Progress,
     ReplayReport,
     digest_of,

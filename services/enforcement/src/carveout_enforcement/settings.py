@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from carveout_contracts import limits
-from carveout_contracts.runtime import SharedSettings
+from carveout_runtime.settings import SharedSettings
 
 
 class EnforcementSettings(SharedSettings):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
-from carveout_contracts.runtime import create_tables
+from carveout_runtime.stores import create_tables
 
 from .domain import GrantView
 

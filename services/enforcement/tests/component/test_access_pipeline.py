@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from carveout_contracts import ConditionBreached, codec, runtime, topics
-from carveout_contracts.runtime import make_engine
+from carveout_contracts import ConditionBreached, codec, topics
 from carveout_enforcement.domain import GrantView, apply
 from carveout_enforcement.handlers.access import AccessPipeline
 from carveout_enforcement.handlers.grants import GrantIndex
 from carveout_enforcement.judge import breach_id
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
+from carveout_runtime import retries
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"  # the golden grant, for org-netsec
@@ -417,9 +418,9 @@ async def test_a_transient_store_failure_is_retried(
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in milliseconds, so that many attempts take no time."""
-    monkeypatch.setattr(runtime, "RETRY_WAIT_INITIAL_S", 0.001)
-    monkeypatch.setattr(runtime, "RETRY_WAIT_MAX_S", 0.002)
-    monkeypatch.setattr(runtime, "RETRY_JITTER_S", 0.0)
+    monkeypatch.setattr(retries, "RETRY_WAIT_INITIAL_S", 0.001)
+    monkeypatch.setattr(retries, "RETRY_WAIT_MAX_S", 0.002)
+    monkeypatch.setattr(retries, "RETRY_JITTER_S", 0.0)
 
 
 @pytest.mark.usefixtures("quick_retries")

@@ -24,10 +24,10 @@ from faststream.kafka.annotations import KafkaMessage
 from httpx import ASGITransport, AsyncClient, Response
 
 from carveout_contracts import AccessRecorded, codec, topics
-from carveout_contracts.auth import NamedToken, Role, TokenBook
 from carveout_contracts.consistency import decode_token, encode_token
 from carveout_enforcement.app import create_app
 from carveout_enforcement.settings import EnforcementSettings
+from carveout_runtime.auth import NamedToken, Role, TokenBook
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"

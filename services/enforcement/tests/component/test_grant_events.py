@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from carveout_contracts import codec, runtime, topics
+from carveout_contracts import codec, topics
 from carveout_enforcement.store import GrantViewRecord, ProcessedEvent
+from carveout_runtime import retries
 
 from .conftest import AUDITOR, EnforcementHarness, golden_bytes
 
@@ -200,9 +201,9 @@ async def test_a_transient_store_failure_is_retried(
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in milliseconds, so that many attempts take no time."""
-    monkeypatch.setattr(runtime, "RETRY_WAIT_INITIAL_S", 0.001)
-    monkeypatch.setattr(runtime, "RETRY_WAIT_MAX_S", 0.002)
-    monkeypatch.setattr(runtime, "RETRY_JITTER_S", 0.0)
+    monkeypatch.setattr(retries, "RETRY_WAIT_INITIAL_S", 0.001)
+    monkeypatch.setattr(retries, "RETRY_WAIT_MAX_S", 0.002)
+    monkeypatch.setattr(retries, "RETRY_JITTER_S", 0.0)
 
 
 @pytest.mark.usefixtures("quick_retries")

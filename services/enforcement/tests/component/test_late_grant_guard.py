@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import make_engine
 from carveout_enforcement.domain import apply
 from carveout_enforcement.handlers.access import AccessPipeline
 from carveout_enforcement.handlers.grants import GrantIndex
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"

@@ -27,15 +27,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from carveout_contracts import codec, topics
-from carveout_contracts.logread import by_append_time, log_ends, read_all, read_topics
-from carveout_contracts.replay import NotAFreshStore, ReplayReport
-from carveout_contracts.runtime import EventHandler, make_engine
 from carveout_enforcement import replay as enforcement_replay
 from carveout_enforcement.handlers.access import AccessPipeline
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
 from carveout_enforcement.store import BreachRecord, DecisionRecord, EnforcementStore
 from carveout_ops.broker import ensure_topics
 from carveout_ops.load import AccessTemplate, publish, scanning_traffic
+from carveout_runtime.consumers import EventHandler
+from carveout_runtime.logread import by_append_time, log_ends, read_all, read_topics
+from carveout_runtime.replay import NotAFreshStore, ReplayReport
+from carveout_runtime.stores import make_engine
 
 pytestmark = pytest.mark.broker
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import make_engine
 from carveout_enforcement.domain import apply
 from carveout_enforcement.store import EnforcementStore
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 NOW = datetime(2026, 7, 1, tzinfo=UTC)

@@ -22,7 +22,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import CURRENT_RECORD, make_engine
 from carveout_enforcement.access import Access, read_access
 from carveout_enforcement.domain import GrantView, apply
 from carveout_enforcement.handlers.access import AccessPipeline
@@ -35,6 +34,8 @@ from carveout_enforcement.judge import (
     uuid5_str,
 )
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"  # the golden grant, for org-netsec

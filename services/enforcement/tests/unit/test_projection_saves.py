@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import make_engine
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
 from carveout_enforcement.store import EnforcementStore
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 

@@ -10,22 +10,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from carveout_contracts import GrantEvent, encode_token, telemetry
-from carveout_contracts.addresses import (
+from carveout_contracts import GrantEvent, encode_token
+from carveout_runtime import telemetry
+from carveout_runtime.addresses import (
     AddressRefused,
     Resolver,
     email_address_problem,
     refuse_unsafe_webhook,
     system_resolver,
 )
-from carveout_contracts.http import (
-    ApiError,
-    IdFilter,
-    KnownQueryOnly,
-    PageOffset,
-    Reader,
-    Regulator,
-)
+from carveout_runtime.http import ApiError, IdFilter, KnownQueryOnly, PageOffset, Reader, Regulator
 
 from .domain import (
     ActionRequest,
@@ -99,7 +93,7 @@ def valid_traceparent(request: Request) -> str | None:
 
 
 async def check_contacts(request: Request, body: GrantRequest) -> None:
-    """422 for a contact Carveout will not write to: see ``carveout_contracts.addresses``."""
+    """422 for a contact Carveout will not write to: see ``carveout_runtime.addresses``."""
     settings: GrantSettings = request.app.state.settings
     resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
     for i, contact in enumerate(body.grantee.contacts):

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import telemetry, topics
-from carveout_contracts.logread import partitions
-from carveout_contracts.runtime import wait_set
+from carveout_contracts import topics
+from carveout_runtime import telemetry
+from carveout_runtime.logread import partitions
+from carveout_runtime.retries import wait_set
 
 from .store import GrantStore
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import GrantIssued, affected_grants, telemetry, topics
-from carveout_contracts.digest import CoveredTable
-from carveout_contracts.logread import by_append_time, read_all
-from carveout_contracts.replay import (
+from carveout_contracts import GrantIssued, affected_grants, topics
+from carveout_runtime import telemetry
+from carveout_runtime.digest import CoveredTable
+from carveout_runtime.logread import by_append_time, read_all
+from carveout_runtime.replay import (
     Progress,
     ReplayReport,
     digest_of,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from carveout_contracts import Envelope, GrantEvent, affected_grants, codec, limits
-from carveout_contracts.http import ApiError
+from carveout_runtime.http import ApiError
 
 from .domain import Grant, apply
 from .relay import OutboxRelay

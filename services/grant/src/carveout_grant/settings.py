@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from carveout_contracts.runtime import SharedSettings, WebhookRules
+from carveout_runtime.settings import SharedSettings, WebhookRules
 
 
 class GrantSettings(SharedSettings, WebhookRules):

@@ -16,7 +16,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts import Envelope
 from carveout_contracts.common import iso_utc as iso
-from carveout_contracts.runtime import create_tables
+from carveout_runtime.stores import create_tables
 
 from .domain import Grant, PublicStatus
 

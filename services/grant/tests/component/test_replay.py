@@ -27,12 +27,12 @@ from aiokafka import AIOKafkaProducer
 
 from carveout_contracts import topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.logread import log_ends, read_all
-from carveout_contracts.replay import NotAFreshStore
-from carveout_contracts.runtime import make_engine
 from carveout_grant import replay as grant_replay
 from carveout_grant.store import GrantStore
 from carveout_ops.broker import ensure_topics
+from carveout_runtime.logread import log_ends, read_all
+from carveout_runtime.replay import NotAFreshStore
+from carveout_runtime.stores import make_engine
 
 from .conftest import REGULATOR, GrantHarness, Starter
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from carveout_contracts import Grantee
-from carveout_contracts.runtime import make_engine
 from carveout_grant.domain import GrantRequest, apply, issue
 from carveout_grant.store import GrantStore
+from carveout_runtime.stores import make_engine
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
 

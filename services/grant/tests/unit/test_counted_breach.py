@@ -15,10 +15,10 @@ import pytest
 
 from carveout_contracts import ConditionBreached, codec, topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import make_engine
 from carveout_grant.domain import GrantRequest, apply, issue, revoke, suspend
 from carveout_grant.handlers.breaches import BreachPolicy, counted_breach
 from carveout_grant.store import GrantStore, PolicyBreach
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 NOW = datetime.now(UTC).replace(microsecond=0)

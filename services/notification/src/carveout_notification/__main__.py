@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from carveout_contracts.runtime import service_cli
+from carveout_runtime.commands import service_cli
 
 from .settings import NotificationSettings
 

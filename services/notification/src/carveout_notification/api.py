@@ -10,22 +10,15 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from carveout_contracts import Contact
-from carveout_contracts.addresses import (
+from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
+from carveout_runtime.addresses import (
     AddressRefused,
     Resolver,
     email_address_problem,
     refuse_unsafe_webhook,
     system_resolver,
 )
-from carveout_contracts.http import (
-    ApiError,
-    IdFilter,
-    KnownQueryOnly,
-    PageOffset,
-    Reader,
-    Regulator,
-)
-from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
+from carveout_runtime.http import ApiError, IdFilter, KnownQueryOnly, PageOffset, Reader, Regulator
 
 from .domain import (
     NOTIFIABLE_EVENT_TYPES,

@@ -11,23 +11,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from carveout_contracts import Envelope, codec, telemetry, topics
-from carveout_contracts.docs import install_asyncapi
-from carveout_contracts.edge import install_edge
-from carveout_contracts.http import install_error_handlers
-from carveout_contracts.ops import (
-    broker_check,
-    caught_up_check,
-    install_ops_routes,
-    store_check,
-)
-from carveout_contracts.runtime import (
-    consume,
-    dead_letter_publisher,
-    kafka_broker,
-    make_engine,
-    start_broker,
-)
+from carveout_contracts import Envelope, codec, topics
+from carveout_runtime import telemetry
+from carveout_runtime.brokers import kafka_broker, start_broker
+from carveout_runtime.consumers import consume, dead_letter_publisher
+from carveout_runtime.docs import install_asyncapi
+from carveout_runtime.edge import install_edge
+from carveout_runtime.http import install_error_handlers
+from carveout_runtime.ops import broker_check, caught_up_check, install_ops_routes, store_check
+from carveout_runtime.stores import make_engine
 
 from . import api
 from .delivery import Deliverer

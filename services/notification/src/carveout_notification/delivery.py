@@ -31,15 +31,10 @@ import aiosmtplib
 import httpx
 from prometheus_client import Counter
 
-from carveout_contracts import (
-    Envelope,
-    NotificationDelivered,
-    NotificationFailed,
-    codec,
-    telemetry,
-    topics,
-)
-from carveout_contracts.addresses import (
+from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed, codec, topics
+from carveout_contracts.limits import KIB
+from carveout_runtime import telemetry
+from carveout_runtime.addresses import (
     AddressRefused,
     HostUnresolved,
     Resolver,
@@ -48,8 +43,7 @@ from carveout_contracts.addresses import (
     email_address_problem,
     system_resolver,
 )
-from carveout_contracts.limits import KIB
-from carveout_contracts.runtime import wait_set, with_retries
+from carveout_runtime.retries import wait_set, with_retries
 
 from .domain import NAMESPACE, Subscription, retry_delay, signature, signing_secrets
 from .settings import NotificationSettings

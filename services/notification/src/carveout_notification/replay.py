@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from carveout_contracts import NotificationDelivered, topics
-from carveout_contracts.digest import CoveredTable
-from carveout_contracts.logread import by_append_time, read_all
-from carveout_contracts.replay import (
+from carveout_runtime.digest import CoveredTable
+from carveout_runtime.logread import by_append_time, read_all
+from carveout_runtime.replay import (
     Progress,
     ReplayReport,
     digest_of,
@@ -24,7 +24,7 @@ from carveout_contracts.replay import (
     rebuilding,
     since_ms,
 )
-from carveout_contracts.runtime import make_engine
+from carveout_runtime.stores import make_engine
 
 from .handlers.grants import Notifier
 from .store import NotificationStore

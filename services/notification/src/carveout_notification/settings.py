@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from carveout_contracts.runtime import SharedSettings, WebhookRules
+from carveout_runtime.settings import SharedSettings, WebhookRules
 
 
 def _env(name: str, env: str) -> AliasChoices:

@@ -25,9 +25,6 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from carveout_contracts import Envelope, codec, topics
-from carveout_contracts.logread import by_append_time, log_ends, read_all
-from carveout_contracts.replay import NotAFreshStore
-from carveout_contracts.runtime import EventHandler, make_engine
 from carveout_notification import replay as notification_replay
 from carveout_notification.delivery import Deliverer
 from carveout_notification.domain import Subscription, new_secret, rotate
@@ -35,6 +32,10 @@ from carveout_notification.handlers.grants import Notifier
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationStore
 from carveout_ops.broker import ensure_topics
+from carveout_runtime.consumers import EventHandler
+from carveout_runtime.logread import by_append_time, log_ends, read_all
+from carveout_runtime.replay import NotAFreshStore
+from carveout_runtime.stores import make_engine
 
 pytestmark = pytest.mark.broker
 

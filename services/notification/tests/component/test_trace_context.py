@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from carveout_contracts import Envelope, telemetry
+from carveout_contracts import Envelope
 from carveout_notification.delivery import Deliverer
+from carveout_runtime import telemetry
 
 from .conftest import NotificationHarness, golden_bytes
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import make_engine
 from carveout_notification.domain import apply
 from carveout_notification.store import NotificationStore
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 NOW = datetime(2026, 7, 1, tzinfo=UTC)

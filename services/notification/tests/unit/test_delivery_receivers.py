@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import make_engine
 from carveout_notification.delivery import Deliverer
 from carveout_notification.domain import Subscription, new_secret, notification_id
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationRecord, NotificationStore
+from carveout_runtime.stores import make_engine
 from tests.receivers import SlowReceiver, SmtpServer, WebhookReceiver
 
 DEADLINE = 3.0

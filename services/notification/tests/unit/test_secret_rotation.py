@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carveout_contracts.runtime import make_engine
 from carveout_notification.delivery import Deliverer
 from carveout_notification.domain import Subscription, new_secret, rotate, signing_secrets
 from carveout_notification.store import NotificationStore
+from carveout_runtime.stores import make_engine
 from tests.receivers import WebhookReceiver, signature_verifies
 
 from .test_delivery_receivers import Published, queue, settings, subscribe

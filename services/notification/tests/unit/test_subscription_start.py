@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from carveout_contracts import codec, topics
-from carveout_contracts.runtime import CURRENT_RECORD, make_engine
 from carveout_notification.domain import Subscription, new_secret
 from carveout_notification.handlers.grants import Notifier
 from carveout_notification.store import NotificationStore
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"  # the golden grant, for org-netsec

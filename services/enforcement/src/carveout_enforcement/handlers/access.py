@@ -25,14 +25,15 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter
 
-from carveout_contracts import PoisonMessage, limits, telemetry, topics
-from carveout_contracts.runtime import (
+from carveout_contracts import PoisonMessage, limits, topics
+from carveout_runtime import telemetry
+from carveout_runtime.consumers import too_large
+from carveout_runtime.retries import (
     CURRENT_HEALTH,
     ConsumerHealth,
     DependencyUnavailable,
     describe_error,
     retrying,
-    too_large,
     unavailable_dependency,
     with_retries,
 )

@@ -12,7 +12,8 @@ from typing import Any
 from prometheus_client import Histogram
 
 from carveout_contracts import CarveoutRevoked, GrantEvent, GrantSuspended, topics
-from carveout_contracts.runtime import CURRENT_RECORD, wait_set, with_retries
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.retries import wait_set, with_retries
 
 from ..domain import GrantView, affected_grants, apply
 from ..judge import CompiledGrant, compile_grant

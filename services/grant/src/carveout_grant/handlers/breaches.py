@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from carveout_contracts import ConditionBreached, Envelope, codec, telemetry, topics
+from carveout_contracts import ConditionBreached, Envelope, codec, topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import CURRENT_RECORD, with_retries
+from carveout_runtime import telemetry
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.retries import with_retries
 
 from ..domain import Grant, apply, policy_action, revoke, suspend
 from ..relay import OutboxRelay

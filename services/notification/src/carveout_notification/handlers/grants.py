@@ -11,9 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from carveout_contracts import GrantIssued, codec, telemetry, topics
+from carveout_contracts import GrantIssued, codec, topics
 from carveout_contracts.common import iso_utc
-from carveout_contracts.runtime import CURRENT_RECORD, with_retries
+from carveout_runtime import telemetry
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.retries import with_retries
 
 from ..domain import (
     NOTIFIABLE_EVENT_TYPES,

@@ -1,4 +1,4 @@
-"""What every replay shares (``carveout_contracts.replay``): the fresh-store check and
+"""What every replay shares (``carveout_runtime.replay``): the fresh-store check and
 ``--since`` as a record timestamp."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from carveout_contracts import topics
-from carveout_contracts.digest import CoveredTable
-from carveout_contracts.replay import (
+from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.digest import CoveredTable
+from carveout_runtime.replay import (
     NotAFreshStore,
     ReplayReport,
     fold,
@@ -24,9 +25,9 @@ from carveout_contracts.replay import (
     require_fresh,
     since_ms,
 )
-from carveout_contracts.runtime import CURRENT_RECORD, make_engine
+from carveout_runtime.stores import make_engine
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "contracts" / "golden"
 
 TABLES = ["grants", "decisions", "usage"]
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .limits import MAX_ID
+from carveout_contracts.limits import MAX_ID
 
 
 class Role(StrEnum):

@@ -1,4 +1,4 @@
-"""Reading whole topics without a group (``carveout_contracts.logread``).
+"""Reading whole topics without a group (``carveout_runtime.logread``).
 
 The broker tests use topics of their own, so what other tests leave on the shared broker
 does not matter. The producer sends with ``linger_ms`` and gathered sends, so partitions
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from carveout_contracts.logread import by_append_time, log_ends, read_all, read_topics
+from carveout_runtime.logread import by_append_time, log_ends, read_all, read_topics
 
 RECORDS = 5000
 PARTITIONS = 3

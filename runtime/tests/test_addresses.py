@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from carveout_contracts.addresses import (
+from carveout_runtime.addresses import (
     AddressRefused,
     HostUnresolved,
     check_webhook_address,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from carveout_contracts.auth import (
+from carveout_runtime.auth import (
     ANY_ROLE,
     AuthError,
     Caller,

@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic.json_schema import models_json_schema
 
-from . import topics
-from .codec import CONTENT_TYPE
-from .events import EVENT_CLASSES, Envelope, event_type
+from carveout_contracts import topics
+from carveout_contracts.codec import CONTENT_TYPE
+from carveout_contracts.events import EVENT_CLASSES, Envelope, event_type
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker

@@ -14,9 +14,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 
-from . import limits
+from carveout_contracts import limits
+from carveout_contracts.common import UtcDatetime
+
 from .auth import AuthError, Caller, Role, TokenBook
-from .common import UtcDatetime
 
 log = logging.getLogger("carveout.http")
 
@@ -115,7 +116,7 @@ T_co = TypeVar("T_co", covariant=True)
 
 
 class RoleCheck(Protocol[T_co]):
-    """A route's bearer check; ``roles`` is what :class:`~carveout_contracts.edge.EdgeGuard`
+    """A route's bearer check; ``roles`` is what :class:`~carveout_runtime.edge.EdgeGuard`
     reads to refuse a caller before the body is read, so the roles are declared once."""
 
     roles: frozenset[Role]

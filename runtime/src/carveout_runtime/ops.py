@@ -47,7 +47,7 @@ def broker_check(broker: Any) -> Check:
 def caught_up_check(subscriber: Any, max_lag: int = 0, health: Any = None) -> Check:
     """Ready once the subscriber has joined its group and is within ``max_lag`` of the end,
     and is not stalled on an unavailable dependency (``health``, a
-    :class:`carveout_contracts.runtime.ConsumerHealth`)."""
+    :class:`carveout_runtime.retries.ConsumerHealth`)."""
 
     async def check() -> str:
         stalled = health.describe() if health is not None else None

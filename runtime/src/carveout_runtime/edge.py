@@ -21,7 +21,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
 from .auth import AuthError, Role, TokenBook
-from .runtime import SharedSettings
+from .settings import SharedSettings
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -1,4 +1,4 @@
-"""Store digests (``carveout_contracts.digest``): order-free, per table, the same on SQLite
+"""Store digests (``carveout_runtime.digest``): order-free, per table, the same on SQLite
 and PostgreSQL, and blind to the columns they do not cover."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from carveout_contracts.digest import CoveredTable, store_digest
-from carveout_contracts.runtime import make_engine
+from carveout_runtime.digest import CoveredTable, store_digest
+from carveout_runtime.stores import make_engine
 
 TABLES = (
     CoveredTable("grants", ("grant_id", "status", "version", "document")),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, text
 
-from carveout_contracts.runtime import create_tables, make_engine
+from carveout_runtime.stores import create_tables, make_engine
 
 
 def _metadata(*extra: Column[object]) -> MetaData:

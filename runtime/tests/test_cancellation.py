@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from carveout_contracts.runtime import retrying, wait_set
+from carveout_runtime.retries import retrying, wait_set
 
 
 async def test_a_retried_operation_is_not_tried_again_after_a_cancellation() -> None:

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from carveout_contracts import telemetry
-from carveout_contracts.runtime import SharedSettings
+from carveout_runtime import telemetry
+from carveout_runtime.settings import SharedSettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -114,8 +114,8 @@ def test_configure_tracing_writes_json_spans_to_a_file_per_service(tmp_path: Pat
     """In a process of its own: the tracer provider is process-wide."""
     script = f"""
 import sys
-from carveout_contracts import telemetry
-from carveout_contracts.runtime import SharedSettings
+from carveout_runtime import telemetry
+from carveout_runtime.settings import SharedSettings
 
 settings = SharedSettings(otel_exporter="console", otel_console_file=sys.argv[1])
 assert telemetry.configure_tracing("grant", settings)

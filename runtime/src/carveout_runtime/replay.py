@@ -17,9 +17,12 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect
 
-from . import codec, topics
+from carveout_contracts import codec, topics
+
+from .consumers import CURRENT_RECORD, too_large
 from .digest import CoveredTable, store_digest
-from .runtime import CURRENT_RECORD, SharedSettings, make_engine, too_large
+from .settings import SharedSettings
+from .stores import make_engine
 
 Progress = Callable[[str, int, int], None]
 """``(what is being read, records done, records in all)``."""

@@ -1,0 +1,259 @@
+"""The thin shape of every consumer: size, decode, dedupe, process; dead letters for what
+can never be processed; the subscriber that feeds it and commits offsets after it."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from faststream.kafka.annotations import KafkaMessage
+
+from carveout_contracts import limits
+
+from .retries import CURRENT_HEALTH, ConsumerHealth, describe_error, retrying
+from .settings import SharedSettings
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+
+
+CURRENT_RECORD: contextvars.ContextVar[Any] = contextvars.ContextVar("carveout_current_record")
+"""The Kafka record an :class:`EventHandler` is processing (for progress tracking)."""
+
+DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
+"""``(value, reason, error, message or record)``: set a message aside on the dead-letter topic."""
+
+
+def too_large(value: bytes | None, most: int) -> str | None:
+    """Why a record's value is over the record limit, or ``None`` when it is not."""
+    size = len(value or b"")
+    if size <= most:
+        return None
+    return (
+        f"record value is {size} bytes, over the limit of {most} bytes (CARVEOUT_RECORD_MAX_BYTES)"
+    )
+
+
+class EventHandler:
+    """The thin shape of every consumer: size, decode, dedupe, process; dead-letter what
+    can never be processed and move on.
+
+    ``process`` must store its effects and the processed mark in one transaction; the
+    Kafka offset is committed only after it returns (the subscriber's ack policy).
+    A record over ``max_bytes`` is dead-lettered ``too_large`` before it is decoded; one
+    whose processing fails ``retry_attempts`` times is dead-lettered ``failed``. Only an
+    unavailable dependency is waited for without bound, shown in ``health``.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        is_processed: Callable[[str], bool],
+        process: Callable[[Any], Awaitable[None]],
+        dead_letter: DeadLetter,
+        retry_attempts: int = 5,
+        max_bytes: int = limits.DEFAULT_RECORD_BYTES,
+        health: ConsumerHealth | None = None,
+    ) -> None:
+        self.topic = topic
+        self.is_processed = is_processed
+        self.process = process
+        self.dead_letter = dead_letter
+        self.retry_attempts = retry_attempts
+        self.max_bytes = max_bytes
+        self.health = health or ConsumerHealth("consumer", topic)
+        self.processed = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+        self.failed = 0
+
+    async def handle(self, value: bytes, message: Any) -> None:
+        token = CURRENT_HEALTH.set(self.health)
+        try:
+            await self._handle(value, message)
+        finally:
+            CURRENT_HEALTH.reset(token)
+
+    async def _handle(self, value: bytes, message: Any) -> None:
+        from carveout_contracts.codec import PoisonMessage, decode
+
+        oversize = too_large(value, self.max_bytes)
+        if oversize is not None:
+            await self.dead_letter(value, "too_large", oversize, message)
+            self.dead_lettered += 1
+            return
+        try:
+            event = decode(self.topic, value)
+        except PoisonMessage as poison:
+            await self.dead_letter(value, poison.reason, poison.error, message)
+            self.dead_lettered += 1
+            return
+        except Exception as exc:  # reading it can never succeed later: set it aside
+            await self.dead_letter(value, "invalid", describe_error(exc), message)
+            self.dead_lettered += 1
+            return
+        what = f"processing {event.type} {event.event_id}"
+        try:
+            await retrying(
+                lambda: self._once(event, message),
+                what=what,
+                failures=self.retry_attempts,
+                health=self.health,
+            )
+        except Exception as exc:
+            logging.getLogger("carveout").exception("%s: set aside as failed", what)
+            await self.dead_letter(value, "failed", describe_error(exc), message)
+            self.dead_lettered += 1
+            self.failed += 1
+
+    async def _once(self, event: Any, message: Any) -> None:
+        if self.is_processed(str(event.event_id)):
+            self.duplicates += 1
+            return
+        token = CURRENT_RECORD.set(getattr(message, "raw_message", message))
+        try:
+            await self.process(event)
+        finally:
+            CURRENT_RECORD.reset(token)
+        self.processed += 1
+
+
+def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
+    """Publish a dead-letter event for a message ``service`` could not process.
+
+    While the broker is unavailable it is tried again without bound (the record is not
+    done until its dead letter is out); the dead letter itself always fits.
+    """
+    from carveout_contracts import codec, topics
+
+    log = logging.getLogger(f"carveout.{service}")
+
+    async def dead_letter(value: bytes, reason: str, error: str, message: Any) -> None:
+        record = getattr(message, "raw_message", message)  # a FastStream message or a record
+        event = codec.dead_letter_event(
+            record, consumer=service, reason=reason, error=error, value=value
+        )
+        encoded = codec.encode_value(event)
+        headers = dict(codec.text_headers(event.data.headers.get("traceparent")))
+
+        async def publish() -> None:
+            await broker.publish(
+                encoded, topics.DEADLETTER, key=event.key.encode(), headers=headers
+            )
+
+        await retrying(
+            publish,
+            what="publishing a dead letter",
+            dependency="broker",
+            health=CURRENT_HEALTH.get(None),
+        )
+        log.warning(
+            "dead-lettered a %s message (%s@%s): %s: %s",
+            event.data.source_topic,
+            event.data.source_partition,
+            event.data.source_offset,
+            reason,
+            error,
+        )
+
+    return dead_letter
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    handler: EventHandler,
+    *,
+    group_id: str,
+    settings: SharedSettings,
+    description: str,
+    after: Callable[[Any], None] | None = None,
+    fetch_max_wait_ms: int | None = None,
+    service: str | None = None,
+) -> DefaultSubscriber:
+    """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
+
+    A handler dead-letters what it cannot process and waits out an unavailable dependency,
+    so it raises only when stopped; then it is nacked: the consumer seeks back and the
+    message comes again, instead of being skipped. ``after`` is told of each
+    record once it is handled (for progress tracking). Each record counts in
+    ``carveout_events_consumed`` under ``service`` (the group id when not given).
+    """
+    from faststream import AckPolicy
+
+    from .telemetry import EVENTS_CONSUMED
+
+    consumed = EVENTS_CONSUMED.labels(service or group_id, topic)
+
+    async def raw_body(message: Any) -> bytes:
+        return bytes(message.body)
+
+    subscriber = broker.subscriber(
+        topic,
+        group_id=group_id,
+        decoder=raw_body,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
+        rebalance_timeout_ms=settings.session_timeout_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.fetch_max_wait_ms,
+        title=f"{group_id}/{topic}",
+        description=description,
+    )
+
+    @subscriber
+    async def on_message(body: bytes, message: KafkaMessage) -> None:
+        consumed.inc()
+        await handler.handle(body, message)
+        if after is not None:
+            after(message.raw_message)
+
+    return subscriber
+
+
+def consume(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    process: Callable[[Any], Awaitable[None]],
+    is_processed: Callable[[str], bool],
+    dead_letter: DeadLetter,
+    group_id: str,
+    settings: SharedSettings,
+    description: str,
+    retry_attempts: int | None = None,
+    after: Callable[[Any], None] | None = None,
+    fetch_max_wait_ms: int | None = None,
+    service: str | None = None,
+) -> tuple[EventHandler, DefaultSubscriber]:
+    """An :class:`EventHandler` for ``topic`` and the subscriber feeding it.
+
+    A record is tried ``retry_attempts`` times (``settings.consumer_retry_attempts`` unless
+    given) before it is dead-lettered ``failed``.
+    """
+    handler = EventHandler(
+        topic,
+        is_processed=is_processed,
+        process=process,
+        dead_letter=dead_letter,
+        retry_attempts=retry_attempts or settings.consumer_retry_attempts,
+        max_bytes=settings.record_max_bytes,
+        health=ConsumerHealth(service or group_id, topic),
+    )
+    subscriber = subscribe(
+        broker,
+        topic,
+        handler,
+        group_id=group_id,
+        settings=settings,
+        description=description,
+        after=after,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        service=service,
+    )
+    return handler, subscriber
