@@ -330,7 +330,7 @@ def access_publish(
 
 
 register_replay(app, console, err)
-dlq.register(app, console, err)
+app.add_typer(dlq.app, name="dlq")
 tail.register(app, console, err)
 
 
