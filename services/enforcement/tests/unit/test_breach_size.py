@@ -13,8 +13,8 @@ from carveout_contracts import AccessRecordedData, codec, limits, topics
 from carveout_contracts.events import ConditionBreached, GrantIssuedData
 from carveout_enforcement.access import Access
 from carveout_enforcement.domain import GrantPeriod, GrantView
-from carveout_enforcement.handlers.access import breach_event
 from carveout_enforcement.judge import LIST_BYTES, bounded, compile_grant, judge
+from carveout_enforcement.outcomes import breach_event
 from carveout_runtime.settings import SharedSettings
 
 WHEN = datetime(2026, 9, 10, 12, 0, tzinfo=UTC)

@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from inspect import isawaitable
 from typing import Any
 
-import orjson
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
-from prometheus_client import Counter
 
 from carveout_contracts import PoisonMessage, limits, topics
 from carveout_runtime import telemetry
@@ -40,7 +37,8 @@ from carveout_runtime.retries import (
 
 from ..access import Access, read_access, received_at
 from ..freshness import GrantsLog
-from ..judge import UsageKey, Verdict, breach_id, judge, uuid5_str
+from ..judge import UsageKey
+from ..outcomes import judge_slice, span_attributes
 from ..settings import EnforcementSettings
 from ..store import BreachRecord, EnforcementStore
 from .grants import GrantIndex
@@ -49,8 +47,6 @@ log = logging.getLogger("carveout.enforcement.access")
 SERVICE = "enforcement"
 
 EVENTS = telemetry.EVENTS_CONSUMED
-DECISIONS = Counter("carveout_decisions", "Accesses judged", ["decision"])
-BREACHES = Counter("carveout_breaches", "Breaches found", ["severity"])
 
 JUDGE_SLICE = 128
 """Accesses judged between two yields to the event loop (a few milliseconds of work)."""
@@ -58,58 +54,8 @@ JUDGE_SLICE = 128
 GRANTS_LOG_PAUSE_S = 0.05
 """Between two waits for the grant projection to catch up."""
 
-USAGE_CEILING = 2**62
-"""Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
-
-
-def _span_attributes(breach: dict[str, Any]) -> dict[str, str]:
-    return {
-        "carveout.breach_id": str(breach["breach_id"]),
-        "carveout.access_event_id": str(breach["access_event_id"]),
-        "carveout.grant_id": str(breach["grant_id"] or ""),
-        "carveout.severity": str(breach["severity"]),
-    }
-
 
 DeadLetterRecord = Callable[[Any, str, str], Awaitable[None]]
-
-
-def _utc(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def breach_event(access: Access, verdict: Verdict) -> dict[str, Any]:
-    """The ``condition.breached`` event for a judged access, as the JSON object published.
-
-    Built directly rather than through the pydantic model, as it is on the hot path; a
-    test holds it to the contract (it must decode to an equal ``ConditionBreached``).
-    Every field is derived from the access and the grant version, so the same access
-    judged again yields the same event, ids included.
-    """
-    bid = breach_id(access.event_id, verdict.grant_id, verdict.grant_version)
-    occurred = _utc(access.occurred_at)
-    return {
-        "event_id": uuid5_str(uuid.NAMESPACE_URL, bid),
-        "type": "condition.breached",
-        "version": 1,
-        "occurred_at": occurred,
-        "producer": SERVICE,
-        "key": verdict.grant_id or access.grantee_id,
-        "data": {
-            "breach_id": bid,
-            "grant_id": verdict.grant_id,
-            "grant_version": verdict.grant_version,
-            "grantee_id": access.grantee_id,
-            "model_id": access.model_id,
-            "access_event_id": access.event_id,
-            "request_id": access.request_id,
-            "severity": verdict.severity,
-            "violations": verdict.violations,
-            "access_occurred_at": occurred,
-            "user_id": access.user_id,
-            "gateway_id": access.gateway_id,
-        },
-    }
 
 
 class _Ready:
@@ -363,70 +309,11 @@ class AccessPipeline:
     def judge_all(
         self, accesses: Sequence[tuple[Access, int | None]], before: dict[UsageKey, int | None]
     ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-        """Judge in order, counting usage as it goes; ``before`` keeps the old totals.
-
-        Each access comes with its record timestamp: grants the log received after it
-        do not cover it.
-        """
-        usage = self.usage
+        """Judge in order, counting usage as it goes; ``before`` keeps the old totals."""
         judged_at = round(time.time() * 1_000_000)
-        decisions: list[tuple[Any, ...]] = []
-        breaches: list[dict[str, Any]] = []
-        allowed = 0
-        found = {"critical": 0, "warning": 0}
-        candidates = self.index.candidates_received_by
-        for access, appended_ms in accesses:
-            verdict = judge(
-                access, candidates(access.grantee_id, access.model_id, appended_ms), usage
-            )
-            for key in verdict.usage:
-                old = usage.get(key)
-                if key not in before:
-                    before[key] = old
-                usage[key] = min((old or 0) + access.units, USAGE_CEILING)
-            occurred = access.occurred_us
-            decisions.append(  # in the decisions table's column order
-                (
-                    access.event_id,
-                    access.request_id,
-                    access.grantee_id,
-                    access.model_id,
-                    verdict.grant_id,
-                    verdict.grant_version,
-                    verdict.decision,
-                    orjson.dumps(verdict.violations).decode() if verdict.violations else "[]",
-                    occurred,
-                    judged_at,
-                    access.user_id,
-                    access.gateway_id,
-                    access.units,
-                )
-            )
-            if verdict.decision == "allow":
-                allowed += 1
-            if verdict.violations:
-                event = breach_event(access, verdict)
-                severity = event["data"]["severity"]
-                breaches.append(
-                    {
-                        "breach_id": event["data"]["breach_id"],
-                        "access_event_id": access.event_id,
-                        "grant_id": verdict.grant_id,
-                        "grantee_id": access.grantee_id,
-                        "severity": severity,
-                        "occurred_at": occurred,
-                        "payload": orjson.dumps(event).decode(),
-                        "published_at": None,
-                        "traceparent": None,
-                    }
-                )
-                found[severity] += 1
-        for severity, count in found.items():
-            if count:
-                BREACHES.labels(severity).inc(count)
-        DECISIONS.labels("allow").inc(allowed)
-        DECISIONS.labels("deny").inc(len(accesses) - allowed)
-        return decisions, breaches
+        return judge_slice(
+            accesses, self.index.candidates_received_by, self.usage, before, judged_at
+        )
 
     async def publish_breaches(self, rows: Sequence[dict[str, Any] | BreachRecord]) -> None:
         """Publish breach events (keyed by grant, else grantee), then mark them published.
@@ -444,7 +331,7 @@ class AccessPipeline:
             with telemetry.traced(
                 "breach condition.breached",
                 traceparent,
-                partial(_span_attributes, fields),
+                partial(span_attributes, fields),
                 link_current=True,  # to the batch's span
             ):
                 value = str(fields["payload"]).encode()
