@@ -14,25 +14,18 @@ for one to end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import ssl
-import uuid
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiosmtplib
 import httpx
 from prometheus_client import Counter
 
-from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed, codec, topics
-from carveout_contracts.limits import KIB
+from carveout_contracts import Envelope, codec, topics
 from carveout_runtime import telemetry
 from carveout_runtime.addresses import (
     AddressRefused,
@@ -40,14 +33,17 @@ from carveout_runtime.addresses import (
     Resolver,
     WebhookTarget,
     check_webhook_address,
-    email_address_problem,
     system_resolver,
 )
 from carveout_runtime.retries import wait_set, with_retries
 
-from .domain import NAMESPACE, Subscription, retry_delay, signature, signing_secrets
+from .domain import Subscription, retry_delay
+from .errors import DeliveryFailed, Undeliverable
+from .mail import send_email
+from .outcomes import outcome_event
 from .settings import NotificationSettings
 from .store import NotificationRecord, NotificationStore
+from .webhooks import receiver_of, send_webhook
 
 log = logging.getLogger("carveout.notification.delivery")
 DELIVERIES = Counter(
@@ -55,16 +51,6 @@ DELIVERIES = Counter(
     "Notification delivery attempts, by channel and outcome (delivered, retried, failed).",
     ["channel", "outcome"],
 )
-MAX_RESPONSE_BYTES = 64 * KIB
-"""The most of a receiver's answer that is read; the rest is never asked for."""
-
-
-class DeliveryFailed(Exception):
-    pass
-
-
-class Undeliverable(DeliveryFailed):
-    """An address Carveout refuses to deliver to: failed at once, not retried."""
 
 
 def _utcnow() -> datetime:
@@ -286,7 +272,7 @@ class Deliverer:
             if n.channel == "webhook":
                 await self._webhook(n, subscription, now)
             else:
-                await self._email(n)
+                await send_email(n, self.settings)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             if isinstance(exc, TimeoutError):
@@ -371,60 +357,14 @@ class Deliverer:
         self, n: NotificationRecord, subscription: Subscription, now: datetime
     ) -> None:
         assert self._http is not None
-        ends = asyncio.get_running_loop().time() + self.settings.delivery_deadline_seconds
-        body = n.payload.encode()
-        timestamp = int(now.timestamp())
-        secrets = signing_secrets(subscription, now)
-        async with asyncio.timeout_at(ends):
-            target = await self._target(n.address)
-            response = await self._http.send(pinned_request(self._http, target, body, {
-                "content-type": "application/json",
-                "accept-encoding": "identity",
-                "webhook-id": n.notification_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": signature(secrets, n.notification_id, timestamp, body),
-            }), stream=True)  # fmt: skip
-        try:
-            head = await read_head(response, ends)
-        finally:
-            # Closing can fail (a connection reset after the answer); that undoes no status
-            # already received, and a 2xx stays accepted.
-            with contextlib.suppress(Exception):
-                await response.aclose()
-        # A 2xx status is the receiver's acceptance: it is final even when the body after
-        # it is cut by the size limit or the deadline. Receivers answer 2xx once they have
-        # the notification; what they write after it is not ours to wait for.
-        if not 200 <= response.status_code < 300:
-            text = head[:200].decode(errors="replace")
-            raise DeliveryFailed(f"webhook answered {response.status_code}: {text}".rstrip(": "))
-
-    async def _email(self, n: NotificationRecord) -> None:
-        if problem := email_address_problem(n.address):
-            raise Undeliverable(problem)
-        s = self.settings
-        message = EmailMessage()
-        message["From"] = s.smtp_from
-        message["To"] = n.address
-        message["Subject"] = f"Carveout: {n.event_type}"
-        message["Message-ID"] = f"<{n.notification_id}@carveout>"
-        message.set_content(n.payload)
-        context = None
-        if s.smtp_tls != "none":
-            context = ssl.create_default_context(cafile=s.smtp_ca_file)
-        async with asyncio.timeout(s.delivery_deadline_seconds):
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_tls == "tls",
-                # "none" never upgrades, even when the server offers STARTTLS; "starttls"
-                # requires it, so a relay that does not offer it fails the attempt.
-                start_tls=s.smtp_tls == "starttls",
-                tls_context=context,
-                timeout=s.delivery_deadline_seconds,
-            )
+        await send_webhook(
+            self._http,
+            n,
+            subscription,
+            now,
+            deadline=self.settings.delivery_deadline_seconds,
+            target_of=self._target,
+        )
 
     async def announce_pending(self) -> int:
         """Publish the outcome events stored and not yet published; returns how many.
@@ -453,85 +393,3 @@ class Deliverer:
                 self.store.mark_announced([nid for nid, _ in pending], datetime.now(UTC))
                 total += len(pending)
         return total
-
-
-def outcome_event(
-    n: NotificationRecord, outcome: str, attempts: int, at: datetime, error: str | None
-) -> Envelope:
-    """``notification.delivered`` or ``.failed``, with an id derived from the notification."""
-    common: dict[str, Any] = {
-        "notification_id": n.notification_id,
-        "subscription_id": n.subscription_id,
-        "source_event_id": n.event_id,
-        "source_event_type": n.event_type,
-        "channel": n.channel,
-        "address": n.address,
-        "attempts": attempts,
-    }
-    event_id = uuid.uuid5(NAMESPACE, f"{n.notification_id}/{outcome}")
-    if outcome == "delivered":
-        return NotificationDelivered.model_validate(
-            {
-                "event_id": event_id,
-                "producer": "notification",
-                "data": {**common, "delivered_at": at},
-            }
-        )
-    return NotificationFailed.model_validate(
-        {
-            "event_id": event_id,
-            "producer": "notification",
-            "data": {**common, "failed_at": at, "error": error or "unknown"},
-        }
-    )
-
-
-def pinned_request(
-    client: httpx.AsyncClient, target: WebhookTarget, body: bytes, headers: dict[str, str]
-) -> httpx.Request:
-    """A POST to the checked address itself, not to the name again.
-
-    Resolving twice (once to check, once to connect) would let a DNS answer that changes in
-    between (rebinding) reach an address the check refused. The request goes to the first
-    checked IP; the ``Host`` header and, for https, the TLS server name (SNI, and so the
-    certificate check) still name the host of the URL.
-    """
-    url = httpx.URL(target.url)
-    ip = target.addresses[0]
-    extensions: dict[str, Any] = {}
-    if target.scheme == "https" and str(ip) != target.host:
-        extensions["sni_hostname"] = target.host
-    return client.build_request(
-        "POST",
-        url.copy_with(host=str(ip)),
-        content=body,
-        headers={**headers, "host": url.netloc.decode("ascii")},
-        extensions=extensions,
-    )
-
-
-async def read_head(response: httpx.Response, ends: float) -> bytes:
-    """At most :data:`MAX_RESPONSE_BYTES` of the body, read until the loop time ``ends``.
-
-    Stops at the limit or the deadline, whichever comes first; a body that is cut short is
-    returned as far as it came.
-    """
-    head = bytearray()
-    try:
-        with contextlib.suppress(TimeoutError, httpx.HTTPError):
-            async with asyncio.timeout_at(ends):
-                # raw: the bytes as sent, never decompressed (no gzip bomb is expanded)
-                async for chunk in response.aiter_raw():
-                    head += chunk[: MAX_RESPONSE_BYTES - len(head)]
-                    if len(head) >= MAX_RESPONSE_BYTES:
-                        break
-    except httpx.StreamConsumed:  # an answer made in memory (a mock transport): no stream
-        return response.content[:MAX_RESPONSE_BYTES]
-    return bytes(head)
-
-
-def receiver_of(n: NotificationRecord) -> str | None:
-    """The webhook host a notification goes to (``None`` for email: one relay, ours)."""
-    if n.channel != "webhook":
-        return None
-    return (urlsplit(n.address).hostname or n.address).lower()

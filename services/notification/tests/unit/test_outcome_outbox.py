@@ -19,10 +19,11 @@ import pytest
 from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed, codec, topics
 from carveout_contracts.common import iso_utc
 from carveout_notification import delivery
-from carveout_notification.delivery import MAX_RESPONSE_BYTES, Deliverer
+from carveout_notification.delivery import Deliverer
 from carveout_notification.domain import NAMESPACE, Subscription, new_secret, notification_id
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationRecord, NotificationStore
+from carveout_notification.webhooks import MAX_RESPONSE_BYTES
 from carveout_runtime.stores import make_engine
 
 NOW = datetime.now(UTC)
