@@ -156,7 +156,8 @@ DEAD_LETTER_ERROR_CHARS = limits.MAX_REASON
 """Characters of the error a dead letter keeps."""
 
 
-def _clip(text: str, most: int) -> str:
+def clip(text: str, most: int = DEAD_LETTER_ERROR_CHARS) -> str:
+    """``text`` cut to ``most`` characters, the cut marked with an ellipsis."""
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
@@ -204,7 +205,7 @@ def dead_letter_data(
     pairs = record_headers.items() if isinstance(record_headers, Mapping) else record_headers
     kept: dict[str, str] = {}
     for name, header in list(pairs)[:DEAD_LETTER_HEADERS]:
-        kept[_clip(str(name), DEAD_LETTER_HEADER_CHARS)] = _clip(
+        kept[clip(str(name), DEAD_LETTER_HEADER_CHARS)] = clip(
             (header or b"").decode("utf-8", "replace"), DEAD_LETTER_HEADER_CHARS
         )
     return DeadLetteredData.model_validate(
@@ -212,12 +213,12 @@ def dead_letter_data(
             "source_topic": source_topic,
             "source_partition": partition,
             "source_offset": offset,
-            "source_key": _clip(key.decode("utf-8", "replace"), DEAD_LETTER_KEY_CHARS)
+            "source_key": clip(key.decode("utf-8", "replace"), DEAD_LETTER_KEY_CHARS)
             if key is not None
             else None,
             "consumer": consumer,
             "reason": reason,
-            "error": _clip(error, DEAD_LETTER_ERROR_CHARS),
+            "error": clip(error),
             "payload": payload,
             "payload_encoding": encoding,
             "headers": kept,
@@ -259,9 +260,7 @@ def original_value(data: DeadLetteredData) -> bytes:
             f"{data.size}-byte value: read it from {data.source_topic} "
             f"{data.source_partition}@{data.source_offset}"
         )
-    if data.payload_encoding == "base64":
-        return base64.b64decode(data.payload)
-    return data.payload.encode()
+    return head_value(data)
 
 
 def head_value(data: DeadLetteredData) -> bytes:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 from carveout_contracts import limits
 from carveout_contracts.common import UtcDatetime
 
+from .addresses import AddressRefused, Resolver, refuse_unsafe_webhook, system_resolver
 from .auth import AuthError, Caller, Role, TokenBook
+from .edge import auth_refusal
 
 log = logging.getLogger("carveout.http")
 
@@ -66,11 +68,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(AuthError)
-    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
-        error = "unauthorized" if exc.status == 401 else "forbidden"
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            {"error": error, "message": exc.message}, status_code=exc.status, headers=headers
+    async def _auth(_: Request, exc: AuthError) -> Response:
+        # The same answer as the edge gives before the body (one shape, built once).
+        status, body, headers = auth_refusal(exc, body_unread=False)
+        return Response(
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={name.decode(): value.decode() for name, value in headers},
         )
 
     @app.exception_handler(ApiError)
@@ -212,3 +217,18 @@ def _query_params(dependant: Any) -> list[Any]:
 
 KnownQueryOnly = Depends(known_query_only)
 """A router dependency: every route of the router refuses unknown query parameters."""
+
+
+async def check_webhook(request: Request, address: str, field: str | None = None) -> None:
+    """422 unless ``address`` is a webhook Carveout may call (DESIGN §10, no SSRF), by the
+    service's ``allow_networks``; ``field`` names it in the error when given.
+
+    Resolving blocks, so it runs in a thread; a host that does not resolve yet is accepted,
+    since every delivery resolves and checks again before it connects.
+    """
+    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
+    try:
+        await refuse_unsafe_webhook(address, request.app.state.settings.allow_networks, resolve)
+    except AddressRefused as exc:
+        message = str(exc) if field is None else f"{field}: {exc}"
+        raise ApiError(422, "address_refused", message) from None

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from prometheus_client import Gauge
 from sqlalchemy import exc as sa_exc
 
-from carveout_contracts import limits
+from carveout_contracts.codec import DEAD_LETTER_ERROR_CHARS, clip
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ RETRY_JITTER_S = 0.25
 """Backoff between attempts: doubling from the first wait up to the most, plus up to the
 jitter at random, so consumers that failed together do not retry in step."""
 
-ERROR_CHARS = limits.MAX_REASON
+ERROR_CHARS = DEAD_LETTER_ERROR_CHARS
 """Characters of an error's text a dead letter carries."""
 
 STALLED = Gauge(
@@ -93,8 +93,7 @@ def unavailable_dependency(exc: BaseException, default: str | None = None) -> st
 
 def describe_error(exc: BaseException) -> str:
     """An error's type and message, bounded, for a dead letter (the log has the traceback)."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+    return clip(f"{type(exc).__name__}: {exc}", ERROR_CHARS)
 
 
 class ConsumerHealth:

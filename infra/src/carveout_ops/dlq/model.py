@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from carveout_contracts import PoisonMessage, codec, decode, topics
-from carveout_contracts.events import MessageDeadLettered, MessageRedriven
+from carveout_contracts.events import DeadLetteredData, MessageDeadLettered, MessageRedriven
 
 from ..tail import resolve_topic
 
@@ -20,7 +20,8 @@ REDRIVE_HEADER = "carveout-redriven-from"
 """Header added to a re-driven record: the id of the entry it came from."""
 
 
-REASONS = ("bad_json", "unknown_type", "unsupported_version", "invalid", "too_large", "failed")
+REASONS: tuple[str, ...] = get_args(DeadLetteredData.model_fields["reason"].annotation)
+"""Every reason a dead letter may give, as the contract lists them."""
 
 
 class DlqError(RuntimeError):
@@ -92,8 +93,7 @@ class Entry:
         if data.truncated:
             return f"{data.size} bytes, sha256 {(data.sha256 or '?')[:12]}… (head only)"
         text = data.payload if data.payload_encoding == "utf-8" else f"base64:{data.payload}"
-        text = " ".join(text.split())
-        return text if len(text) <= width else text[: width - 1] + "…"
+        return codec.clip(" ".join(text.split()), width)
 
     def to_json(self) -> dict[str, Any]:
         data = self.event.data

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from carveout_contracts import codec
+
 from ..tail import SHORT_NAMES
 from .model import Entry, Redriven
 
@@ -17,8 +19,7 @@ def _short_topic(name: str) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return codec.clip(" ".join(text.split()), width)
 
 
 def entries_table(entries: Sequence[Entry], title: str) -> Table:

@@ -20,7 +20,7 @@ from carveout_contracts import limits
 from carveout_contracts.common import MAX_UNITS
 from carveout_contracts.consistency import BadConsistencyToken, decode_token, encode_token
 from carveout_runtime.auth import AuthError, Role, bound_gateway_id
-from carveout_runtime.edge import CLOSE, BodyLimit, auth_refusal
+from carveout_runtime.edge import CLOSE, BodyLimit, auth_refusal, respond
 from carveout_runtime.http import validation_error_body
 
 from .access import Access, Safeguards, occurred_at_problem, plain_time
@@ -225,13 +225,7 @@ async def decide(state: Any, request: Any) -> dict[str, Any]:
     )
 
 
-_JSON = [(b"content-type", b"application/json")]
-
-
 _GATEWAY = frozenset({Role.GATEWAY})
-_DEFAULT_LIMIT = BodyLimit(
-    limits.DEFAULT_DECISION_BODY_BYTES, "CARVEOUT_ENFORCEMENT_DECISION_BODY_MAX_BYTES"
-)
 
 
 class DecisionEndpoint:
@@ -241,7 +235,7 @@ class DecisionEndpoint:
     first, then the body's size (declared, then counted), then the body.
     """
 
-    def __init__(self, app: Any, limit: BodyLimit = _DEFAULT_LIMIT) -> None:
+    def __init__(self, app: Any, limit: BodyLimit) -> None:
         self.app = app
         self.limit = limit
 
@@ -253,15 +247,7 @@ class DecisionEndpoint:
         ):
             await self.app(scope, receive, send)
             return
-        status, payload, extra = await self._handle(scope, receive)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*_JSON, (b"content-length", str(len(payload)).encode()), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await respond(send, *await self._handle(scope, receive))
 
     async def _handle(self, scope: Any, receive: Any) -> tuple[int, bytes, list[Any]]:
         state = scope["app"].state if "app" in scope else self.app.state

@@ -13,13 +13,17 @@ from pydantic import BaseModel
 from carveout_contracts import GrantEvent, encode_token
 from carveout_runtime import telemetry
 from carveout_runtime.addresses import (
-    AddressRefused,
-    Resolver,
     email_address_problem,
-    refuse_unsafe_webhook,
-    system_resolver,
 )
-from carveout_runtime.http import ApiError, IdFilter, KnownQueryOnly, PageOffset, Reader, Regulator
+from carveout_runtime.http import (
+    ApiError,
+    IdFilter,
+    KnownQueryOnly,
+    PageOffset,
+    Reader,
+    Regulator,
+    check_webhook,
+)
 
 from .domain import (
     ActionRequest,
@@ -37,7 +41,6 @@ from .domain import (
     suspend,
 )
 from .service import GrantService
-from .settings import GrantSettings
 from .store import StaleGrant
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
@@ -94,17 +97,12 @@ def valid_traceparent(request: Request) -> str | None:
 
 async def check_contacts(request: Request, body: GrantRequest) -> None:
     """422 for a contact Carveout will not write to: see ``carveout_runtime.addresses``."""
-    settings: GrantSettings = request.app.state.settings
-    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
     for i, contact in enumerate(body.grantee.contacts):
         field = f"grantee.contacts.{i}.address"
         if contact.kind == "email" and (problem := email_address_problem(contact.address)):
             raise ApiError(422, "address_refused", f"{field}: {problem}")
         if contact.kind == "webhook":
-            try:
-                await refuse_unsafe_webhook(contact.address, settings.allow_networks, resolve)
-            except AddressRefused as exc:
-                raise ApiError(422, "address_refused", f"{field}: {exc}") from None
+            await check_webhook(request, contact.address, field)
 
 
 def _service(request: Request) -> GrantService:

@@ -12,13 +12,17 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from carveout_contracts import Contact
 from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
 from carveout_runtime.addresses import (
-    AddressRefused,
-    Resolver,
     email_address_problem,
-    refuse_unsafe_webhook,
-    system_resolver,
 )
-from carveout_runtime.http import ApiError, IdFilter, KnownQueryOnly, PageOffset, Reader, Regulator
+from carveout_runtime.http import (
+    ApiError,
+    IdFilter,
+    KnownQueryOnly,
+    PageOffset,
+    Reader,
+    Regulator,
+    check_webhook,
+)
 
 from .domain import (
     NOTIFIABLE_EVENT_TYPES,
@@ -27,7 +31,6 @@ from .domain import (
     new_secret,
     rotate,
 )
-from .settings import NotificationSettings
 from .store import NotificationStore
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
@@ -67,20 +70,6 @@ class SubscriptionRequest(BaseModel):
         if self.channel == "email" and (problem := email_address_problem(self.address)):
             raise ValueError(problem)
         return self
-
-
-async def check_webhook(request: Request, address: str) -> None:
-    """422 unless ``address`` is a webhook Carveout may call (DESIGN §10, no SSRF).
-
-    Resolving blocks, so it runs in a thread; a host that does not resolve yet is accepted,
-    since every delivery resolves and checks again before it connects.
-    """
-    settings: NotificationSettings = request.app.state.settings
-    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
-    try:
-        await refuse_unsafe_webhook(address, settings.allow_networks, resolve)
-    except AddressRefused as exc:
-        raise ApiError(422, "address_refused", str(exc)) from None
 
 
 class SubscriptionPublic(BaseModel):

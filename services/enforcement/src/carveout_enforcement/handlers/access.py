@@ -139,8 +139,9 @@ class AccessPipeline:
                 await self._set_aside(record, "invalid", describe_error(exc))
                 continue
             readable += 1
-            fresh.setdefault(access.event_id, (access, getattr(record, "timestamp", None)))
-            sources[access.event_id] = record
+            if access.event_id not in fresh:  # a repeat within the batch: the first counts
+                fresh[access.event_id] = (access, getattr(record, "timestamp", None))
+                sources[access.event_id] = record
         self.duplicates += readable - len(fresh)
         what = f"judging a batch of {len(fresh)} accesses"
         ready = _Ready()
