@@ -1,4 +1,4 @@
-"""Reading whole topics without a group (``carveout_runtime.logread``).
+"""Reading topics without a group, whole or followed (``carveout_runtime.logread``).
 
 The broker tests use topics of their own, so what other tests leave on the shared broker
 does not matter. The producer sends with ``linger_ms`` and gathered sends, so partitions
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from carveout_runtime.logread import by_append_time, log_ends, read_all, read_topics
+from carveout_runtime.logread import by_append_time, follow, log_ends, read_all, read_topics
 
 RECORDS = 5000
 PARTITIONS = 3
@@ -221,6 +222,74 @@ async def test_records_appended_after_the_read_started_are_not_waited_for(
 
     assert read == [b"old-%d" % n for n in range(1000)]
     assert sum((await log_ends(kafka_bootstrap, [topic])).values()) == 1000 + 50 * 10
+
+
+# --------------------------------------------------------------------------- following
+
+
+async def next_records(batches: AsyncIterator[list[Any]], count: int) -> list[Any]:
+    """The next ``count`` records ``batches`` yields (failing if they take over 10 s)."""
+    found: list[Any] = []
+    async with asyncio.timeout(10):
+        while len(found) < count:
+            found += await anext(batches)
+    return found
+
+
+@pytest.mark.broker
+async def test_following_from_the_ends_yields_only_what_is_appended_and_keeps_waiting(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    await produce(kafka_bootstrap, topic, 30)
+
+    ends = await log_ends(kafka_bootstrap, [topic])
+    async with aclosing(follow(kafka_bootstrap, [topic], since=ends)) as batches:
+        waiting = asyncio.ensure_future(next_records(batches, 60))
+        await asyncio.sleep(0.5)  # the follower is waiting at the ends: nothing old comes
+        assert not waiting.done()
+        await produce(kafka_bootstrap, topic, 30, start=30)
+        await asyncio.sleep(0.5)
+        await produce(kafka_bootstrap, topic, 30, start=60)
+        found = await waiting
+
+    assert len(found) == 60
+    for partition, records in by_partition(found).items():
+        expected = [value(partition, n) for n in range(30 + partition, 90, PARTITIONS)]
+        assert [r.value for r in records] == expected
+        assert records[0].offset == ends[TopicPartition(topic, partition)]
+
+
+@pytest.mark.broker
+async def test_following_from_the_beginning_yields_the_log_then_what_is_appended(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    await produce(kafka_bootstrap, topic, 30)
+    ends = await log_ends(kafka_bootstrap, [topic])
+    first = TopicPartition(topic, 0)
+
+    # A partition ``since`` does not name is read from its beginning.
+    since = {tp: end for tp, end in ends.items() if tp != first}
+    async with aclosing(follow(kafka_bootstrap, [topic], since=since)) as batches:
+        old = await next_records(batches, 10)
+        await produce(kafka_bootstrap, topic, 3, start=30)
+        new = await next_records(batches, 3)
+
+    assert [r.value for r in old] == [value(0, n) for n in range(0, 30, PARTITIONS)]
+    assert sorted(r.value for r in new) == sorted(value(n % PARTITIONS, n) for n in range(30, 33))
+
+    async with aclosing(follow(kafka_bootstrap, [topic])) as batches:
+        everything = await next_records(batches, 33)
+    assert len(everything) == 33
+
+
+@pytest.mark.broker
+async def test_following_a_missing_topic_ends_at_once(kafka_bootstrap: str) -> None:
+    missing = f"carveout.test.missing-{uuid.uuid4().hex[:10]}"
+
+    async with asyncio.timeout(10):
+        assert [b async for b in follow(kafka_bootstrap, [missing])] == []
 
 
 # --------------------------------------------------------------------------- by_append_time

@@ -1,15 +1,16 @@
-"""Reading whole topics, from their beginnings to the ends they have now, without a group.
+"""Reading topics without a group: whole, up to the ends they have now, or followed.
 
 Replay, digests' audits and the operator commands read the log this way: partitions are
-assigned by hand (no group to join, no offsets committed), the end offsets are taken once
-at the start, and reading stops there, so a live system appending meanwhile never makes a
-read run forever.
+assigned by hand (no group to join, no offsets committed). A whole read takes the end
+offsets once at the start and stops there, so a live system appending meanwhile never
+makes it run forever; following (``carveout tail``) keeps waiting for new records until
+its caller stops.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,6 +28,17 @@ async def partitions(consumer: Any, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
+def _consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer in no group that commits nothing: reading never moves a service's offsets."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **options
+    )
+
+
+async def _all_partitions(consumer: Any, topic_names: Sequence[str]) -> list[TopicPartition]:
+    return [tp for topic in topic_names for tp in await partitions(consumer, topic)]
+
+
 async def read_topics(
     bootstrap: str,
     topic_names: Sequence[str],
@@ -40,10 +52,8 @@ async def read_topics(
     ``timestamp`` in ms, ``key``, ``value``, ``headers``). A topic that does not exist reads
     as empty.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
+    consumer = _consumer(
+        bootstrap,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=5,
         max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -51,7 +61,7 @@ async def read_topics(
     )
     try:
         await consumer.start()
-        tps = [tp for topic in topic_names for tp in await partitions(consumer, topic)]
+        tps = await _all_partitions(consumer, topic_names)
         if not tps:
             return
         ends = await consumer.end_offsets(tps)
@@ -105,13 +115,10 @@ async def log_ends(bootstrap: str, topic_names: Sequence[str]) -> dict[TopicPart
     Taken from a fetch's high watermark rather than an offset look-up, which some brokers
     (Tansu) answer with the start of the last record batch.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
+    consumer = _consumer(bootstrap, fetch_max_wait_ms=5)
     try:
         await consumer.start()
-        tps = [tp for topic in topic_names for tp in await partitions(consumer, topic)]
-        return await true_ends(consumer, tps)
+        return await true_ends(consumer, await _all_partitions(consumer, topic_names))
     finally:
         await consumer.stop()
 
@@ -133,6 +140,45 @@ async def true_ends(consumer: Any, tps: Sequence[TopicPartition]) -> dict[TopicP
                     ends[tp] = max(ends[tp], highwater)
                     pending.remove(tp)
     return ends
+
+
+async def follow(
+    bootstrap: str,
+    topic_names: Sequence[str],
+    *,
+    since: Mapping[TopicPartition, int] | None = None,
+    poll_ms: int = 200,
+) -> AsyncIterator[list[Any]]:
+    """Yield ``topic_names``' records a fetch at a time, in order within each partition,
+    and keep waiting for new ones until the caller stops iterating.
+
+    Each partition is read from its offset in ``since`` (:func:`log_ends`' answer, say, for
+    only what is appended from now on), or from its beginning when ``since`` does not name
+    it. The partitions are those the topics have when it starts: a topic that does not
+    exist then is not followed. Iterate inside ``contextlib.aclosing`` so that stopping
+    early stops the consumer at once, not whenever the generator is collected.
+    """
+    consumer = _consumer(bootstrap, fetch_max_wait_ms=50)
+    try:
+        await consumer.start()
+        tps = await _all_partitions(consumer, topic_names)
+        if not tps:
+            return
+        starts = since or {}
+        consumer.assign(tps)
+        for tp in tps:
+            if tp in starts:
+                consumer.seek(tp, starts[tp])
+        unnamed = [tp for tp in tps if tp not in starts]
+        if unnamed:  # with no partitions given, seek_to_beginning would move every one
+            await consumer.seek_to_beginning(*unnamed)
+        while True:
+            fetched = await consumer.getmany(timeout_ms=poll_ms)
+            batch = [record for records in fetched.values() for record in records]
+            if batch:
+                yield batch
+    finally:
+        await consumer.stop()
 
 
 async def read_all(
