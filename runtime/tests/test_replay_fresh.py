@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from carveout_contracts import topics
-from carveout_runtime.consumers import CURRENT_RECORD
 from carveout_runtime.digest import CoveredTable
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.replay import (
     NotAFreshStore,
     ReplayReport,
@@ -149,6 +149,8 @@ class Record:
     value: bytes
     timestamp: int
     offset: int = 0
+    partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def event_bytes(event_type: str, event_id: str) -> bytes:
@@ -168,20 +170,24 @@ async def test_fold_counts_skips_and_hands_over_as_a_live_consumer_would() -> No
         Record(topics.BREACHES, event_bytes("condition.breached", ids[3]), timestamp=302),
     ]
     processed = {ids[3]}  # already in the target store
-    seen: list[tuple[str, Any, Any]] = []
+    seen: list[tuple[str, Inbound]] = []
 
-    async def process(event: Any, record: Any) -> None:
-        seen.append((str(event.event_id), record, CURRENT_RECORD.get(None)))
+    async def process(event: Any, inbound: Inbound) -> None:
+        seen.append((str(event.event_id), inbound))
         processed.add(str(event.event_id))
 
     report = ReplayReport("test", "sqlite://")
     await fold(records, report, is_processed=processed.__contains__, process=process, first_ms=200)
 
     # The grant event before first_ms is folded; the breach before it is not.
-    assert [event_id for event_id, _, _ in seen] == [ids[0], ids[2]]
-    assert all(record is current for _, record, current in seen)
-    assert seen[0][1] is records[0] and seen[1][1] is records[3]
-    assert CURRENT_RECORD.get(None) is None
+    assert [event_id for event_id, _ in seen] == [ids[0], ids[2]]
+    for (_, inbound), record in zip(seen, [records[0], records[3]], strict=True):
+        assert (inbound.topic, inbound.value, inbound.appended_ms) == (
+            record.topic,
+            record.value,
+            record.timestamp,
+        )
+        assert inbound.health is None  # a replay waits for nothing without bound
     assert report.records == {topics.GRANTS: 1, topics.BREACHES: 5}
     assert report.poison == 1
     assert report.skipped == 3  # one before first_ms, one repeat, one already stored

@@ -3,16 +3,16 @@ can never be processed; the subscriber that feeds it and commits offsets after i
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faststream.kafka.annotations import KafkaMessage
 
 from carveout_contracts import limits
 
-from .retries import CURRENT_HEALTH, ConsumerHealth, describe_error, retrying
+from .inbound import Inbound
+from .retries import ConsumerHealth, describe_error, retrying
 from .settings import SharedSettings
 
 if TYPE_CHECKING:
@@ -20,11 +20,25 @@ if TYPE_CHECKING:
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
 
 
-CURRENT_RECORD: contextvars.ContextVar[Any] = contextvars.ContextVar("carveout_current_record")
-"""The Kafka record an :class:`EventHandler` is processing (for progress tracking)."""
+Process = Callable[[Any, Inbound], Awaitable[None]]
+"""``(event, inbound)``: store a decoded event's effects and its processed mark together."""
 
-DeadLetter = Callable[[bytes, str, str, Any], Awaitable[None]]
-"""``(value, reason, error, message or record)``: set a message aside on the dead-letter topic."""
+
+class DeadLetter(Protocol):
+    """Set a message aside on the dead-letter topic.
+
+    ``message`` is the FastStream message or the Kafka record it came in; ``health`` the
+    consumer that waits meanwhile, shown stalled while the broker is unavailable.
+    """
+
+    async def __call__(
+        self,
+        value: bytes,
+        reason: str,
+        error: str,
+        message: Any,
+        health: ConsumerHealth | None = None,
+    ) -> None: ...
 
 
 def too_large(value: bytes | None, most: int) -> str | None:
@@ -53,7 +67,7 @@ class EventHandler:
         topic: str,
         *,
         is_processed: Callable[[str], bool],
-        process: Callable[[Any], Awaitable[None]],
+        process: Process,
         dead_letter: DeadLetter,
         retry_attempts: int = 5,
         max_bytes: int = limits.DEFAULT_RECORD_BYTES,
@@ -72,53 +86,43 @@ class EventHandler:
         self.failed = 0
 
     async def handle(self, value: bytes, message: Any) -> None:
-        token = CURRENT_HEALTH.set(self.health)
-        try:
-            await self._handle(value, message)
-        finally:
-            CURRENT_HEALTH.reset(token)
-
-    async def _handle(self, value: bytes, message: Any) -> None:
         from carveout_contracts.codec import PoisonMessage, decode
 
         oversize = too_large(value, self.max_bytes)
         if oversize is not None:
-            await self.dead_letter(value, "too_large", oversize, message)
-            self.dead_lettered += 1
+            await self._set_aside(value, "too_large", oversize, message)
             return
         try:
             event = decode(self.topic, value)
         except PoisonMessage as poison:
-            await self.dead_letter(value, poison.reason, poison.error, message)
-            self.dead_lettered += 1
+            await self._set_aside(value, poison.reason, poison.error, message)
             return
         except Exception as exc:  # reading it can never succeed later: set it aside
-            await self.dead_letter(value, "invalid", describe_error(exc), message)
-            self.dead_lettered += 1
+            await self._set_aside(value, "invalid", describe_error(exc), message)
             return
         what = f"processing {event.type} {event.event_id}"
+        inbound = Inbound.of(getattr(message, "raw_message", message), self.health)
         try:
             await retrying(
-                lambda: self._once(event, message),
+                lambda: self._once(event, inbound),
                 what=what,
                 failures=self.retry_attempts,
                 health=self.health,
             )
         except Exception as exc:
             logging.getLogger("carveout").exception("%s: set aside as failed", what)
-            await self.dead_letter(value, "failed", describe_error(exc), message)
-            self.dead_lettered += 1
+            await self._set_aside(value, "failed", describe_error(exc), message)
             self.failed += 1
 
-    async def _once(self, event: Any, message: Any) -> None:
+    async def _set_aside(self, value: bytes, reason: str, error: str, message: Any) -> None:
+        await self.dead_letter(value, reason, error, message, self.health)
+        self.dead_lettered += 1
+
+    async def _once(self, event: Any, inbound: Inbound) -> None:
         if self.is_processed(str(event.event_id)):
             self.duplicates += 1
             return
-        token = CURRENT_RECORD.set(getattr(message, "raw_message", message))
-        try:
-            await self.process(event)
-        finally:
-            CURRENT_RECORD.reset(token)
+        await self.process(event, inbound)
         self.processed += 1
 
 
@@ -132,7 +136,13 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
 
     log = logging.getLogger(f"carveout.{service}")
 
-    async def dead_letter(value: bytes, reason: str, error: str, message: Any) -> None:
+    async def dead_letter(
+        value: bytes,
+        reason: str,
+        error: str,
+        message: Any,
+        health: ConsumerHealth | None = None,
+    ) -> None:
         record = getattr(message, "raw_message", message)  # a FastStream message or a record
         event = codec.dead_letter_event(
             record, consumer=service, reason=reason, error=error, value=value
@@ -149,7 +159,7 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
             publish,
             what="publishing a dead letter",
             dependency="broker",
-            health=CURRENT_HEALTH.get(None),
+            health=health,
         )
         log.warning(
             "dead-lettered a %s message (%s@%s): %s: %s",
@@ -220,7 +230,7 @@ def consume(
     broker: KafkaBroker,
     topic: str,
     *,
-    process: Callable[[Any], Awaitable[None]],
+    process: Process,
     is_processed: Callable[[str], bool],
     dead_letter: DeadLetter,
     group_id: str,

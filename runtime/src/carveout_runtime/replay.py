@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,8 +19,9 @@ from sqlalchemy import Engine, inspect
 
 from carveout_contracts import codec, topics
 
-from .consumers import CURRENT_RECORD, too_large
+from .consumers import Process, too_large
 from .digest import CoveredTable, store_digest
+from .inbound import Inbound
 from .settings import SharedSettings
 from .stores import make_engine
 
@@ -94,17 +95,16 @@ async def fold(
     report: ReplayReport,
     *,
     is_processed: Callable[[str], bool],
-    process: Callable[[Any, Any], Awaitable[None]],
+    process: Process,
     first_ms: int | None = None,
     record_max_bytes: int | None = None,
 ) -> None:
-    """Decode each record and hand it to ``process(event, record)``, as a live consumer would.
+    """Decode each record and hand it to ``process(event, inbound)``, as a live consumer would.
 
     Poison is counted (the live consumer dead-lettered it: a record over
     ``record_max_bytes``, by default the setting in force, too), events already in the
     store are skipped, and so are records the log received before ``first_ms`` (grant
-    events excepted: they are always folded whole). ``CURRENT_RECORD`` is the record
-    meanwhile.
+    events excepted: they are always folded whole).
     """
     if record_max_bytes is None:
         record_max_bytes = SharedSettings().record_max_bytes
@@ -124,11 +124,7 @@ async def fold(
         if is_processed(str(event.event_id)):
             report.skipped += 1
             continue
-        token = CURRENT_RECORD.set(record)
-        try:
-            await process(event, record)
-        finally:
-            CURRENT_RECORD.reset(token)
+        await process(event, Inbound.of(record))
 
 
 def open_target(

@@ -4,12 +4,11 @@ any other failure a bounded number of times (stamina, backoff with jitter)."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import stamina
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -19,10 +18,6 @@ from sqlalchemy import exc as sa_exc
 from carveout_contracts.codec import DEAD_LETTER_ERROR_CHARS, clip
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    pass
-
 
 RETRY_WAIT_INITIAL_S = 0.1
 RETRY_WAIT_MAX_S = 5.0
@@ -129,12 +124,6 @@ class ConsumerHealth:
         return f"stalled: {self.dependency} unavailable for {self.stalled_seconds():.0f}s"
 
 
-CURRENT_HEALTH: contextvars.ContextVar[ConsumerHealth] = contextvars.ContextVar(
-    "carveout_current_health"
-)
-"""The health of the consumer whose record is being processed, if any."""
-
-
 class _TryAgain:
     """stamina's ``on`` hook: which errors to try again after.
 
@@ -233,16 +222,17 @@ async def with_retries(
     *,
     attempts: int,
     what: str,
+    health: ConsumerHealth | None,
     in_thread: bool = False,
     dependency: str = "store",
 ) -> T:
     """Run a store operation, trying again while the store is unavailable.
 
-    Inside a consumer (:data:`CURRENT_HEALTH` set) that is without bound, and the consumer
-    shows as stalled; elsewhere ``attempts`` times. Any other error propagates at once: a
-    consumer's own bounded retries of the whole record take it from there.
+    For a live consumer (``health`` given: the consumer delivering the record) that is
+    without bound, and the consumer shows as stalled; elsewhere ``attempts`` times. Any
+    other error propagates at once: a consumer's own bounded retries of the whole record
+    take it from there.
     """
-    health = CURRENT_HEALTH.get(None)
 
     async def call() -> T:
         if in_thread:  # long store work: the event loop keeps serving meanwhile

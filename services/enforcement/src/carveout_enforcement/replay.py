@@ -112,10 +112,6 @@ async def replay(
         store = EnforcementStore(engine)
         index = GrantIndex(list(store.load_grants()))
         projector = GrantProjector(store, index, retry_attempts=3)
-
-        async def project(event: Any, _record: Any) -> None:
-            await projector(event)
-
         await fold(
             by_append_time(
                 await read_all(
@@ -124,7 +120,7 @@ async def replay(
             ),
             report,
             is_processed=store.is_processed,
-            process=project,
+            process=projector,
         )
 
         async def count_poison(_record: Any, _reason: str, _error: str) -> None:

@@ -34,7 +34,7 @@ from carveout_enforcement.judge import (
     uuid5_str,
 )
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
-from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -110,27 +110,14 @@ def test_the_issue_time_survives_a_restart(tmp_path: Path) -> None:
     store.engine.dispose()
 
 
-@dataclass
-class Record:
-    timestamp: int | None
-
-
 async def test_the_projector_takes_the_issue_time_from_the_record_being_consumed(
     tmp_path: Path,
 ) -> None:
     store = EnforcementStore(make_engine(f"sqlite:///{tmp_path}/e.db"))
     index = GrantIndex([])
     projector = GrantProjector(store, index, retry_attempts=1)
-    token = CURRENT_RECORD.set(Record(ISSUED_MS))
-    try:
-        await projector(issued_event())
-    finally:
-        CURRENT_RECORD.reset(token)
-    token = CURRENT_RECORD.set(Record(ISSUED_MS + 5))
-    try:
-        await projector(golden("grant.suspended"))
-    finally:
-        CURRENT_RECORD.reset(token)
+    await projector(issued_event(), Inbound.at(ISSUED_MS))
+    await projector(golden("grant.suspended"), Inbound.at(ISSUED_MS + 5))
 
     current = index.get(GRANT_ID)
     assert current is not None

@@ -16,6 +16,7 @@ import pytest
 from carveout_contracts import codec, topics
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
 from carveout_enforcement.store import EnforcementStore
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -40,13 +41,13 @@ async def test_a_failed_write_is_made_good_by_the_redelivered_event(tmp_path: Pa
     store = FlakyStore(make_engine(f"sqlite:///{tmp_path / 'enforcement.db'}"))
     projector = GrantProjector(store, GrantIndex(), retry_attempts=1)
     issued = golden("grant.issued")
-    await projector(issued)
+    await projector(issued, Inbound.at(None))
     suspended = golden("grant.suspended")
     store.failures = 1
     with pytest.raises(OSError, match="database is locked"):
-        await projector(suspended)
+        await projector(suspended, Inbound.at(None))
     assert not store.is_processed(str(suspended.event_id))
-    await projector(suspended)  # redelivered: memory has it already
+    await projector(suspended, Inbound.at(None))  # redelivered: memory has it already
     [view] = list(store.load_grants())
     assert view.status == "suspended"
     assert view.version == suspended.data.version

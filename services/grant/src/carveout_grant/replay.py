@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from carveout_contracts import GrantIssued, affected_grants, topics
-from carveout_runtime import telemetry
 from carveout_runtime.digest import CoveredTable
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.logread import by_append_time, read_all
 from carveout_runtime.replay import (
     Progress,
@@ -72,7 +72,7 @@ async def replay(
     with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = GrantStore(engine)
 
-        async def fold_grant_event(event: Any, record: Any) -> None:
+        async def fold_grant_event(event: Any, inbound: Inbound) -> None:
             if isinstance(event, GrantIssued):
                 changed: list[Grant] = [apply(None, event)]
             else:
@@ -81,11 +81,9 @@ async def replay(
                     report.skipped += 1  # its grant's issue is not in this log
                     return
                 changed = [apply(grant, event) for grant in before if grant is not None]
-            store.record_from_log(
-                changed, event, record.value.decode(), telemetry.record_traceparent(record)
-            )
+            store.record_from_log(changed, event, inbound.value.decode(), inbound.traceparent)
 
-        async def count_breach(breach: Any, _record: Any) -> None:
+        async def count_breach(breach: Any, _inbound: Inbound) -> None:
             store.record_breach(
                 event_id=str(breach.event_id),
                 topic=topics.BREACHES,

@@ -9,6 +9,7 @@ from carveout_contracts import limits
 from carveout_contracts.common import iso_utc
 from carveout_grant.handlers.breaches import BreachPolicy, window_start
 from carveout_grant.store import GrantStore
+from carveout_runtime.inbound import Inbound
 
 from .test_counted_breach import NOW, Relay, breach, issued_grant
 from .test_counted_breach import store as store  # the fixture
@@ -37,10 +38,10 @@ async def test_a_breach_of_year_one_is_counted_and_later_breaches_still_act(
     ancient = recent.model_copy(
         update={"data": recent.data.model_copy(update={"access_occurred_at": YEAR_ONE})}
     )
-    await policy(ancient)
+    await policy(ancient, Inbound.at(None))
     assert store.is_processed(str(ancient.event_id))
     assert store.get(grant.grant_id).lifecycle == "active"  # type: ignore[union-attr]
 
     for _ in range(2):
-        await policy(breach("grt_year_one"))
+        await policy(breach("grt_year_one"), Inbound.at(None))
     assert store.get(grant.grant_id).lifecycle == "revoked"  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from carveout_contracts.common import iso_utc
 from carveout_grant.domain import GrantRequest, apply, issue, revoke, suspend
 from carveout_grant.handlers.breaches import BreachPolicy, counted_breach
 from carveout_grant.store import GrantStore, PolicyBreach
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -131,7 +132,7 @@ async def test_a_breach_of_a_revoked_grant_is_kept_and_orders_nothing(store: Gra
     relay = Relay()
     event = breach("grt_revoked")
 
-    await BreachPolicy(store, relay)(event)  # type: ignore[arg-type]
+    await BreachPolicy(store, relay)(event, Inbound.at(None))  # type: ignore[arg-type]
 
     assert counted(store, "grt_revoked") == [event.data.breach_id]
     assert store.is_processed(str(event.event_id))
@@ -144,7 +145,7 @@ async def test_a_breach_of_a_revoked_grant_is_kept_and_orders_nothing(store: Gra
 
 async def test_a_breach_of_a_grant_this_service_does_not_know_is_kept(store: GrantStore) -> None:
     event = breach("grt_never_issued_here")
-    await BreachPolicy(store, Relay())(event)  # type: ignore[arg-type]
+    await BreachPolicy(store, Relay())(event, Inbound.at(None))  # type: ignore[arg-type]
 
     assert counted(store, "grt_never_issued_here") == [event.data.breach_id]
     assert store.is_processed(str(event.event_id))
@@ -156,7 +157,7 @@ async def test_a_breach_of_a_suspended_grant_is_kept(store: GrantStore) -> None:
     store.record([apply(grant, suspension)], suspension, None)
     event = breach("grt_suspended")
 
-    await BreachPolicy(store, Relay())(event)  # type: ignore[arg-type]
+    await BreachPolicy(store, Relay())(event, Inbound.at(None))  # type: ignore[arg-type]
 
     assert counted(store, "grt_suspended") == [event.data.breach_id]
 
@@ -168,7 +169,7 @@ async def test_breaches_that_do_not_count_are_only_marked_processed(
     store: GrantStore, event: ConditionBreached
 ) -> None:
     issued_grant(store, "grt_active", revoke_after_critical=1)
-    await BreachPolicy(store, Relay())(event)  # type: ignore[arg-type]
+    await BreachPolicy(store, Relay())(event, Inbound.at(None))  # type: ignore[arg-type]
 
     assert counted(store, "grt_active") == []
     assert store.is_processed(str(event.event_id))
@@ -182,7 +183,7 @@ async def test_the_breach_that_trips_the_policy_is_kept_with_the_action(store: G
     relay = Relay()
     event = breach("grt_tripped")
 
-    await BreachPolicy(store, relay)(event)  # type: ignore[arg-type]
+    await BreachPolicy(store, relay)(event, Inbound.at(None))  # type: ignore[arg-type]
 
     assert counted(store, "grt_tripped") == [event.data.breach_id]
     grant = store.get("grt_tripped")

@@ -239,6 +239,7 @@ class Deliverer:
             await with_retries(
                 lambda: self.store.finish_attempt(notification_id, **outcome),
                 attempts=self.settings.store_retry_attempts,
+                health=None,  # not a consumer: bounded, the outcome is kept until stored
                 what="recording a delivery attempt",
                 in_thread=True,
             )

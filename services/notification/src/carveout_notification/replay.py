@@ -14,6 +14,7 @@ from typing import Any
 
 from carveout_contracts import NotificationDelivered, topics
 from carveout_runtime.digest import CoveredTable
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.logread import by_append_time, read_all
 from carveout_runtime.replay import (
     Progress,
@@ -79,10 +80,7 @@ async def replay(
                 source.dispose()
         notifier = Notifier(store, retry_attempts=3)
 
-        async def notify(event: Any, _record: Any) -> None:
-            await notifier(event)
-
-        async def record_outcome(outcome: Any, record: Any) -> None:
+        async def record_outcome(outcome: Any, inbound: Inbound) -> None:
             d = outcome.data
             delivered = isinstance(outcome, NotificationDelivered)
             if not store.record_outcome(
@@ -90,7 +88,7 @@ async def replay(
                 status="delivered" if delivered else "failed",
                 attempts=d.attempts,
                 at=d.delivered_at if delivered else d.failed_at,
-                event=record.value.decode(),
+                event=inbound.value.decode(),
             ):
                 report.skipped += 1  # its notification is not in this rebuild
 
@@ -104,7 +102,7 @@ async def replay(
             ),
             report,
             is_processed=store.is_processed,
-            process=notify,
+            process=notifier,
             first_ms=since_ms(since),
         )
         await fold(

@@ -156,7 +156,9 @@ async def fold_live(
     """The live handlers over the records appended since ``after`` (by append time)."""
     notifier = Notifier(store, retry_attempts=1)
 
-    async def dead_letter(_value: bytes, reason: str, _error: str, _message: Any) -> None:
+    async def dead_letter(
+        _value: bytes, reason: str, _error: str, _message: Any, _health: Any = None
+    ) -> None:
         dead.append(reason)
 
     handlers = {

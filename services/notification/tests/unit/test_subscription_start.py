@@ -2,7 +2,7 @@
 contact's own subscription hears of every event about its grant.
 
 Which events a subscription hears of is decided by record timestamps (the record being
-consumed, ``CURRENT_RECORD``), so the live service and a replay queue the same
+consumed, the handler's ``Inbound``), so the live service and a replay queue the same
 notifications however late either reads the log.
 """
 
@@ -22,7 +22,7 @@ from carveout_contracts import codec, topics
 from carveout_notification.domain import Subscription, new_secret
 from carveout_notification.handlers.grants import Notifier
 from carveout_notification.store import NotificationStore
-from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -66,11 +66,7 @@ def regulator(store: NotificationStore, grantee_id: str | None = None) -> str:
 
 
 async def consume(notifier: Notifier, event: Any, appended_ms: int | None) -> None:
-    token = CURRENT_RECORD.set(None if appended_ms is None else Record(appended_ms))
-    try:
-        await notifier(event)
-    finally:
-        CURRENT_RECORD.reset(token)
+    await notifier(event, Inbound.at(appended_ms))
 
 
 def heard(store: NotificationStore, subscription_id: str) -> list[str]:

@@ -26,7 +26,6 @@ from carveout_contracts import PoisonMessage, limits, topics
 from carveout_runtime import telemetry
 from carveout_runtime.consumers import too_large
 from carveout_runtime.retries import (
-    CURRENT_HEALTH,
     ConsumerHealth,
     DependencyUnavailable,
     describe_error,
@@ -109,13 +108,6 @@ class AccessPipeline:
         :meth:`_bisect`), so that only the accesses that fail on their own are
         dead-lettered ``failed``.
         """
-        token = CURRENT_HEALTH.set(self.health)
-        try:
-            await self._process(records)
-        finally:
-            CURRENT_HEALTH.reset(token)
-
-    async def _process(self, records: Sequence[Any]) -> None:
         EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
         fresh: dict[str, tuple[Access, int | None]] = {}
         sources: dict[str, Any] = {}  # the record of each access, for its breach's trace
@@ -215,6 +207,7 @@ class AccessPipeline:
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
             attempts=self.retry_attempts,
+            health=self.health,
             what="checking decided accesses",
             in_thread=True,
         )
@@ -247,6 +240,7 @@ class AccessPipeline:
             await with_retries(
                 lambda: self.store.record_judgements(decisions, breaches, changed),
                 attempts=self.retry_attempts,
+                health=self.health,
                 what="recording decisions",
                 in_thread=True,
             )
@@ -344,6 +338,7 @@ class AccessPipeline:
         await with_retries(
             lambda: self.store.mark_breaches_published(ids, datetime.now(UTC)),
             attempts=self.retry_attempts,
+            health=self.health,
             what="marking breaches published",
         )
 

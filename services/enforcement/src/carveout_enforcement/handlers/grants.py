@@ -6,13 +6,13 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from prometheus_client import Histogram
 
 from carveout_contracts import CarveoutRevoked, GrantEvent, GrantSuspended, topics
-from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_contracts.common import utcnow
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.retries import wait_set, with_retries
 
 from ..domain import GrantView, affected_grants, apply
@@ -92,22 +92,22 @@ class GrantProjector:
         store: EnforcementStore,
         index: GrantIndex,
         retry_attempts: int,
-        on_applied: Callable[[Any], None] | None = None,
+        on_applied: Callable[[Inbound], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.index = index
         self.retry_attempts = retry_attempts
         self.on_applied = on_applied
+        self.clock = clock
         self._unsaved: dict[str, tuple[GrantView, str]] = {}
         """Views in memory whose store write failed, with the event that changed them:
         written when that event is tried again."""
 
-    async def __call__(self, event: GrantEvent) -> None:
-        record = CURRENT_RECORD.get(None)
-        appended_ms = getattr(record, "timestamp", None)
+    async def __call__(self, event: GrantEvent, inbound: Inbound) -> None:
         changed = []
         for grant_id in affected_grants(event):
-            view = apply(self.index.get(grant_id), event, grant_id, appended_ms)
+            view = apply(self.index.get(grant_id), event, grant_id, inbound.appended_ms)
             if view is None:
                 log.warning("%s names grant %s, never issued here; skipped", event.type, grant_id)
             elif view is not self.index.get(grant_id):
@@ -118,11 +118,11 @@ class GrantProjector:
         for view in changed:
             self.index.put(view)
         if changed and isinstance(event, GrantSuspended | CarveoutRevoked):
-            applied = datetime.now(UTC)
+            applied = self.clock()
             PROPAGATION.observe(max(0.0, (applied - event.data.effective_at).total_seconds()))
-        if self.on_applied is not None and record is not None:
-            self.on_applied(record)  # what decisions see is what counts as applied
-        now = datetime.now(UTC)
+        if self.on_applied is not None:
+            self.on_applied(inbound)  # what decisions see is what counts as applied
+        now = self.clock()
         event_id = str(event.event_id)
         # A redelivered event changes memory no further, so what a failed write left out
         # is written when it is tried again. Views another event left unsaved belong to a
@@ -141,6 +141,7 @@ class GrantProjector:
         await with_retries(
             lambda: self.store.save_grants(pending, event_id=event_id, topic=topics.GRANTS, at=now),
             attempts=self.retry_attempts,
+            health=inbound.health,
             what="saving the grant projection",
             in_thread=True,
         )

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
 from carveout_contracts import ConditionBreached, Envelope, codec, topics
-from carveout_contracts.common import iso_utc
-from carveout_runtime import telemetry
-from carveout_runtime.consumers import CURRENT_RECORD
-from carveout_runtime.retries import with_retries
+from carveout_contracts.common import iso_utc, utcnow
+from carveout_runtime.inbound import Inbound
+from carveout_runtime.retries import ConsumerHealth, with_retries
 
 from ..domain import Grant, apply, policy_action, revoke, suspend
 from ..relay import OutboxRelay
@@ -53,18 +53,26 @@ def window_start(happened: datetime, window_seconds: int) -> datetime:
 
 
 class BreachPolicy:
-    def __init__(self, store: GrantStore, relay: OutboxRelay, retry_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        store: GrantStore,
+        relay: OutboxRelay,
+        retry_attempts: int = 5,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store = store
         self.relay = relay
         self.retry_attempts = retry_attempts
+        self.clock = clock
 
-    async def __call__(self, event: ConditionBreached) -> None:
+    async def __call__(self, event: ConditionBreached, inbound: Inbound) -> None:
         d = event.data
-        now = datetime.now(UTC)
+        now = self.clock()
+        health = inbound.health
         breach = counted_breach(event)
         grant = self.store.get(breach.grant_id) if breach is not None else None
         if breach is None or grant is None or grant.lifecycle == "revoked":
-            await self._record(event, breach, None, now)
+            await self._record(event, breach, None, now, health)
             return
         happened = d.access_occurred_at or event.occurred_at
         since = window_start(happened, grant.breach_policy.window_seconds)
@@ -72,7 +80,7 @@ class BreachPolicy:
         recent = [*[r for r in recent if r[0] != d.breach_id], (d.breach_id, happened)]
         ordered = policy_action(grant, recent, happened)
         if ordered is None:
-            await self._record(event, breach, None, now)
+            await self._record(event, breach, None, now, health)
             return
         action, breach_ids = ordered
         version = grant.version + 1
@@ -104,7 +112,7 @@ class BreachPolicy:
             )
         )
         if self.store.has_event(str(event_id)):
-            await self._record(event, breach, None, now)  # ordered before; announced once
+            await self._record(event, breach, None, now, health)  # ordered before; announced once
             return
         seq = await self._record(
             event,
@@ -113,10 +121,11 @@ class BreachPolicy:
                 [apply(grant, change)],
                 change,
                 # The action continues the trace of the breach that tripped the policy.
-                telemetry.cause_traceparent(CURRENT_RECORD.get(None)) or codec.new_traceparent(),
+                inbound.cause_traceparent() or codec.new_traceparent(),
                 {grant.grant_id: grant.version},
             ),
             now,
+            health,
         )
         POLICY_ACTIONS.labels(action).inc()
         log.warning("breach policy %s grant %s (%s)", action, grant.grant_id, reason)
@@ -129,6 +138,7 @@ class BreachPolicy:
         breach: PolicyBreach | None,
         action: tuple[list[Grant], Envelope, str | None, dict[str, int]] | None,
         now: datetime,
+        health: ConsumerHealth | None,
     ) -> int | None:
         return await with_retries(
             lambda: self.store.record_breach(
@@ -139,5 +149,6 @@ class BreachPolicy:
                 at=now,
             ),
             attempts=self.retry_attempts,
+            health=health,
             what="recording a breach",
         )

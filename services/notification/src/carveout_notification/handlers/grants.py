@@ -8,13 +8,12 @@ commit together; delivery happens after, from the persisted schedule.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from carveout_contracts import GrantIssued, codec, topics
-from carveout_contracts.common import iso_utc
-from carveout_runtime import telemetry
-from carveout_runtime.consumers import CURRENT_RECORD
+from carveout_contracts.common import iso_utc, utcnow
+from carveout_runtime.inbound import Inbound
 from carveout_runtime.retries import with_retries
 
 from ..domain import (
@@ -36,13 +35,15 @@ class Notifier:
         store: NotificationStore,
         retry_attempts: int,
         on_queued: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.retry_attempts = retry_attempts
         self.on_queued = on_queued
+        self.clock = clock
 
-    async def __call__(self, event: Any) -> None:
-        now = datetime.now(UTC)
+    async def __call__(self, event: Any, inbound: Inbound) -> None:
+        now = self.clock()
         changed: list[GrantContacts] = []
         contacts: dict[str, GrantContacts] = {}
         new_subscriptions = []
@@ -64,10 +65,10 @@ class Notifier:
         if event.type in NOTIFIABLE_EVENT_TYPES:
             grants, grantees = concerns(event, contacts)
             payload = codec.encode_value(event).decode()
-            traceparent = telemetry.cause_traceparent(CURRENT_RECORD.get(None))
+            traceparent = inbound.cause_traceparent()
             # A subscriber hears of what the log received after it subscribed (a grant's
             # contacts, of everything about their grant): the same live and in a replay.
-            appended_ms = getattr(CURRENT_RECORD.get(None), "timestamp", None)
+            appended_ms = inbound.appended_ms
             subscriptions = {
                 s.subscription_id: s
                 for s, created in self.store.subscriptions_created()
@@ -106,6 +107,7 @@ class Notifier:
                 at=now,
             ),
             attempts=self.retry_attempts,
+            health=inbound.health,
             what=f"recording {event.type}",
         )
         if notifications and self.on_queued is not None:
