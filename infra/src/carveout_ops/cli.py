@@ -27,9 +27,6 @@ app = typer.Typer(
 grant_app = typer.Typer(help="Issue and inspect grants (regulator).", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 access_app = typer.Typer(help="Act as a model gateway.", no_args_is_help=True)
-app.add_typer(access_app, name="access")
-app.add_typer(grant_app, name="grant")
-app.add_typer(topics_app, name="topics")
 
 console = Console()
 err = Console(stderr=True)
@@ -330,8 +327,11 @@ def access_publish(
 
 
 register_replay(app, console, err)
+app.add_typer(tail.app)
+app.add_typer(access_app, name="access")
+app.add_typer(grant_app, name="grant")
+app.add_typer(topics_app, name="topics")
 app.add_typer(dlq.app, name="dlq")
-tail.register(app, console, err)
 
 
 def main() -> None:

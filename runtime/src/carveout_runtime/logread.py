@@ -10,7 +10,7 @@ its caller stops.
 from __future__ import annotations
 
 import heapq
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,7 +45,7 @@ async def read_topics(
     *,
     batch_records: int = 10_000,
     on_progress: ProgressCallback | None = None,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Yield every record now in ``topic_names``, in batches, in order within each partition.
 
     Records are aiokafka ``ConsumerRecord`` objects (``topic``, ``partition``, ``offset``,
@@ -148,7 +148,7 @@ async def follow(
     *,
     since: Mapping[TopicPartition, int] | None = None,
     poll_ms: int = 200,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Yield ``topic_names``' records a fetch at a time, in order within each partition,
     and keep waiting for new ones until the caller stops iterating.
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from carveout_contracts import topics
 
-from ..tail import TailError
+from ..output import Bootstrap, console, err, fail, json_option
+from ..topic_names import UnknownTopic
 from . import render
 from .kafka import load, redrive
 from .model import REASONS, DeadLetters, DlqError, Entry, find, select
@@ -22,8 +22,6 @@ app = typer.Typer(
     help="The dead-letter topic: messages a consumer could not process.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 TopicFilter = Annotated[
     str | None,
@@ -38,28 +36,20 @@ ServiceFilter = Annotated[
     str | None,
     typer.Option("--service", help="Only entries this service set aside (grant, enforcement...)."),
 ]
-Bootstrap = Annotated[
-    str, typer.Option(envvar="CARVEOUT_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
-]
-
-
-def _fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _read(bootstrap: str) -> DeadLetters:
     try:
         return asyncio.run(load(bootstrap))
     except DlqError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _filtered(entries: Sequence[Entry], **filters: Any) -> list[Entry]:
     try:
         return select(entries, **filters)
-    except TailError as exc:
-        _fail(str(exc))
+    except UnknownTopic as exc:
+        fail(str(exc))
 
 
 @app.command("list")
@@ -75,12 +65,11 @@ def dlq_list(
     ] = 100,
     as_json: Annotated[
         bool,
-        typer.Option(
-            "--json",
-            help="Print one JSON array, oldest first: per entry its id, dead_lettered_at, "
+        json_option(
+            "Print one JSON array, oldest first: per entry its id, dead_lettered_at, "
             "service, reason, error, source {topic, partition, offset, key}, original "
             "{value, encoding, headers}, position on the dead-letter topic and redriven "
-            "[{at, by, partition, offset}].",
+            "[{at, by, partition, offset}]."
         ),
     ] = False,
     bootstrap: Bootstrap = "127.0.0.1:9092",
@@ -137,10 +126,9 @@ def dlq_redrive(
     ] = False,
     as_json: Annotated[
         bool,
-        typer.Option(
-            "--json",
-            help="Print one JSON array: per entry its id, topic, source position, where "
-            "the copy was published and dry_run.",
+        json_option(
+            "Print one JSON array: per entry its id, topic, source position, where "
+            "the copy was published and dry_run."
         ),
     ] = False,
     bootstrap: Bootstrap = "127.0.0.1:9092",
@@ -156,15 +144,15 @@ def dlq_redrive(
     A message that is still poison is simply dead-lettered again, as a new entry.
     """
     if bool(ids) == all_pending:
-        _fail("name the entries with --id ID (repeatable), or re-drive them all with --all")
+        fail("name the entries with --id ID (repeatable), or re-drive them all with --all")
     found = _read(bootstrap)
     if ids:
         if topic or reason or service:
-            _fail("--topic, --reason and --service narrow --all; with --id name entries only")
+            fail("--topic, --reason and --service narrow --all; with --id name entries only")
         try:
             chosen = find(found.entries, ids)
         except DlqError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     else:
         chosen = _filtered(found.entries, topic=topic, reason=reason, service=service, pending=True)
     if not chosen:
@@ -178,7 +166,7 @@ def dlq_redrive(
     try:
         done = asyncio.run(redrive(bootstrap, chosen, dry_run=dry_run))
     except DlqError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         sys.stdout.write(render.redriven_json(done, dry_run))
         return

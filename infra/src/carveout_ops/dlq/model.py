@@ -14,7 +14,7 @@ from typing import Any, get_args
 from carveout_contracts import PoisonMessage, codec, decode, topics
 from carveout_contracts.events import DeadLetteredData, MessageDeadLettered, MessageRedriven
 
-from ..tail import resolve_topic
+from ..topic_names import resolve_topic
 
 REDRIVE_HEADER = "carveout-redriven-from"
 """Header added to a re-driven record: the id of the entry it came from."""

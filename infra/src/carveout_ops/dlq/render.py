@@ -10,12 +10,8 @@ from rich.text import Text
 
 from carveout_contracts import codec
 
-from ..tail import SHORT_NAMES
+from ..topic_names import short_name
 from .model import Entry, Redriven
-
-
-def _short_topic(name: str) -> str:
-    return next((short for short, full in SHORT_NAMES.items() if full == name), name)
 
 
 def _clip(text: str, width: int) -> str:
@@ -29,7 +25,7 @@ def entries_table(entries: Sequence[Entry], title: str) -> Table:
     table.add_column("re-driven")
     for e in entries:
         topic, partition, offset = e.source
-        where = f"{_short_topic(topic)} {partition if partition is not None else '?'}"
+        where = f"{short_name(topic)} {partition if partition is not None else '?'}"
         where += f"@{offset}" if offset is not None else ""
         last = e.redrives[-1].at.strftime("%Y-%m-%d %H:%M:%S") if e.redrives else ""
         table.add_row(

@@ -1,0 +1,42 @@
+"""What the commands print through: the two consoles, errors, ``--json`` and the options
+several commands share, so that every command reports the same way."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+"""Standard output: what a command answers."""
+
+err = Console(stderr=True)
+"""Standard error: errors, warnings and progress, which a script reading stdout never sees."""
+
+Bootstrap = Annotated[
+    str, typer.Option(envvar="CARVEOUT_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
+]
+
+
+def json_option(help: str) -> Any:
+    """The ``--json`` flag, with the command's own description of what it prints."""
+    return typer.Option("--json", help=help)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as an error and exit with status 1.
+
+    The message is shown as plain text: error texts quote names and values that rich
+    would otherwise read as markup.
+    """
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def print_json(payload: Any) -> None:
+    """``payload`` as indented JSON on standard output, for scripts (times as ISO text)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
