@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .logs import configure_logging
 from .settings import SharedSettings
-
-if TYPE_CHECKING:
-    pass
 
 
 def service_cli(
     name: str,
     summary: str,
     settings_factory: Callable[[], SharedSettings],
-    app_factory: Callable[[Any], Any],
+    app_factory: str,
 ) -> Any:
-    """The ``python -m carveout_<name>`` command line of a service (``serve``, ``--help``)."""
+    """The ``python -m carveout_<name>`` command line of a service (``serve``, ``--help``).
+
+    ``app_factory`` names the composition root as ``module:function``; it is imported
+    only to serve, so ``--help`` and ``settings`` answer without loading the service.
+    """
     import typer
 
     cli = typer.Typer(help=summary, no_args_is_help=True, add_completion=False)
@@ -32,10 +34,12 @@ def service_cli(
 
         settings = settings_factory()
         configure_logging(name, settings.log_level)
+        module, function = app_factory.split(":")
+        create_app = getattr(importlib.import_module(module), function)
         uvicorn.run(
-            app_factory(settings),
-            host=getattr(settings, "host", "127.0.0.1"),
-            port=int(getattr(settings, "port", 0)),
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
             log_level=settings.log_level,
             access_log=False,
             log_config=None,

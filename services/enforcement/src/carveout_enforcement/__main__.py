@@ -6,18 +6,11 @@ from carveout_runtime.commands import service_cli
 
 from .settings import EnforcementSettings
 
-
-def _create_app(settings: EnforcementSettings) -> object:
-    from .app import create_app
-
-    return create_app(settings)
-
-
 cli = service_cli(
     "enforcement",
     "The Carveout enforcement service: judges every access against the grants in force.",
     EnforcementSettings,
-    _create_app,
+    "carveout_enforcement.app:create_app",
 )
 
 if __name__ == "__main__":

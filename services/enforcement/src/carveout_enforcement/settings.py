@@ -12,7 +12,6 @@ from carveout_runtime.settings import SharedSettings
 class EnforcementSettings(SharedSettings):
     model_config = SettingsConfigDict(env_prefix="CARVEOUT_ENFORCEMENT_", extra="ignore")
 
-    host: str = "127.0.0.1"
     port: int = 8082
     database_url: str = "sqlite:///var/enforcement.db"
     group_id: str = "carveout-enforcement"

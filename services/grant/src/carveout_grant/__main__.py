@@ -6,18 +6,11 @@ from carveout_runtime.commands import service_cli
 
 from .settings import GrantSettings
 
-
-def _create_app(settings: GrantSettings) -> object:
-    from .app import create_app
-
-    return create_app(settings)
-
-
 cli = service_cli(
     "grant",
     "The Carveout grant service: system of record for regulator actions.",
     GrantSettings,
-    _create_app,
+    "carveout_grant.app:create_app",
 )
 
 if __name__ == "__main__":

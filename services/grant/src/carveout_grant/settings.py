@@ -11,7 +11,6 @@ from carveout_runtime.settings import SharedSettings, WebhookRules
 class GrantSettings(SharedSettings, WebhookRules):
     model_config = SettingsConfigDict(env_prefix="CARVEOUT_GRANT_", extra="ignore")
 
-    host: str = "127.0.0.1"
     port: int = 8081
     database_url: str = "sqlite:///var/grant.db"
     group_id: str = "carveout-grant"

@@ -6,18 +6,11 @@ from carveout_runtime.commands import service_cli
 
 from .settings import NotificationSettings
 
-
-def _create_app(settings: NotificationSettings) -> object:
-    from .app import create_app
-
-    return create_app(settings)
-
-
 cli = service_cli(
     "notification",
     "The Carveout notification service: tells every party concerned.",
     NotificationSettings,
-    _create_app,
+    "carveout_notification.app:create_app",
 )
 
 if __name__ == "__main__":

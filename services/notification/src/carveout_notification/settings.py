@@ -18,7 +18,6 @@ def _env(name: str, env: str) -> AliasChoices:
 class NotificationSettings(SharedSettings, WebhookRules):
     model_config = SettingsConfigDict(env_prefix="CARVEOUT_NOTIFICATION_", extra="ignore")
 
-    host: str = "127.0.0.1"
     port: int = 8083
     database_url: str = "sqlite:///var/notification.db"
     group_id: str = "carveout-notification"
