@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from faststream.kafka.annotations import KafkaMessage
@@ -51,6 +52,7 @@ def too_large(value: bytes | None, most: int) -> str | None:
     )
 
 
+@dataclass
 class EventHandler:
     """The thin shape of every consumer: size, decode, dedupe, process; dead-letter what
     can never be processed and move on.
@@ -62,28 +64,21 @@ class EventHandler:
     unavailable dependency is waited for without bound, shown in ``health``.
     """
 
-    def __init__(
-        self,
-        topic: str,
-        *,
-        is_processed: Callable[[str], bool],
-        process: Process,
-        dead_letter: DeadLetter,
-        retry_attempts: int = 5,
-        max_bytes: int = limits.DEFAULT_RECORD_BYTES,
-        health: ConsumerHealth | None = None,
-    ) -> None:
-        self.topic = topic
-        self.is_processed = is_processed
-        self.process = process
-        self.dead_letter = dead_letter
-        self.retry_attempts = retry_attempts
-        self.max_bytes = max_bytes
-        self.health = health or ConsumerHealth("consumer", topic)
-        self.processed = 0
-        self.duplicates = 0
-        self.dead_lettered = 0
-        self.failed = 0
+    topic: str
+    is_processed: Callable[[str], bool]
+    process: Process
+    dead_letter: DeadLetter
+    retry_attempts: int = 5
+    max_bytes: int = limits.DEFAULT_RECORD_BYTES
+    health: ConsumerHealth | None = None
+    processed: int = field(default=0, init=False)
+    duplicates: int = field(default=0, init=False)
+    dead_lettered: int = field(default=0, init=False)
+    failed: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            self.health = ConsumerHealth("consumer", self.topic)
 
     async def handle(self, value: bytes, message: Any) -> None:
         from carveout_contracts.codec import PoisonMessage, decode
@@ -247,7 +242,7 @@ def consume(
     given) before it is dead-lettered ``failed``.
     """
     handler = EventHandler(
-        topic,
+        topic=topic,
         is_processed=is_processed,
         process=process,
         dead_letter=dead_letter,

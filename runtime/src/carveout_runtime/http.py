@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -117,6 +117,7 @@ bearer = HTTPBearer(
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
+T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -129,32 +130,29 @@ class RoleCheck(Protocol[T_co]):
     def __call__(self, request: Request, credentials: Credentials) -> Awaitable[T_co]: ...
 
 
+def _role_check(
+    roles: tuple[Role, ...], answer: Callable[[TokenBook, str | None, frozenset[Role]], T]
+) -> RoleCheck[T]:
+    allowed = frozenset(roles)
+
+    async def check(request: Request, credentials: Credentials) -> T:
+        # The header itself, not ``credentials``: a malformed one is told apart from none.
+        return answer(request.app.state.tokens, request.headers.get("authorization"), allowed)
+
+    checker = cast(RoleCheck[T], check)
+    checker.roles = allowed
+    return checker
+
+
 def identifies(*roles: Role) -> RoleCheck[Caller]:
     """A dependency that admits only callers whose bearer token carries one of ``roles``,
     and says who they are (a named token's name)."""
-    allowed = frozenset(roles)
-
-    async def check(request: Request, credentials: Credentials) -> Caller:
-        # The header itself, not ``credentials``: a malformed one is told apart from none.
-        book: TokenBook = request.app.state.tokens
-        return book.authenticate(request.headers.get("authorization"), allowed)
-
-    checker = cast(RoleCheck[Caller], check)
-    checker.roles = allowed
-    return checker
+    return _role_check(roles, TokenBook.authenticate)
 
 
 def requires(*roles: Role) -> RoleCheck[Role]:
     """A dependency that admits only callers whose bearer token carries one of ``roles``."""
-    allowed = frozenset(roles)
-
-    async def check(request: Request, credentials: Credentials) -> Role:
-        book: TokenBook = request.app.state.tokens
-        return book.authorize(request.headers.get("authorization"), allowed)
-
-    checker = cast(RoleCheck[Role], check)
-    checker.roles = allowed
-    return checker
+    return _role_check(roles, TokenBook.authorize)
 
 
 # Least privilege (DESIGN §10): a gateway publishes accesses, asks decisions and reads grants

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import stamina
@@ -124,6 +125,7 @@ class ConsumerHealth:
         return f"stalled: {self.dependency} unavailable for {self.stalled_seconds():.0f}s"
 
 
+@dataclass
 class _TryAgain:
     """stamina's ``on`` hook: which errors to try again after.
 
@@ -131,22 +133,13 @@ class _TryAgain:
     marking the consumer stalled. Any other error: until ``failures`` attempts have failed.
     """
 
-    def __init__(
-        self,
-        what: str,
-        *,
-        failures: int,
-        unavailable: int | None,
-        dependency: str,
-        health: ConsumerHealth | None,
-    ) -> None:
-        self.what = what
-        self.failures = failures
-        self.unavailable = unavailable
-        self.dependency = dependency
-        self.health = health
-        self.failed = 0
-        self.outages = 0
+    what: str
+    failures: int
+    unavailable: int | None
+    dependency: str
+    health: ConsumerHealth | None
+    failed: int = 0
+    outages: int = 0
 
     def __call__(self, exc: BaseException) -> bool:
         if not isinstance(exc, Exception):
