@@ -3,7 +3,7 @@ grantee id."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -34,20 +34,15 @@ class AccessRecordedData(Frozen):
     gateway_id: Identifier
 
 
-class AccessRecorded(Envelope):
+class AccessRecorded(Envelope, topic=topics.ACCESS, key=lambda data: data.grantee_id):
     """A model gateway served (or was asked for) one access to a restricted model.
 
     Produced by gateways; ``occurred_at`` is when the access happened.
     """
 
-    TOPIC: ClassVar[str] = topics.ACCESS
     type: Literal["access.recorded"] = "access.recorded"
     version: Literal[1] = 1
     data: AccessRecordedData
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.grantee_id)
 
 
 AccessEvent = Annotated[AccessRecorded, Field(discriminator="type")]

@@ -3,7 +3,7 @@ by grant id (grantee id when no grant matched)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -47,20 +47,17 @@ class ConditionBreachedData(Frozen):
     gateway_id: str | None = None
 
 
-class ConditionBreached(Envelope):
+class ConditionBreached(
+    Envelope, topic=topics.BREACHES, key=lambda data: data.grant_id or data.grantee_id
+):
     """An access broke one or more conditions, or had no grant in force.
 
     Produced by the enforcement service; keyed by grant id, or grantee id when no grant matched.
     """
 
-    TOPIC: ClassVar[str] = topics.BREACHES
     type: Literal["condition.breached"] = "condition.breached"
     version: Literal[1] = 1
     data: ConditionBreachedData
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.grant_id or data.grantee_id)
 
 
 BreachEvent = Annotated[ConditionBreached, Field(discriminator="type")]

@@ -3,7 +3,7 @@ keyed by source topic."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -51,37 +51,27 @@ class RedrivenData(Frozen):
     by: str = Field(description="Who re-drove it (the operator's login).")
 
 
-class MessageDeadLettered(Envelope):
+class MessageDeadLettered(Envelope, topic=topics.DEADLETTER, key=lambda data: data.source_topic):
     """A consumer could not process a message and set it aside, with the reason.
 
     Produced by whichever service consumed it; keyed by the source topic.
     """
 
-    TOPIC: ClassVar[str] = topics.DEADLETTER
     type: Literal["message.dead_lettered"] = "message.dead_lettered"
     version: Literal[1] = 1
     data: DeadLetteredData
 
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.source_topic)
 
-
-class MessageRedriven(Envelope):
+class MessageRedriven(Envelope, topic=topics.DEADLETTER, key=lambda data: data.source_topic):
     """An operator re-drove a dead-lettered message: its original bytes were published again
     to its source topic, with its key and headers.
 
     Produced by ``carveout dlq redrive``; keyed by the source topic, like the entry it names.
     """
 
-    TOPIC: ClassVar[str] = topics.DEADLETTER
     type: Literal["message.redriven"] = "message.redriven"
     version: Literal[1] = 1
     data: RedrivenData
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.source_topic)
 
 
 DeadLetterEvent = Annotated[MessageDeadLettered | MessageRedriven, Field(discriminator="type")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
@@ -33,9 +34,24 @@ class _Attributes:
 
 
 class Envelope(Frozen):
-    """The envelope every event travels in. The Kafka message key is ``key``."""
+    """The envelope every event travels in. The Kafka message key is ``key``.
+
+    An event class names its topic and how its key follows from its ``data`` in the class
+    line, and writes out its ``type`` and ``version`` in the body::
+
+        class AccessRecorded(Envelope, topic=topics.ACCESS, key=lambda data: data.grantee_id):
+            type: Literal["access.recorded"] = "access.recorded"
+            version: Literal[1] = 1
+            data: AccessRecordedData
+    """
 
     TOPIC: ClassVar[str]
+    _key: ClassVar[Callable[[Any], object]]
+
+    def __init_subclass__(cls, *, topic: str, key: Callable[[Any], object], **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.TOPIC = topic
+        cls._key = staticmethod(key)
 
     event_id: UUID = Field(default_factory=uuid4)
     type: str
@@ -47,7 +63,8 @@ class Envelope(Frozen):
 
     @classmethod
     def key_of(cls, data: Any) -> str:
-        raise NotImplementedError
+        """The message key of an event of this class carrying ``data``."""
+        return str(cls._key(data))
 
     @field_validator("version", mode="before")
     @classmethod

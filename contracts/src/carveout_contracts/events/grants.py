@@ -3,7 +3,7 @@ grant service; keyed by grant id."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     EmailStr,
@@ -115,15 +115,7 @@ class CarveoutRevokedData(Frozen):
     )
 
 
-class _GrantEvent(Envelope):
-    TOPIC: ClassVar[str] = topics.GRANTS
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.grant_id)
-
-
-class GrantIssued(_GrantEvent):
+class GrantIssued(Envelope, topic=topics.GRANTS, key=lambda data: data.grant_id):
     """A regulator issued a new grant under a carveout. Produced by the grant service."""
 
     type: Literal["grant.issued"] = "grant.issued"
@@ -131,7 +123,7 @@ class GrantIssued(_GrantEvent):
     data: GrantIssuedData
 
 
-class GrantAmended(_GrantEvent):
+class GrantAmended(Envelope, topic=topics.GRANTS, key=lambda data: data.grant_id):
     """A regulator replaced a grant's conditions, validity or breach policy.
 
     Produced by the grant service; ``data`` holds the complete new terms.
@@ -142,7 +134,7 @@ class GrantAmended(_GrantEvent):
     data: GrantAmendedData
 
 
-class GrantSuspended(_GrantEvent):
+class GrantSuspended(Envelope, topic=topics.GRANTS, key=lambda data: data.grant_id):
     """A grant stopped covering accesses until reinstated, by a regulator or its breach policy.
 
     Produced by the grant service.
@@ -153,7 +145,7 @@ class GrantSuspended(_GrantEvent):
     data: GrantStatusChangeData
 
 
-class GrantReinstated(_GrantEvent):
+class GrantReinstated(Envelope, topic=topics.GRANTS, key=lambda data: data.grant_id):
     """A suspended grant covers accesses again. Produced by the grant service."""
 
     type: Literal["grant.reinstated"] = "grant.reinstated"
@@ -161,7 +153,7 @@ class GrantReinstated(_GrantEvent):
     data: GrantStatusChangeData
 
 
-class CarveoutRevoked(_GrantEvent):
+class CarveoutRevoked(Envelope, topic=topics.GRANTS, key=lambda data: data.grant_ids[0]):
     """A carveout was revoked, ending every listed grant for good.
 
     Produced by the grant service, on a regulator's order or by a grant's breach policy.
@@ -171,10 +163,6 @@ class CarveoutRevoked(_GrantEvent):
     type: Literal["carveout.revoked"] = "carveout.revoked"
     version: Literal[1] = 1
     data: CarveoutRevokedData
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.grant_ids[0])
 
 
 GrantEvent = Annotated[

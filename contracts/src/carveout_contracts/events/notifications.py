@@ -3,7 +3,7 @@ notification service; keyed by subscription id."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -39,15 +39,9 @@ class NotificationFailedData(NotificationOutcomeData):
     error: str
 
 
-class _NotificationEvent(Envelope):
-    TOPIC: ClassVar[str] = topics.NOTIFICATIONS
-
-    @classmethod
-    def key_of(cls, data: Any) -> str:
-        return str(data.subscription_id)
-
-
-class NotificationDelivered(_NotificationEvent):
+class NotificationDelivered(
+    Envelope, topic=topics.NOTIFICATIONS, key=lambda data: data.subscription_id
+):
     """A notification reached its subscriber. Produced by the notification service."""
 
     type: Literal["notification.delivered"] = "notification.delivered"
@@ -55,7 +49,9 @@ class NotificationDelivered(_NotificationEvent):
     data: NotificationDeliveredData
 
 
-class NotificationFailed(_NotificationEvent):
+class NotificationFailed(
+    Envelope, topic=topics.NOTIFICATIONS, key=lambda data: data.subscription_id
+):
     """A notification could not be delivered after its last attempt.
 
     Produced by the notification service.
