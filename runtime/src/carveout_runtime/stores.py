@@ -96,5 +96,3 @@ def create_tables(engine: Engine, metadata: Any) -> list[str]:
         logging.getLogger("carveout").warning("store upgraded: added columns %s", added)
     return added
 
-
-# --------------------------------------------------------------------------- retries

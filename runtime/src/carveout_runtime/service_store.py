@@ -1,0 +1,45 @@
+"""What every service's store shares: its engine and tables, a ping, and processed marks.
+
+Each service declares its tables on a base of its own (``SQLModel, registry=registry()``,
+so no store shares another's metadata) and its ``processed_events`` table from
+:class:`ProcessedEventColumns`; its store class derives from :class:`ServiceStore`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sqlalchemy import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from .stores import create_tables
+
+
+class ProcessedEventColumns(SQLModel):
+    """A consumed event's processed mark, committed with the event's effects (the
+    consumers' dedupe: an event whose mark is present changes nothing again)."""
+
+    event_id: str = Field(primary_key=True)
+    topic: str
+    processed_at: str
+
+
+class ServiceStore:
+    """A service's store: tables made (and upgraded) on open, a ping, processed marks."""
+
+    tables: ClassVar[type[SQLModel]]
+    """The service's table base: its metadata holds every table of this store."""
+    processed_events: ClassVar[type[ProcessedEventColumns]]
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        create_tables(engine, self.tables.metadata)
+
+    def ping(self) -> None:
+        """Raise unless the store answers a query (readiness)."""
+        with Session(self.engine) as session:
+            session.exec(select(1)).one()
+
+    def is_processed(self, event_id: str) -> bool:
+        with Session(self.engine) as session:
+            return session.get(self.processed_events, event_id) is not None
