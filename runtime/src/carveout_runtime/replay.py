@@ -127,6 +127,37 @@ async def fold(
         await process(event, Inbound.of(record))
 
 
+async def fold_topics(
+    bootstrap: str,
+    topic_names: Sequence[str],
+    report: ReplayReport,
+    progress: Progress,
+    *,
+    is_processed: Callable[[str], bool],
+    process: Process,
+    first_ms: int | None = None,
+) -> None:
+    """Read ``topic_names`` whole and :func:`fold` them in the order the log received them
+    (what a live consumer of them all would have seen), showing progress as ``what``."""
+    from .logread import by_append_time, read_all
+
+    what = (
+        topic_names[0]
+        if len(topic_names) == 1
+        else " and ".join(name.removeprefix("carveout.") for name in topic_names)
+    )
+    records = await read_all(
+        bootstrap, topic_names, lambda done, total: progress(what, done, total)
+    )
+    await fold(
+        by_append_time(records),
+        report,
+        is_processed=is_processed,
+        process=process,
+        first_ms=first_ms,
+    )
+
+
 def open_target(
     database_url: str, since: datetime | None, tables: Sequence[CoveredTable]
 ) -> Engine:
@@ -165,9 +196,20 @@ def rebuilding(
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class StoreDigest:
+    """``digest(database_url)``: the digest of one service's store, over the tables it covers."""
+
+    service: str
+    tables: Sequence[CoveredTable]
+
+    def __call__(self, database_url: str) -> dict[str, Any]:
+        engine = make_engine(database_url)
+        try:
+            return store_digest(engine, self.service, self.tables)
+        finally:
+            engine.dispose()
+
+
 def digest_of(service: str, database_url: str, tables: Sequence[CoveredTable]) -> dict[str, Any]:
-    engine = make_engine(database_url)
-    try:
-        return store_digest(engine, service, tables)
-    finally:
-        engine.dispose()
+    return StoreDigest(service, tables)(database_url)
