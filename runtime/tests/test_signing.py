@@ -1,5 +1,5 @@
-"""Event signatures: key files, rotation, the trusted-keys file, and every reason a
-signature is refused."""
+"""Event signatures and their keys: key files, rotation, the trusted-keys file, and every
+reason a signature is refused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from carveout_runtime import signing
+from carveout_runtime import keyfiles
+from carveout_runtime.keyfiles import (
+    current_signing_key,
+    load_signing_keys,
+    load_trusted_keys,
+    rotate_signing_key,
+    save_trusted_keys,
+)
 from carveout_runtime.signing import (
     BAD_SIGNATURE,
     MALFORMED_HEADER,
@@ -26,10 +33,7 @@ from carveout_runtime.signing import (
     SigningKey,
     TrustedKey,
     TrustedKeys,
-    current_signing_key,
     key_id,
-    load_signing_keys,
-    rotate_signing_key,
 )
 
 VALUE = b'{"type":"grant.issued","data":{}}'
@@ -198,7 +202,7 @@ def test_the_trusted_keys_file_round_trips(
     tmp_path: Path, trusted: TrustedKeys, grant_key: SigningKey
 ) -> None:
     path = tmp_path / "var" / "keys" / "trusted.json"
-    trusted.save(path)
+    save_trusted_keys(path, trusted)
     document = json.loads(path.read_bytes())
     assert sorted(document) == ["keys"]
     assert {
@@ -207,7 +211,7 @@ def test_the_trusted_keys_file_round_trips(
         "public_key": base64.b64encode(grant_key.public_key).decode(),
     } in document["keys"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    again = TrustedKeys.load(path)
+    again = load_trusted_keys(path)
     assert again.keys == trusted.keys
     assert again.of_service("grant") == (grant_key.trusted_key(),)
     assert again.verify(VALUE, grant_key.header_value(VALUE), service="grant").ok
@@ -256,7 +260,7 @@ def test_two_processes_making_the_first_key_agree_on_one(
     keys_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = current_signing_key(keys_dir, "grant")
-    real = signing.load_signing_keys
+    real = keyfiles.load_signing_keys
     calls = 0
 
     def racing(directory: Path, service: str) -> list[SigningKey]:
@@ -265,6 +269,28 @@ def test_two_processes_making_the_first_key_agree_on_one(
         calls += 1
         return [] if calls == 1 else real(directory, service)
 
-    monkeypatch.setattr(signing, "load_signing_keys", racing)
+    monkeypatch.setattr(keyfiles, "load_signing_keys", racing)
     assert current_signing_key(keys_dir, "grant").public_key == first.public_key
     assert sorted(p.name for p in keys_dir.iterdir()) == ["grant-1.key"]
+
+
+def test_rotating_rewrites_the_trusted_keys_file_with_old_and_new_keys(
+    keys_dir: Path, grant_key: SigningKey
+) -> None:
+    path = keys_dir / "trusted.json"
+    save_trusted_keys(path, TrustedKeys([grant_key.trusted_key()]))
+    new_key = rotate_signing_key(keys_dir, "grant")
+    save_trusted_keys(path, load_trusted_keys(path).with_keys(new_key.trusted_key()))
+    assert {k.kid for k in load_trusted_keys(path).of_service("grant")} == {
+        grant_key.kid,
+        new_key.kid,
+    }
+    assert TrustedKey.of("grant", new_key.public_key) == new_key.trusted_key()
+    assert sorted(p.name for p in keys_dir.iterdir()) == [
+        "grant-1.key",
+        "grant-2.key",
+        "trusted.json",
+    ]
+    path.write_bytes(b"{}")
+    with pytest.raises(KeyFileError, match=r'trusted\.json: .*no "keys" list'):
+        load_trusted_keys(path)

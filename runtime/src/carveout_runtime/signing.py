@@ -3,12 +3,10 @@
 A producing service signs each record's value bytes and sends the signature in the
 Kafka header ``carveout-signature: v1,<kid>,<base64 signature>``; ``kid`` is the hex of
 the first 8 bytes of SHA-256 of the raw 32-byte public key. Consumers check it against
-a trusted-keys file ``{"keys": [{"kid", "service", "public_key"}]}`` and act only on
-records signed by the service that may produce them.
-
-Private keys live one per file, ``<dir>/<service>-<n>.key`` (PKCS#8 PEM, mode 0600, in
-a 0700 directory). Rotation adds ``<service>-<n+1>.key``: the newest key signs, and the
-older ones stay in the trusted-keys file so what they signed still verifies.
+the trusted keys ``{"keys": [{"kid", "service", "public_key"}]}`` and act only on
+records signed by the service that may produce them. Rotation adds a key: the newest
+signs, and the older ones stay trusted so what they signed still verifies. Where keys
+are kept on disk is ``keyfiles``'s business; this module does no I/O.
 
 Headers arrive from anyone who can write to a topic, so parsing is bounded and strict:
 a header is at most ``MAX_HEADER_BYTES``, the signature exactly 64 bytes in canonical
@@ -21,12 +19,9 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -37,7 +32,6 @@ SIGNATURE_HEADER = "carveout-signature"
 SIGNATURE_VERSION = "v1"
 MAX_HEADER_BYTES = 128
 """Longer than any well-formed header (``v1,`` + 16 + ``,`` + 88 = 108 bytes)."""
-MAX_KEY_FILE_BYTES = 4096
 MAX_TRUSTED_KEYS_BYTES = 1 << 20
 MAX_TRUSTED_KEYS = 1000
 
@@ -45,7 +39,6 @@ PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 _KID_RE = re.compile(r"[0-9a-f]{16}")
 _SERVICE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_KEY_FILE_RE = re.compile(r"([a-z][a-z0-9_-]{0,31})-([1-9][0-9]{0,8})\.key")
 
 # Reasons a record's signature does not count; SignatureCheck.reason is one of these.
 OK = "ok"
@@ -57,7 +50,7 @@ BAD_SIGNATURE = "bad signature"
 
 
 class KeyFileError(ValueError):
-    """A key or trusted-keys file that cannot be used, and why."""
+    """A private key or trusted-keys document that cannot be used, and why."""
 
 
 def key_id(public_key: bytes) -> str:
@@ -72,7 +65,8 @@ def raw_public_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _check_service(service: str) -> str:
+def check_service(service: str) -> str:
+    """``service`` if it is a valid service name (it names files and keys), else ValueError."""
     if not _SERVICE_RE.fullmatch(service):
         raise ValueError(f"service name {service!r} is not [a-z][a-z0-9_-]{{0,31}}")
     return service
@@ -89,7 +83,7 @@ class TrustedKey:
     @classmethod
     def of(cls, service: str, public_key: bytes) -> TrustedKey:
         """The entry for ``public_key``, with its ``kid`` computed."""
-        return cls(key_id(public_key), _check_service(service), public_key)
+        return cls(key_id(public_key), check_service(service), public_key)
 
     def to_json(self) -> dict[str, str]:
         """The entry as it appears in the trusted-keys file."""
@@ -133,109 +127,6 @@ class SigningKey:
         return SIGNATURE_HEADER, self.header_value(value).encode()
 
 
-def key_path(directory: Path, service: str, number: int) -> Path:
-    """Where a service's ``number``-th private key is kept."""
-    return directory / f"{_check_service(service)}-{number}.key"
-
-
-def load_signing_keys(directory: Path, service: str) -> list[SigningKey]:
-    """A service's private keys under ``directory``, oldest first (empty if none)."""
-    _check_service(service)
-    if not directory.is_dir():
-        return []
-    numbered = []
-    for path in directory.iterdir():
-        match = _KEY_FILE_RE.fullmatch(path.name)
-        if match and match[1] == service:
-            numbered.append((int(match[2]), path))
-    return [_read_key(path, service, number) for number, path in sorted(numbered)]
-
-
-def current_signing_key(directory: Path, service: str) -> SigningKey:
-    """The key a service signs with: its newest, made (as ``<service>-1``) if it has none.
-
-    Safe when several processes start at once: the first file written wins and the
-    others load it.
-    """
-    keys = load_signing_keys(directory, service)
-    if keys:
-        return keys[-1]
-    key = SigningKey(service, 1, Ed25519PrivateKey.generate())
-    if _write_new_key(directory, key):
-        return key
-    return load_signing_keys(directory, service)[-1]
-
-
-def rotate_signing_key(directory: Path, service: str) -> SigningKey:
-    """Make a service's next key (``<service>-<n+1>``), which signs from then on.
-
-    The old keys stay on disk; their public halves must stay trusted for what they signed.
-    """
-    for _ in range(100):
-        keys = load_signing_keys(directory, service)
-        number = keys[-1].number + 1 if keys else 1
-        key = SigningKey(service, number, Ed25519PrivateKey.generate())
-        if _write_new_key(directory, key):
-            return key
-    raise KeyFileError(f"could not claim a new key number for {service} under {directory}")
-
-
-def _write_new_key(directory: Path, key: SigningKey) -> bool:
-    """Write ``key`` to its file unless that file exists; False when it already did.
-
-    The key is written and synced under a temporary name, then hard-linked to its final
-    name: the link either appears complete or fails because another process got there
-    first, so no reader ever sees a partial key and no key is overwritten.
-    """
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    pem = key.private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # mkstemp creates the file 0600 from the start, so the key is never readable by others.
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{key.service}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, key_path(directory, key.service, key.number))
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(temporary)
-    _sync_directory(directory)
-    return True
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_key(path: Path, service: str, number: int) -> SigningKey:
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        raise KeyFileError(f"{path} is readable by others (mode {mode & 0o777:o}); chmod 600 it")
-    with path.open("rb") as file:
-        data = file.read(MAX_KEY_FILE_BYTES + 1)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"{path} is larger than a key file can be")
-    try:
-        private_key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as error:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key: {error}") from error
-    if not isinstance(private_key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path} is not an Ed25519 key")
-    return SigningKey(service, number, private_key)
-
-
 @dataclass(frozen=True)
 class SignatureCheck:
     """What checking a record's signature found.
@@ -275,7 +166,7 @@ class TrustedKeys:
         for key in keys:
             if key.kid != key_id(key.public_key):
                 raise KeyFileError(f"kid {key.kid} does not match its public key")
-            _check_service(key.service)
+            check_service(key.service)
             known = self._keys.get(key.kid)
             if known is not None and known != key:
                 raise KeyFileError(f"kid {key.kid} is listed for {known.service} and {key.service}")
@@ -318,33 +209,6 @@ class TrustedKeys:
         document = {"keys": [key.to_json() for key in self.keys]}
         return json.dumps(document, indent=2).encode() + b"\n"
 
-    @classmethod
-    def load(cls, path: Path) -> TrustedKeys:
-        """Read a trusted-keys file (``CARVEOUT_TRUSTED_KEYS``)."""
-        with path.open("rb") as file:
-            data = file.read(MAX_TRUSTED_KEYS_BYTES + 1)
-        try:
-            return cls.parse(data)
-        except KeyFileError as error:
-            raise KeyFileError(f"{path}: {error}") from error
-
-    def save(self, path: Path) -> None:
-        """Write the trusted-keys file atomically (readers see the old or the new file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(self.dumps())
-                file.flush()
-                os.fsync(file.fileno())
-            # Public keys: readable by every consumer, unlike mkstemp's default 0600.
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-        _sync_directory(path.parent)
-
     def verify(
         self, value: bytes, header_value: str | bytes | None, *, service: str
     ) -> SignatureCheck:
@@ -377,9 +241,8 @@ class TrustedKeys:
         try:
             self._verifiers[kid].verify(signature, value)
         except InvalidSignature:
-            return _refused(
-                BAD_SIGNATURE, f"signature does not match the value under kid {kid}", kid
-            )
+            detail = f"signature does not match the value under kid {kid}"
+            return _refused(BAD_SIGNATURE, detail, kid)
         return SignatureCheck(True, OK, f"signed by {service} with kid {kid}", kid)
 
     def verify_headers(
