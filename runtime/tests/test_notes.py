@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carveout_runtime.keyfiles import current_signing_key
 from carveout_runtime.merkle import MerkleLog
 from carveout_runtime.notes import (
     MAX_NOTE_BYTES,
@@ -273,3 +275,13 @@ def test_signing_refuses_what_could_not_be_read_back() -> None:
         Checkpoint("log", 1, bytes(31)).body()
     with pytest.raises(NoteError, match="space, a plus"):
         NoteSigner("carveout grant", Ed25519PrivateKey.generate())
+
+
+def test_a_service_signs_checkpoints_with_its_event_key(tmp_path: Path) -> None:
+    # Enforcement's checkpoint key is the one it signs events with and serves at /v1/keys.
+    key = current_signing_key(tmp_path / "keys", "enforcement")
+    signer = NoteSigner("carveout-enforcement", key.private_key)
+    checkpoint = Checkpoint("carveout.decisions/3", 0, MerkleLog().root())
+    note = sign_checkpoint(checkpoint, signer)
+    served = NoteVerifier("carveout-enforcement", key.trusted_key().public_key)
+    assert open_checkpoint(note, [served]) == checkpoint
