@@ -27,6 +27,10 @@ def json_option(help: str) -> Any:
     return typer.Option("--json", help=help)
 
 
+JsonFlag = Annotated[bool, json_option("Print JSON for scripts.")]
+"""``--json`` for the commands whose JSON is the service's answer as it stands."""
+
+
 def fail(message: str) -> NoReturn:
     """Print ``message`` as an error and exit with status 1.
 

@@ -1,4 +1,8 @@
-"""``carveout replay SERVICE`` and ``carveout digest SERVICE``: rebuild a store, prove it."""
+"""``carveout replay SERVICE`` and ``carveout digest SERVICE``: rebuild a store, prove it.
+
+The two commands (:data:`app`, that cli.py adds) belong together: a replay's digest is
+compared with the live store's.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,20 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from aiokafka.errors import KafkaError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from carveout_runtime.replay import NotAFreshStore
 
+from .output import console, err, fail, json_option
 from .system import database_url, kafka_bootstrap, var_dir
+
+app = typer.Typer()
 
 
 class Service(StrEnum):
@@ -30,7 +36,7 @@ class Service(StrEnum):
 
 
 ServiceArg = Annotated[Service, typer.Argument(help="grant, enforcement or notification.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+JsonFlag = Annotated[bool, json_option("Print one JSON object for scripts.")]
 
 
 def _module(service: Service) -> Any:
@@ -56,7 +62,7 @@ def _parse_since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _print_digest(console: Console, found: dict[str, Any], title: str) -> None:
+def _print_digest(found: dict[str, Any], title: str) -> None:
     table = Table(title=title, title_justify="left")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -74,130 +80,126 @@ def _missing_sqlite(url: str) -> bool:
     return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
 
 
-def register(app: typer.Typer, console: Console, err: Console) -> None:
-    def _fail(message: str) -> NoReturn:
-        err.print(f"[red]error:[/] {message}", highlight=False)
-        raise typer.Exit(1)
+@app.command()
+def replay(
+    service: ServiceArg,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay only records the log received from this time on (ISO 8601), "
+            "into a restored copy; grant events are always folded in whole."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Where to rebuild (SQLAlchemy URL; default: a new SQLite file "
+            "under var/replay/). Must be empty unless --since is given.",
+        ),
+    ] = None,
+    source_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--source-database-url",
+            help="notification only: the live store whose subscriptions (configuration, "
+            "not events) are carried over. Default: the live store.",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (CARVEOUT_KAFKA_BOOTSTRAP).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild SERVICE's store from the topics into a fresh database and print its digest.
 
-    @app.command()
-    def replay(
-        service: ServiceArg,
-        since: Annotated[
-            str | None,
-            typer.Option(
-                help="Replay only records the log received from this time on (ISO 8601), "
-                "into a restored copy; grant events are always folded in whole."
-            ),
-        ] = None,
-        database_url: Annotated[
-            str | None,
-            typer.Option(
-                "--database-url",
-                help="Where to rebuild (SQLAlchemy URL; default: a new SQLite file "
-                "under var/replay/). Must be empty unless --since is given.",
-            ),
-        ] = None,
-        source_database_url: Annotated[
-            str | None,
-            typer.Option(
-                "--source-database-url",
-                help="notification only: the live store whose subscriptions (configuration, "
-                "not events) are carried over. Default: the live store.",
-            ),
-        ] = None,
-        bootstrap: Annotated[
-            str | None, typer.Option(help="Kafka bootstrap servers (CARVEOUT_KAFKA_BOOTSTRAP).")
-        ] = None,
-        as_json: JsonFlag = False,
-    ) -> None:
-        """Rebuild SERVICE's store from the topics into a fresh database and print its digest.
-
-        Side-effect free: nothing is published, no webhook or email is sent. Compare the
-        digest with `carveout digest SERVICE`.
-        """
-        moment = _parse_since(since)
-        target = database_url or _default_target(service)
-        options: dict[str, Any] = {}
-        if service is Service.notification:
-            source = source_database_url or database_url_of(service)
-            if _missing_sqlite(source):
-                _fail(
-                    f"no store at {source} to carry subscriptions over from: pass "
-                    "--source-database-url (the live notification store)"
-                )
-            options["source_database_url"] = source
-        elif source_database_url is not None:
-            raise typer.BadParameter(
-                "only the notification service carries configuration over",
-                param_hint="--source-database-url",
+    Side-effect free: nothing is published, no webhook or email is sent. Compare the
+    digest with `carveout digest SERVICE`.
+    """
+    moment = _parse_since(since)
+    target = database_url or _default_target(service)
+    options: dict[str, Any] = {}
+    if service is Service.notification:
+        source = source_database_url or database_url_of(service)
+        if _missing_sqlite(source):
+            fail(
+                f"no store at {source} to carry subscriptions over from: pass "
+                "--source-database-url (the live notification store)"
             )
-        shown = err if as_json else console
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=shown,
-            transient=as_json,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(what: str, done: int, total: int) -> None:
-                if what not in tasks:
-                    tasks[what] = bar.add_task(f"reading {what}", total=total)
-                bar.update(tasks[what], completed=done, total=total)
-
-            try:
-                report = asyncio.run(
-                    _module(service).replay(
-                        bootstrap=bootstrap or kafka_bootstrap(),
-                        database_url=target,
-                        since=moment,
-                        progress=progress,
-                        **options,
-                    )
-                )
-            except NotAFreshStore as exc:
-                _fail(str(exc))
-            except (KafkaError, OSError, SQLAlchemyError) as exc:
-                _fail(f"replay of {service.value} failed: {type(exc).__name__}: {exc}")
-        if as_json:
-            sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
-            return
-        summary = report.as_json()
-        console.print(
-            f"Rebuilt the {service.value} store at {target}: {summary['events']:,} records in "
-            f"{summary['seconds']}s ({summary['events_per_s'] or 0:,}/s), "
-            f"{report.poison} poison, {report.skipped} skipped. Nothing was published.",
-            highlight=False,
+        options["source_database_url"] = source
+    elif source_database_url is not None:
+        raise typer.BadParameter(
+            "only the notification service carries configuration over",
+            param_hint="--source-database-url",
         )
-        _print_digest(console, report.digest, f"{service.value} (rebuilt)")
+    shown = err if as_json else console
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=shown,
+        transient=as_json,
+    ) as bar:
+        tasks: dict[str, Any] = {}
 
-    @app.command()
-    def digest(
-        service: ServiceArg,
-        database_url: Annotated[
-            str | None,
-            typer.Option(
-                "--database-url",
-                help="The store to digest (default: the live store, from "
-                "CARVEOUT_<SERVICE>_DATABASE_URL or var/<service>.db).",
-            ),
-        ] = None,
-        as_json: JsonFlag = False,
-    ) -> None:
-        """Print the digest of SERVICE's store: everything it derived from the log."""
-        url = database_url or database_url_of(service)
-        if _missing_sqlite(url):
-            _fail(f"no store at {url}; is this the right var dir?")
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(f"reading {what}", total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
         try:
-            found = _module(service).digest(url)
-        except SQLAlchemyError as exc:
-            _fail(f"cannot read the {service.value} store at {url}: {exc}")
-        if as_json:
-            sys.stdout.write(json.dumps(found, indent=2) + "\n")
-            return
-        _print_digest(console, found, f"{service.value} ({url})")
+            report = asyncio.run(
+                _module(service).replay(
+                    bootstrap=bootstrap or kafka_bootstrap(),
+                    database_url=target,
+                    since=moment,
+                    progress=progress,
+                    **options,
+                )
+            )
+        except NotAFreshStore as exc:
+            fail(str(exc))
+        except (KafkaError, OSError, SQLAlchemyError) as exc:
+            fail(f"replay of {service.value} failed: {type(exc).__name__}: {exc}")
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
+        return
+    summary = report.as_json()
+    console.print(
+        f"Rebuilt the {service.value} store at {target}: {summary['events']:,} records in "
+        f"{summary['seconds']}s ({summary['events_per_s'] or 0:,}/s), "
+        f"{report.poison} poison, {report.skipped} skipped. Nothing was published.",
+        highlight=False,
+    )
+    _print_digest(report.digest, f"{service.value} (rebuilt)")
+
+
+@app.command()
+def digest(
+    service: ServiceArg,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The store to digest (default: the live store, from "
+            "CARVEOUT_<SERVICE>_DATABASE_URL or var/<service>.db).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the digest of SERVICE's store: everything it derived from the log."""
+    url = database_url or database_url_of(service)
+    if _missing_sqlite(url):
+        fail(f"no store at {url}; is this the right var dir?")
+    try:
+        found = _module(service).digest(url)
+    except SQLAlchemyError as exc:
+        fail(f"cannot read the {service.value} store at {url}: {exc}")
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    _print_digest(found, f"{service.value} ({url})")
 
 
 def database_url_of(service: Service) -> str:
