@@ -28,6 +28,8 @@ class SharedSettings(BaseSettings):
     host: str = "127.0.0.1"
     """Where the service listens (``CARVEOUT_<SERVICE>_HOST``); each service sets its port."""
     port: int = 0
+    group_id: str = "carveout"
+    """The service's consumer group (each service sets its own)."""
     kafka_bootstrap: str = Field("127.0.0.1:9092", validation_alias="CARVEOUT_KAFKA_BOOTSTRAP")
     session_timeout_ms: int = Field(6000, validation_alias="CARVEOUT_SESSION_TIMEOUT_MS")
     fetch_max_wait_ms: int = Field(20, validation_alias="CARVEOUT_FETCH_MAX_WAIT_MS")

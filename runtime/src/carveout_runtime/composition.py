@@ -1,0 +1,153 @@
+"""What every service's composition root assembles the same way.
+
+A service builds its own parts (store, handlers, pipelines) in its ``app.py`` and hands
+them to a :class:`ServiceShell`, which wires what the three services share: tracing,
+consumers with their dead letters and readiness checks, the broker's life with the
+resources and background tasks around it, and the HTTP app with its edge guard, error
+answers, AsyncAPI document and operator routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from carveout_contracts import topics
+
+from . import telemetry
+from .consumers import DeadLetter, EventHandler, Process, consume, dead_letter_publisher
+from .ops import Check, broker_check, caught_up_check, install_ops_routes, store_check
+from .settings import SharedSettings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+    from faststream.kafka import KafkaBroker
+
+    from .edge import BodyLimit
+
+
+@dataclass
+class ServiceShell:
+    """One service's shared wiring; ``app()`` makes its ASGI app."""
+
+    name: str
+    settings: SharedSettings
+    broker: KafkaBroker
+    ping_store: Callable[[], None]
+    checks: dict[str, Check] = field(default_factory=dict)
+    """Readiness checks beyond the store, the broker and the consumers."""
+    subscribers: list[Any] = field(default_factory=list)
+    resources: list[contextlib.AbstractAsyncContextManager[Any]] = field(default_factory=list)
+    """Opened before the broker starts, closed after it stops."""
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run once the broker is up, before the app serves."""
+    background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    """Tasks that run as long as the process, by name; cancelled at shutdown."""
+    dead_letter: DeadLetter = field(init=False)
+
+    def __post_init__(self) -> None:
+        telemetry.configure_tracing(self.name, self.settings)
+        self.dead_letter = dead_letter_publisher(self.broker, self.name)
+
+    def consume(
+        self,
+        topic: str,
+        process: Process,
+        is_processed: Callable[[str], bool],
+        description: str,
+        *,
+        max_lag: int = 0,
+        **options: Any,
+    ) -> EventHandler:
+        """Consume ``topic`` in the service's group; ready once within ``max_lag`` of its end."""
+        handler, subscriber = consume(
+            self.broker,
+            topic,
+            process=process,
+            is_processed=is_processed,
+            dead_letter=self.dead_letter,
+            group_id=self.settings.group_id,
+            settings=self.settings,
+            description=description,
+            service=self.name,
+            **options,
+        )
+        self.watch(topic, subscriber, max_lag=max_lag, health=handler.health)
+        return handler
+
+    def watch(self, topic: str, subscriber: Any, *, max_lag: int = 0, health: Any = None) -> None:
+        """Count ``subscriber`` in readiness (caught up on ``topic``) and in the lag metric."""
+        self.subscribers.append(subscriber)
+        self.checks[topic.removeprefix("carveout.")] = caught_up_check(
+            subscriber, max_lag=max_lag, health=health
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        from .brokers import start_broker
+
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for resource in self.resources:
+                    await stack.enter_async_context(resource)
+                await start_broker(self.broker, self.settings.kafka_bootstrap)
+                stack.push_async_callback(self.broker.stop)
+                for step in self.on_start:
+                    await step()
+                tasks = [asyncio.create_task(run(), name=n) for n, run in self.background.items()]
+                try:
+                    yield
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            telemetry.flush_tracing()
+
+    def app(
+        self,
+        *,
+        title: str,
+        description: str,
+        router: APIRouter,
+        context: object,
+        produces: Sequence[str],
+        body_limits: Mapping[tuple[str, str], BodyLimit] | None = None,
+        mount: Callable[[FastAPI], None] | None = None,
+    ) -> FastAPI:
+        """The service's ASGI app: ``router`` behind the edge guard, ``context`` (the typed
+        parts its routes depend on) on ``app.state.context``, the operator routes beside.
+
+        ``mount`` adds what must sit outside the routes but inside the HTTP tracing (the
+        decision endpoint's fast path).
+        """
+        from fastapi import FastAPI
+
+        from .docs import install_asyncapi
+        from .edge import install_edge
+        from .http import install_error_handlers
+
+        app = FastAPI(title=title, description=description, version="1", lifespan=self._lifespan)
+        app.state.tokens = self.settings.token_book()
+        app.state.context = context
+        install_error_handlers(app)
+        install_edge(app, self.settings, body_limits)
+        install_asyncapi(app, self.broker, produces=[*produces, topics.DEADLETTER])
+        app.include_router(router)
+        if mount is not None:
+            mount(app)
+        telemetry.instrument_http(app)
+        install_ops_routes(
+            app,
+            {
+                "store": store_check(self.ping_store),
+                "broker": broker_check(self.broker),
+                **self.checks,
+            },
+            service=self.name,
+            subscribers=self.subscribers,
+        )
+        return app
