@@ -7,8 +7,9 @@ import hashlib
 import hmac
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from carveout_contracts import (
     CarveoutRevoked,
@@ -152,7 +153,9 @@ def signing_secrets(subscription: Subscription, now: datetime) -> list[str]:
     return secrets
 
 
-def contact_subscription(grant: GrantContacts, contact: Contact) -> Subscription:
+def contact_subscription(
+    grant: GrantContacts, contact: Contact, make_secret: Callable[[], str] = new_secret
+) -> Subscription:
     """A grant contact's subscription to its grant; the id is derived, so it is made once."""
     sid = "sub_" + uuid.uuid5(NAMESPACE, f"{grant.grant_id}/{contact.kind}/{contact.address}").hex
     return Subscription(
@@ -162,33 +165,8 @@ def contact_subscription(grant: GrantContacts, contact: Contact) -> Subscription
         event_types=list(CONTACT_EVENT_TYPES),
         grantee_id=grant.grantee_id,
         grant_id=grant.grant_id,
-        secret=new_secret() if contact.kind == "webhook" else None,
+        secret=make_secret() if contact.kind == "webhook" else None,
     )
-
-
-def concerns(event: Any, contacts: dict[str, GrantContacts]) -> tuple[set[str], set[str]]:
-    """(grant ids, grantee ids) an event is about."""
-    data = event.data
-    if isinstance(event, CarveoutRevoked):
-        grants = set(data.grant_ids)
-    elif getattr(data, "grant_id", None):
-        grants = {data.grant_id}
-    else:
-        grants = set()
-    grantees = {contacts[g].grantee_id for g in grants if g in contacts}
-    if getattr(data, "grantee_id", None):
-        grantees.add(data.grantee_id)
-    elif isinstance(event, GrantIssued):
-        grantees.add(data.grantee.id)
-    return grants, grantees
-
-
-def wants(subscription: Subscription, event: Any, grants: set[str], grantees: set[str]) -> bool:
-    if event.type not in subscription.event_types and "*" not in subscription.event_types:
-        return False
-    if subscription.grant_id is not None and subscription.grant_id not in grants:
-        return False
-    return subscription.grantee_id is None or subscription.grantee_id in grantees
 
 
 def notification_id(event_id: str, subscription_id: str) -> str:

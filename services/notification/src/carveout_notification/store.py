@@ -1,4 +1,5 @@
-"""The notification store: grant contacts and the processed-event marks."""
+"""The notification store: grant contacts, subscriptions, the notifications queued and
+their delivery schedule, and the processed-event marks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.stores import create_tables
 
 from .domain import GrantContacts, Subscription
+from .fanout import Notification, Subscribed
 
 
 class NotificationTable(SQLModel, registry=registry()):
@@ -20,6 +22,8 @@ class NotificationTable(SQLModel, registry=registry()):
 
 
 class GrantContactsRecord(NotificationTable, table=True):
+    """A grant's contacts (``document``: :class:`GrantContacts` as JSON), by grant."""
+
     __tablename__ = "grant_contacts"
 
     grant_id: str = Field(primary_key=True)
@@ -30,6 +34,9 @@ class GrantContactsRecord(NotificationTable, table=True):
 
 
 class SubscriptionRecord(NotificationTable, table=True):
+    """A subscription (``document``: :class:`Subscription` as JSON, secrets included) and
+    when it was made, which decides the first records it hears of."""
+
     __tablename__ = "subscriptions"
 
     subscription_id: str = Field(primary_key=True)
@@ -117,7 +124,7 @@ class NotificationStore:
             session.add(row)
             session.commit()
 
-    def subscriptions_created(self) -> list[tuple[Subscription, datetime]]:
+    def subscriptions_created(self) -> list[Subscribed]:
         """Every subscription, with when it was created."""
         with Session(self.engine) as session:
             rows = session.exec(select(SubscriptionRecord)).all()
@@ -169,11 +176,11 @@ class NotificationStore:
         topic: str,
         contacts: Sequence[GrantContacts],
         new_subscriptions: Sequence[Subscription],
-        notifications: Sequence[NotificationRecord],
+        notifications: Sequence[Notification],
         at: datetime,
     ) -> None:
         """An event's effects (contacts, their subscriptions, notifications due) and its
-        processed mark, in one transaction."""
+        processed mark, in one transaction; a notification already queued stays as it is."""
         with Session(self.engine) as session:
             for view in contacts:
                 session.merge(
@@ -190,7 +197,7 @@ class NotificationStore:
                     session.add(_subscription_row(subscription, at))
             for notification in notifications:
                 if session.get(NotificationRecord, notification.notification_id) is None:
-                    session.add(notification)
+                    session.add(queued_row(notification))
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
             session.commit()
 
@@ -305,6 +312,24 @@ class NotificationStore:
                 .limit(limit)
             ).all()
         return list(rows), int(total)
+
+
+def queued_row(notification: Notification) -> NotificationRecord:
+    """A notification as the store queues it: pending, never attempted, due at once."""
+    return NotificationRecord(
+        notification_id=notification.notification_id,
+        subscription_id=notification.subscription_id,
+        event_id=notification.event_id,
+        event_type=notification.event_type,
+        channel=notification.channel,
+        address=notification.address,
+        payload=notification.payload,
+        traceparent=notification.traceparent,
+        status="pending",
+        attempts=0,
+        next_attempt_at=iso(notification.due_at),
+        created_at=iso(notification.due_at),
+    )
 
 
 def _subscription_row(subscription: Subscription, at: datetime) -> SubscriptionRecord:

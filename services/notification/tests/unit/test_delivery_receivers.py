@@ -23,13 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from carveout_contracts.common import iso_utc
 from carveout_notification.delivery import Deliverer
-from carveout_notification.domain import Subscription, new_secret, notification_id
+from carveout_notification.domain import Subscription, new_secret
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationRecord, NotificationStore
 from carveout_runtime.stores import make_engine
 from tests.receivers import SlowReceiver, SmtpServer, WebhookReceiver
+
+from .queueing import queue_notification
 
 DEADLINE = 3.0
 
@@ -79,29 +80,7 @@ def subscribe(store: NotificationStore, channel: str, address: str) -> Subscript
 
 
 def queue(store: NotificationStore, subscription: Subscription) -> NotificationRecord:
-    event_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    fields: dict[str, Any] = {
-        "notification_id": notification_id(event_id, subscription.subscription_id),
-        "subscription_id": subscription.subscription_id,
-        "event_id": event_id,
-        "event_type": "carveout.revoked",
-        "channel": subscription.channel,
-        "address": subscription.address,
-        "payload": '{"type": "carveout.revoked"}',
-        "status": "pending",
-        "next_attempt_at": iso_utc(now),
-        "created_at": iso_utc(now),
-    }
-    store.record_event(
-        event_id=event_id,
-        topic="carveout.grants",
-        contacts=[],
-        new_subscriptions=[],
-        notifications=[NotificationRecord(**fields)],
-        at=now,
-    )
-    return NotificationRecord(**fields)  # the caller's copy, apart from the store's session
+    return queue_notification(store, subscription, datetime.now(UTC), "carveout.revoked")
 
 
 def status(store: NotificationStore, nid: str) -> NotificationRecord:

@@ -17,14 +17,15 @@ import httpx
 import pytest
 
 from carveout_contracts import Envelope, NotificationDelivered, NotificationFailed, codec, topics
-from carveout_contracts.common import iso_utc
 from carveout_notification import delivery
 from carveout_notification.delivery import Deliverer
-from carveout_notification.domain import NAMESPACE, Subscription, new_secret, notification_id
+from carveout_notification.domain import NAMESPACE, Subscription, new_secret
 from carveout_notification.settings import NotificationSettings
 from carveout_notification.store import NotificationRecord, NotificationStore
 from carveout_notification.webhooks import MAX_RESPONSE_BYTES
 from carveout_runtime.stores import make_engine
+
+from .queueing import queue_notification
 
 NOW = datetime.now(UTC)
 
@@ -77,30 +78,9 @@ def subscribe(store: NotificationStore, address: str = "https://hooks.example/ok
 
 
 def queue(store: NotificationStore, subscription: Subscription) -> NotificationRecord:
-    event_id = str(uuid.uuid4())
-    record = NotificationRecord(
-        notification_id=notification_id(event_id, subscription.subscription_id),
-        subscription_id=subscription.subscription_id,
-        event_id=event_id,
-        event_type="grant.issued",
-        channel=subscription.channel,
-        address=subscription.address,
-        payload='{"type": "grant.issued"}',
-        status="pending",
-        attempts=0,
-        next_attempt_at=iso_utc(NOW),
-        created_at=iso_utc(NOW),
-    )
-    store.record_event(
-        event_id=event_id,
-        topic=topics.GRANTS,
-        contacts=[],
-        new_subscriptions=[],
-        notifications=[record],
-        at=NOW,
-    )
-    [queued] = [n for n in store.due(NOW + timedelta(seconds=1)) if n.event_id == event_id]
-    return queued
+    queued = queue_notification(store, subscription, NOW)
+    [due] = [n for n in store.due(NOW + timedelta(seconds=1)) if n.event_id == queued.event_id]
+    return due
 
 
 def public(host: str, port: int) -> list[str]:
