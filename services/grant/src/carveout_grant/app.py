@@ -22,6 +22,7 @@ from carveout_runtime.ops import broker_check, caught_up_check, install_ops_rout
 from carveout_runtime.stores import make_engine
 
 from . import api
+from .clock import Clock, system_clock
 from .handlers.breaches import BreachPolicy
 from .relay import OutboxRelay, grants_log_size
 from .service import GrantService
@@ -32,17 +33,22 @@ SERVICE = "grant"
 log = logging.getLogger("carveout.grant")
 
 
-def create_app(settings: GrantSettings | None = None, broker: KafkaBroker | None = None) -> FastAPI:
+def create_app(
+    settings: GrantSettings | None = None,
+    broker: KafkaBroker | None = None,
+    clock: Clock = system_clock,
+) -> FastAPI:
+    """The grant service's app; ``clock`` is the time its rules read (tests set it)."""
     settings = settings or GrantSettings()
     telemetry.configure_tracing(SERVICE, settings)
     tokens = settings.token_book()
     store = GrantStore(make_engine(settings.database_url))
     broker = broker or kafka_broker(settings, "carveout-grant")
-    relay = OutboxRelay(store, broker, settings.relay_poll_seconds)
+    relay = OutboxRelay(store, broker, settings.relay_poll_seconds, clock)
     service = GrantService(
         store, relay, settings.relay_wait_seconds, record_max_bytes=settings.record_max_bytes
     )
-    policy = BreachPolicy(store, relay)
+    policy = BreachPolicy(store, relay, clock=clock)
     breach_events, breaches_subscriber = consume(
         broker,
         topics.BREACHES,

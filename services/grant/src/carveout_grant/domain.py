@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import Field
@@ -27,7 +28,8 @@ from carveout_contracts import (
     GrantSuspended,
     TermsChecks,
 )
-from carveout_contracts.common import Cause, Frozen, Identifier, Reason, UtcDatetime
+from carveout_contracts.common import Frozen, Identifier, Reason, UtcDatetime
+from carveout_contracts.events.envelope import Envelope
 
 PRODUCER = "grant"
 Lifecycle = Literal["active", "suspended", "revoked"]
@@ -83,6 +85,18 @@ class Grant(Frozen):
         return self.lifecycle
 
 
+AnnouncedAs = TypeVar("AnnouncedAs", bound=Envelope)
+
+
+def _announce(
+    kind: type[AnnouncedAs], data: Any, now: datetime, event_id: UUID | None = None
+) -> AnnouncedAs:
+    """The grant service's event of ``kind`` carrying ``data``, keyed as its topic wants
+    (each kind sets its own ``type`` and ``version``)."""
+    envelope = {"event_id": event_id or uuid4(), "producer": PRODUCER, "occurred_at": now}
+    return kind.model_validate({**envelope, "key": kind.key_of(data), "data": data})
+
+
 def issue(request: GrantRequest, *, grant_id: str, by: str, now: datetime) -> GrantIssued:
     data = GrantIssuedData(
         grant_id=grant_id,
@@ -95,7 +109,7 @@ def issue(request: GrantRequest, *, grant_id: str, by: str, now: datetime) -> Gr
         breach_policy=request.breach_policy,
         issued_by=by,
     )
-    return GrantIssued(producer=PRODUCER, occurred_at=now, key=grant_id, data=data)
+    return _announce(GrantIssued, data, now)
 
 
 def apply(state: Grant | None, event: GrantEvent) -> Grant:
@@ -163,11 +177,9 @@ class ActionRequest(Frozen):
 def amend(grant: Grant, request: AmendRequest, *, by: str, now: datetime) -> GrantAmended:
     if grant.lifecycle == "revoked":
         raise GrantConflict(f"grant {grant.grant_id} is revoked; a revoked grant cannot be amended")
-    return GrantAmended(
-        producer=PRODUCER,
-        occurred_at=now,
-        key=grant.grant_id,
-        data=GrantAmendedData(
+    return _announce(
+        GrantAmended,
+        GrantAmendedData(
             grant_id=grant.grant_id,
             version=grant.version + 1,
             valid_from=request.valid_from,
@@ -178,11 +190,21 @@ def amend(grant: Grant, request: AmendRequest, *, by: str, now: datetime) -> Gra
             reason=request.reason,
             effective_at=now,
         ),
+        now,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyTrip:
+    """Why a breach policy acts (``cause: breach_policy``): the breaches that tripped it,
+    and its event's id, derived so that ordering the action again announces it once."""
+
+    breach_ids: list[str]
+    event_id: UUID
+
+
 def _status_change(
-    grant: Grant, reason: str, by: str, now: datetime, cause: Cause, breach_ids: list[str]
+    grant: Grant, reason: str, by: str, now: datetime, tripped: PolicyTrip | None
 ) -> GrantStatusChangeData:
     return GrantStatusChangeData(
         grant_id=grant.grant_id,
@@ -190,32 +212,21 @@ def _status_change(
         reason=reason,
         by=by,
         effective_at=now,
-        cause=cause,
-        breach_ids=breach_ids,
+        cause="breach_policy" if tripped else "regulator",
+        breach_ids=tripped.breach_ids if tripped else [],
     )
 
 
 def suspend(
-    grant: Grant,
-    reason: str,
-    *,
-    by: str,
-    now: datetime,
-    cause: Cause = "regulator",
-    breach_ids: Sequence[str] = (),
-    event_id: UUID | None = None,
+    grant: Grant, reason: str, *, by: str, now: datetime, tripped: PolicyTrip | None = None
 ) -> GrantSuspended:
+    """Suspend an active grant, on a regulator's order or tripped by its breach policy."""
     if grant.lifecycle != "active":
         raise GrantConflict(
             f"grant {grant.grant_id} is {grant.lifecycle}; only an active grant can be suspended"
         )
-    return GrantSuspended(
-        event_id=event_id or uuid4(),
-        producer=PRODUCER,
-        occurred_at=now,
-        key=grant.grant_id,
-        data=_status_change(grant, reason, by, now, cause, list(breach_ids)),
-    )
+    change = _status_change(grant, reason, by, now, tripped)
+    return _announce(GrantSuspended, change, now, tripped.event_id if tripped else None)
 
 
 def reinstate(grant: Grant, reason: str, *, by: str, now: datetime) -> GrantReinstated:
@@ -223,12 +234,7 @@ def reinstate(grant: Grant, reason: str, *, by: str, now: datetime) -> GrantRein
         raise GrantConflict(
             f"grant {grant.grant_id} is {grant.lifecycle}; only a suspended grant can be reinstated"
         )
-    return GrantReinstated(
-        producer=PRODUCER,
-        occurred_at=now,
-        key=grant.grant_id,
-        data=_status_change(grant, reason, by, now, "regulator", []),
-    )
+    return _announce(GrantReinstated, _status_change(grant, reason, by, now, None), now)
 
 
 def revoke(
@@ -238,79 +244,32 @@ def revoke(
     carveout_id: str,
     by: str,
     now: datetime,
-    cause: Cause = "regulator",
-    breach_ids: Sequence[str] = (),
-    event_id: UUID | None = None,
+    tripped: PolicyTrip | None = None,
 ) -> CarveoutRevoked:
-    """Revoke the given grants of one carveout for good (those not revoked already)."""
+    """Revoke the given grants of one carveout for good (those not revoked already), on a
+    regulator's order or tripped by a grant's breach policy."""
     live = [g for g in grants if g.lifecycle != "revoked"]
     if not live:
         raise GrantConflict(f"nothing to revoke: every grant of {carveout_id} is revoked already")
-    return CarveoutRevoked(
-        event_id=event_id or uuid4(),
-        producer=PRODUCER,
-        occurred_at=now,
-        key=live[0].grant_id,
-        data=CarveoutRevokedData(
+    return _announce(
+        CarveoutRevoked,
+        CarveoutRevokedData(
             carveout_id=carveout_id,
             grant_ids=[g.grant_id for g in live],
             grant_versions={g.grant_id: g.version + 1 for g in live},
             reason=reason,
             revoked_by=by,
             effective_at=now,
-            cause=cause,
-            breach_ids=list(breach_ids),
+            cause="breach_policy" if tripped else "regulator",
+            breach_ids=tripped.breach_ids if tripped else [],
         ),
+        now,
+        tripped.event_id if tripped else None,
     )
 
 
-PolicyAction = Literal["suspend", "revoke"]
-
-
-def policy_action(
-    grant: Grant, recent_critical: Sequence[tuple[str, datetime]], now: datetime
-) -> tuple[PolicyAction, list[str]] | None:
-    """What the grant's breach policy orders, given its critical breaches (id, time).
-
-    Counts the breaches in the sliding window ending at ``now`` (and none from before
-    the last reinstatement). Revocation wins over suspension; each happens once.
-
-    The ids returned are at most the threshold that tripped (the first, by id), and at
-    most :data:`MAX_BREACH_ID_CHARS` characters in all: breaches met out of order can put
-    more in the window, and ids come from a topic anyone may write to (up to 200
-    characters each), while the action's event must stay far under the record limit.
-    """
-    policy = grant.breach_policy
-    since = now.timestamp() - policy.window_seconds
-    if grant.reinstated_at is not None:
-        since = max(since, grant.reinstated_at.timestamp())
-    counted = sorted(
-        bid for bid, at in recent_critical if since < at.timestamp() <= now.timestamp()
-    )
-    if grant.lifecycle == "revoked":
-        return None
-    if policy.revoke_after_critical and len(counted) >= policy.revoke_after_critical:
-        return "revoke", _within_budget(counted[: policy.revoke_after_critical])
-    if (
-        grant.lifecycle == "active"
-        and policy.suspend_after_critical
-        and len(counted) >= policy.suspend_after_critical
-    ):
-        return "suspend", _within_budget(counted[: policy.suspend_after_critical])
-    return None
-
-
-MAX_BREACH_ID_CHARS = 128 * 1024
-"""The most characters of breach ids one policy action names (a quarter of the record
-limit): 3,600 ids of the usual 36 characters, 650 of the longest allowed."""
-
-
-def _within_budget(ids: list[str]) -> list[str]:
-    kept: list[str] = []
-    used = 0
-    for breach_id in ids:
-        used += len(breach_id) + 3  # its quotes and comma in the event's JSON
-        if used > MAX_BREACH_ID_CHARS:
-            break
-        kept.append(breach_id)
-    return kept
+def revoke_grant(
+    grant: Grant, reason: str, *, by: str, now: datetime, tripped: PolicyTrip | None = None
+) -> CarveoutRevoked:
+    """Revoke one grant for good: a revocation of its carveout naming that grant alone."""
+    return revoke([grant], reason, carveout_id=grant.carveout_id, by=by, now=now, tripped=tripped)

@@ -1,10 +1,10 @@
-"""The outbox relay: publishes recorded grant events to Kafka, in order, until acknowledged."""
+"""The outbox relay: publishes recorded grant events to Kafka, in order, until acknowledged,
+and puts the whole history back when the broker comes back without the grants log."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
@@ -14,16 +14,26 @@ from carveout_runtime import telemetry
 from carveout_runtime.logread import partitions
 from carveout_runtime.retries import wait_set
 
+from .clock import Clock, system_clock
 from .store import GrantStore
 
 log = logging.getLogger("carveout.grant.relay")
 
 
 class OutboxRelay:
-    def __init__(self, store: GrantStore, broker: KafkaBroker, poll_seconds: float) -> None:
+    """Publishes the outbox's unpublished events, oldest first, and says when one is out."""
+
+    def __init__(
+        self,
+        store: GrantStore,
+        broker: KafkaBroker,
+        poll_seconds: float,
+        clock: Clock = system_clock,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.poll_seconds = poll_seconds
+        self.clock = clock
         self._wake = asyncio.Event()
         self._published_up_to = 0
         self._progress = asyncio.Condition()
@@ -87,7 +97,7 @@ class OutboxRelay:
                     headers=telemetry.kafka_headers(row.traceparent),
                 )
         seqs = [row.seq for row in rows if row.seq is not None]
-        self.store.mark_published(seqs, datetime.now(UTC))
+        self.store.mark_published(seqs, self.clock())
         async with self._progress:
             self._published_up_to = max(self._published_up_to, max(seqs))
             self._progress.notify_all()

@@ -9,7 +9,7 @@ are already in the grants log).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from carveout_contracts import GrantIssued, affected_grants, topics
@@ -26,9 +26,10 @@ from carveout_runtime.replay import (
     since_ms,
 )
 
+from .clock import Clock, system_clock
 from .domain import Grant, apply
 from .handlers.breaches import counted_breach
-from .store import GrantStore
+from .store import GrantChange, GrantStore
 
 SERVICE = "grant"
 
@@ -67,8 +68,10 @@ async def replay(
     database_url: str,
     since: datetime | None = None,
     progress: Progress = no_progress,
+    clock: Clock = system_clock,
 ) -> ReplayReport:
-    """Rebuild the store at ``database_url`` from the topics; publish nothing."""
+    """Rebuild the store at ``database_url`` from the topics; publish nothing. ``clock``
+    stamps the outbox's rows as published and the breaches as processed."""
     with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
         store = GrantStore(engine)
 
@@ -81,16 +84,11 @@ async def replay(
                     report.skipped += 1  # its grant's issue is not in this log
                     return
                 changed = [apply(grant, event) for grant in before if grant is not None]
-            store.record_from_log(changed, event, inbound.value.decode(), inbound.traceparent)
+            change = GrantChange(changed, event, inbound.traceparent)
+            store.record_from_log(change, inbound.value.decode(), published_at=clock())
 
         async def count_breach(breach: Any, _inbound: Inbound) -> None:
-            store.record_breach(
-                event_id=str(breach.event_id),
-                topic=topics.BREACHES,
-                breach=counted_breach(breach),
-                action=None,
-                at=datetime.now(UTC),
-            )
+            store.record_breach(breach, counted_breach(breach), None, at=clock())
 
         await fold(
             by_append_time(

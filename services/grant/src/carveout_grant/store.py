@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import registry
@@ -76,6 +77,21 @@ class StaleGrant(Exception):
     """A grant changed between reading it and recording a change to it."""
 
 
+@dataclass(frozen=True, slots=True)
+class GrantChange:
+    """Grants changed by one event, to be recorded with it (the outbox row).
+
+    The row continues ``traceparent``; ``expected_versions`` guards against a concurrent
+    change: the grants must still be at those versions, or :class:`StaleGrant` is raised
+    and nothing is written.
+    """
+
+    grants: Sequence[Grant]
+    event: Envelope
+    traceparent: str | None
+    expected_versions: dict[str, int] | None = None
+
+
 class GrantStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -97,42 +113,34 @@ class GrantStore:
         traceparent: str | None,
         expected_versions: dict[str, int] | None = None,
     ) -> int:
-        """Save the changed grants and the event announcing the change, atomically.
-
-        ``expected_versions`` guards against a concurrent change: the grants must still be
-        at those versions, or :class:`StaleGrant` is raised and nothing is written.
-        """
+        """Save the changed grants and the event announcing the change, atomically; the
+        event's outbox sequence. See :class:`GrantChange` for ``expected_versions``."""
         with self._session() as session:
-            seq = self._write_change(session, grants, event, traceparent, expected_versions)
+            seq = self._write_change(
+                session, GrantChange(grants, event, traceparent, expected_versions)
+            )
             session.commit()
             return seq
 
-    def record_from_log(
-        self, grants: Sequence[Grant], event: Envelope, payload: str, traceparent: str | None
-    ) -> None:
+    def record_from_log(self, change: GrantChange, payload: str, published_at: datetime) -> None:
         """A grant change read back from the log (replay): recorded as published already."""
         with self._session() as session:
-            self._write_change(
-                session, grants, event, traceparent, None, payload=payload, published=True
-            )
+            self._write_change(session, change, payload=payload, published_at=published_at)
             session.commit()
 
     def _write_change(
         self,
         session: Session,
-        grants: Sequence[Grant],
-        event: Envelope,
-        traceparent: str | None,
-        expected_versions: dict[str, int] | None,
+        change: GrantChange,
         *,
         payload: str | None = None,
-        published: bool = False,
+        published_at: datetime | None = None,
     ) -> int:
-        for grant_id, version in (expected_versions or {}).items():
+        for grant_id, version in (change.expected_versions or {}).items():
             current = session.get(GrantRecord, grant_id, with_for_update=True)
             if current is None or current.version != version:
                 raise StaleGrant(f"grant {grant_id} changed meanwhile; try again")
-        for grant in grants:
+        for grant in change.grants:
             session.merge(
                 GrantRecord(
                     grant_id=grant.grant_id,
@@ -146,6 +154,7 @@ class GrantStore:
                     document=grant.model_dump_json(),
                 )
             )
+        event = change.event
         outbox = GrantEventRecord(
             event_id=str(event.event_id),
             grant_id=event.key,
@@ -153,9 +162,9 @@ class GrantStore:
             topic=event.TOPIC,
             key=event.key,
             payload=payload if payload is not None else event.model_dump_json(),
-            traceparent=traceparent,
+            traceparent=change.traceparent,
             created_at=iso(event.occurred_at),
-            published_at=iso(datetime.now(UTC)) if published else None,
+            published_at=iso(published_at) if published_at is not None else None,
         )
         session.add(outbox)
         session.flush()
@@ -214,25 +223,27 @@ class GrantStore:
 
     def record_breach(
         self,
-        *,
-        event_id: str,
-        topic: str,
+        event: Envelope,
         breach: PolicyBreach | None,
-        action: tuple[Sequence[Grant], Envelope, str | None, dict[str, int]] | None,
+        action: GrantChange | None,
         at: datetime,
     ) -> int | None:
-        """A consumed breach, and the policy action it trips if any, in one transaction.
+        """A consumed breach ``event`` processed at ``at``: the breach the policy counts and
+        the action it trips, if any, in one transaction with the processed mark.
 
-        Returns the outbox sequence of the action's event, when there is one.
+        Returns the outbox sequence of the action's event, or ``None`` when there is no
+        action or its event is recorded already (the action was ordered before).
         """
         with self._session() as session:
             if breach is not None and session.get(PolicyBreach, breach.breach_id) is None:
                 session.add(breach)
             seq = None
-            if action is not None:
-                grants, event, traceparent, expected = action
-                seq = self._write_change(session, grants, event, traceparent, expected)
-            session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
+            if action is not None and not _has_event(session, str(action.event.event_id)):
+                seq = self._write_change(session, action)
+            processed = ProcessedEvent(
+                event_id=str(event.event_id), topic=event.TOPIC, processed_at=iso(at)
+            )
+            session.add(processed)
             session.commit()
             return seq
 
@@ -247,12 +258,7 @@ class GrantStore:
 
     def has_event(self, event_id: str) -> bool:
         with self._session() as session:
-            return (
-                session.exec(
-                    select(GrantEventRecord.seq).where(GrantEventRecord.event_id == event_id)
-                ).first()
-                is not None
-            )
+            return _has_event(session, event_id)
 
     # ----------------------------------------------------------------- outbox
 
@@ -301,3 +307,8 @@ class GrantStore:
         with self._session() as session:
             value = session.exec(select(func.max(GrantEventRecord.seq))).one()
         return int(value or 0)
+
+
+def _has_event(session: Session, event_id: str) -> bool:
+    found = select(GrantEventRecord.seq).where(GrantEventRecord.event_id == event_id)
+    return session.exec(found).first() is not None

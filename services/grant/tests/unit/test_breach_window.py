@@ -7,7 +7,8 @@ from pathlib import Path
 
 from carveout_contracts import limits
 from carveout_contracts.common import iso_utc
-from carveout_grant.handlers.breaches import BreachPolicy, window_start
+from carveout_grant.breach_policy import window_start
+from carveout_grant.handlers.breaches import BreachPolicy
 from carveout_grant.store import GrantStore
 from carveout_runtime.inbound import Inbound
 

@@ -4,9 +4,11 @@ breaches as its threshold, however many out-of-order breaches fill the window.""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 from carveout_contracts import limits
-from carveout_grant.domain import Grant, GrantRequest, apply, issue, policy_action, revoke
+from carveout_grant.breach_policy import policy_action
+from carveout_grant.domain import Grant, GrantRequest, PolicyTrip, apply, issue, revoke
 
 T0 = datetime(2026, 6, 28, 14, 0, tzinfo=UTC)
 LONGEST_ID = "g" * limits.MAX_ID
@@ -58,7 +60,6 @@ def test_the_largest_policy_revocation_fits_in_a_record() -> None:
         carveout_id=grant.carveout_id,
         by="breach-policy",
         now=T0,
-        cause="breach_policy",
-        breach_ids=ids,
+        tripped=PolicyTrip(ids, uuid4()),
     )
     assert len(event.model_dump_json().encode()) <= limits.DEFAULT_RECORD_BYTES
