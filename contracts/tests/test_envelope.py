@@ -180,3 +180,10 @@ def test_condition_breached_model(golden: Golden) -> None:
     raw["data"]["violations"] = []
     with pytest.raises(ValidationError, match="violations"):
         ConditionBreached.model_validate(raw)
+
+
+def test_an_event_class_names_its_topic_and_key() -> None:
+    with pytest.raises(TypeError, match="'topic' and 'key'"):
+
+        class Unrouted(Envelope):
+            """Names neither where it is published nor what keys it."""
