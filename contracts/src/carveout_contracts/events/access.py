@@ -19,6 +19,8 @@ from ..common import (
 )
 from .envelope import Envelope
 
+__all__ = ["AccessEvent", "AccessRecorded", "AccessRecordedData"]
+
 
 class AccessRecordedData(Frozen):
     request_id: Identifier

@@ -21,6 +21,8 @@ from ..common import (
 )
 from .envelope import Envelope
 
+__all__ = ["BreachEvent", "ConditionBreached", "ConditionBreachedData", "Violation"]
+
 
 class Violation(Frozen):
     """One condition an access broke, with what the grant expected and what it got."""

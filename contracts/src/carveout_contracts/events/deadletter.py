@@ -17,6 +17,14 @@ from ..common import (
 )
 from .envelope import Envelope
 
+__all__ = [
+    "DeadLetterEvent",
+    "DeadLetteredData",
+    "MessageDeadLettered",
+    "MessageRedriven",
+    "RedrivenData",
+]
+
 
 class DeadLetteredData(Frozen):
     source_topic: str

@@ -26,6 +26,23 @@ from ..common import (
 from ..conditions import BreachPolicy, Condition, check_unique_condition_ids
 from .envelope import Envelope
 
+__all__ = [
+    "CarveoutRevoked",
+    "CarveoutRevokedData",
+    "Contact",
+    "GrantAmended",
+    "GrantAmendedData",
+    "GrantEvent",
+    "GrantIssued",
+    "GrantIssuedData",
+    "GrantReinstated",
+    "GrantStatusChangeData",
+    "GrantSuspended",
+    "Grantee",
+    "TermsChecks",
+    "affected_grants",
+]
+
 
 class Contact(Frozen):
     """Where a party wants to hear about a grant: a webhook URL or an email address."""

@@ -19,6 +19,15 @@ from ..common import (
 )
 from .envelope import Envelope
 
+__all__ = [
+    "NotificationDelivered",
+    "NotificationDeliveredData",
+    "NotificationEvent",
+    "NotificationFailed",
+    "NotificationFailedData",
+    "NotificationOutcomeData",
+]
+
 
 class NotificationOutcomeData(Frozen):
     notification_id: Identifier
