@@ -1,85 +1,28 @@
 """The wire contract shared by every Carveout service: topics, events, conditions, codec and
 upcasters, consistency tokens and limits. Pydantic and the standard library only."""
 
-from . import topics
+from typing import TYPE_CHECKING
+
+from . import conditions, events, topics
 from .codec import PoisonMessage, decode, encode_value, headers, upcaster
-from .conditions import (
-    BreachPolicy,
-    Condition,
-    DeploymentRegions,
-    Purposes,
-    Safeguards,
-    UsageCap,
-    UserCountries,
-)
-from .events import (
-    EVENT_BY_TYPE,
-    EVENT_CLASSES,
-    AccessRecorded,
-    AccessRecordedData,
-    CarveoutRevoked,
-    CarveoutRevokedData,
-    ConditionBreached,
-    ConditionBreachedData,
-    Contact,
-    Envelope,
-    GrantAmended,
-    GrantAmendedData,
-    Grantee,
-    GrantEvent,
-    GrantIssued,
-    GrantIssuedData,
-    GrantReinstated,
-    GrantStatusChangeData,
-    GrantSuspended,
-    MessageDeadLettered,
-    NotificationDelivered,
-    NotificationFailed,
-    Violation,
-    affected_grants,
-)
+
+# The conditions module and the events package each list what they export in their own
+# ``__all__``; the package exports all of it, so no name is listed twice.
+from .conditions import *  # noqa: F403
+from .consistency import BadConsistencyToken, decode_token, encode_token
+from .events import *  # noqa: F403
 
 __all__ = [
-    "EVENT_BY_TYPE",
-    "EVENT_CLASSES",
-    "AccessRecorded",
-    "AccessRecordedData",
-    "BreachPolicy",
-    "CarveoutRevoked",
-    "CarveoutRevokedData",
-    "Condition",
-    "ConditionBreached",
-    "ConditionBreachedData",
-    "Contact",
-    "DeploymentRegions",
-    "Envelope",
-    "GrantAmended",
-    "GrantAmendedData",
-    "GrantEvent",
-    "GrantIssued",
-    "GrantIssuedData",
-    "GrantReinstated",
-    "GrantStatusChangeData",
-    "GrantSuspended",
-    "Grantee",
-    "MessageDeadLettered",
-    "NotificationDelivered",
-    "NotificationFailed",
+    "BadConsistencyToken",
     "PoisonMessage",
-    "Purposes",
-    "Safeguards",
-    "UsageCap",
-    "UserCountries",
-    "Violation",
-    "affected_grants",
     "decode",
+    "decode_token",
+    "encode_token",
     "encode_value",
     "headers",
     "topics",
     "upcaster",
 ]
-
-from .consistency import BadConsistencyToken, decode_token, encode_token
-from .events import TermsChecks
-
-__all__ += ["BadConsistencyToken", "TermsChecks", "decode_token", "encode_token"]
+__all__ += conditions.__all__
+if not TYPE_CHECKING:  # mypy is not shown the events package's ``__all__``: see there why
+    __all__ += events.__all__

@@ -9,6 +9,18 @@ from pydantic import Field, model_validator
 from . import limits
 from .common import MAX_UNITS, CountryCode, Frozen, Identifier, ListString, Severity
 
+__all__ = [
+    "CONDITION_KINDS",
+    "BreachPolicy",
+    "Condition",
+    "DeploymentRegions",
+    "Purposes",
+    "Safeguards",
+    "UsageCap",
+    "UserCountries",
+    "check_unique_condition_ids",
+]
+
 CountryList = Annotated[list[CountryCode], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
 ValueList = Annotated[list[ListString], Field(min_length=1, max_length=limits.MAX_LIST_VALUES)]
 """A condition's ``allow``/``deny``/``require`` list: 1 to 256 values of up to 200 characters."""
