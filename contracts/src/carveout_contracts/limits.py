@@ -67,3 +67,8 @@ DEAD_LETTER_WHOLE_BYTES: Final = 256 * KIB
 """A dead letter keeps a value up to this size whole ..."""
 DEAD_LETTER_HEAD_BYTES: Final = 4 * KIB
 """... and of a larger one its first bytes, its size and its SHA-256."""
+
+MAX_PARTITIONS: Final = 10_000
+"""Partitions a heartbeat may report positions for."""
+MAX_NOTE_BYTES: Final = 16 * KIB
+"""A signed checkpoint note's text (C2SP signed-note)."""

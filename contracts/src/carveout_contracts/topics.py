@@ -7,5 +7,15 @@ ACCESS: Final = "carveout.access"
 BREACHES: Final = "carveout.breaches"
 NOTIFICATIONS: Final = "carveout.notifications"
 DEADLETTER: Final = "carveout.deadletter"
+ACKS: Final = "carveout.acks"
+CHECKPOINTS: Final = "carveout.checkpoints"
 
-ALL_TOPICS: Final[tuple[str, ...]] = (GRANTS, ACCESS, BREACHES, NOTIFICATIONS, DEADLETTER)
+ALL_TOPICS: Final[tuple[str, ...]] = (
+    GRANTS,
+    ACCESS,
+    BREACHES,
+    NOTIFICATIONS,
+    DEADLETTER,
+    ACKS,
+    CHECKPOINTS,
+)

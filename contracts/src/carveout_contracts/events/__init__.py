@@ -5,9 +5,10 @@ literally here; they are never derived from a class or module path. A breaking c
 an event's ``data`` gets a new ``version`` and an upcaster in :mod:`carveout_contracts.codec`.
 
 The events of each topic are in a module of their own (``grants``, ``access``,
-``breaches``, ``notifications``, ``deadletter``), each with the topic's discriminated
-union and an ``__all__`` of what it exports; this module gathers them. A new event goes
-into its topic's union: ``EVENT_CLASSES``, and so the schemas and golden checks, follow.
+``breaches``, ``notifications``, ``deadletter``, ``acks``, ``checkpoints``), each with the
+topic's discriminated union and an ``__all__`` of what it exports; this module gathers
+them. A new event goes into its topic's union: ``EVENT_CLASSES``, and so the schemas and
+golden checks, follow.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, get_args
 
 from .. import topics
-from . import access, breaches, deadletter, grants, notifications
+from . import access, acks, breaches, checkpoints, deadletter, grants, notifications
 
 # Each topic module lists what it exports in its own ``__all__``; this package exports all of
 # it, so no name is listed twice.
 from .access import *  # noqa: F403
+from .acks import *  # noqa: F403
 from .breaches import *  # noqa: F403
+from .checkpoints import *  # noqa: F403
 from .deadletter import *  # noqa: F403
 from .envelope import Envelope as Envelope
 from .grants import *  # noqa: F403
@@ -32,6 +35,8 @@ TOPIC_UNIONS: dict[str, Any] = {
     topics.BREACHES: breaches.BreachEvent,
     topics.NOTIFICATIONS: notifications.NotificationEvent,
     topics.DEADLETTER: deadletter.DeadLetterEvent,
+    topics.ACKS: acks.AckEvent,
+    topics.CHECKPOINTS: checkpoints.CheckpointEvent,
 }
 
 
@@ -74,7 +79,9 @@ if not TYPE_CHECKING:
         "current_version",
         "event_type",
         *access.__all__,
+        *acks.__all__,
         *breaches.__all__,
+        *checkpoints.__all__,
         *deadletter.__all__,
         *grants.__all__,
         *notifications.__all__,
