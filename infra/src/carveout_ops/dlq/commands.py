@@ -36,6 +36,23 @@ ServiceFilter = Annotated[
     str | None,
     typer.Option("--service", help="Only entries this service set aside (grant, enforcement...)."),
 ]
+PendingFilter = Annotated[bool, typer.Option("--pending", help="Only entries never re-driven.")]
+EntriesJson = Annotated[
+    bool,
+    json_option(
+        "Print one JSON array, oldest first: per entry its id, dead_lettered_at, "
+        "service, reason, error, source {topic, partition, offset, key}, original "
+        "{value, encoding, headers}, position on the dead-letter topic and redriven "
+        "[{at, by, partition, offset}]."
+    ),
+]
+RedrivenJson = Annotated[
+    bool,
+    json_option(
+        "Print one JSON array: per entry its id, topic, source position, where "
+        "the copy was published and dry_run."
+    ),
+]
 
 
 def _read(bootstrap: str) -> DeadLetters:
@@ -57,21 +74,11 @@ def dlq_list(
     topic: TopicFilter = None,
     reason: ReasonFilter = None,
     service: ServiceFilter = None,
-    pending: Annotated[
-        bool, typer.Option("--pending", help="Only entries never re-driven.")
-    ] = False,
+    pending: PendingFilter = False,
     limit: Annotated[
         int, typer.Option(min=1, help="Show at most this many entries: the newest.")
     ] = 100,
-    as_json: Annotated[
-        bool,
-        json_option(
-            "Print one JSON array, oldest first: per entry its id, dead_lettered_at, "
-            "service, reason, error, source {topic, partition, offset, key}, original "
-            "{value, encoding, headers}, position on the dead-letter topic and redriven "
-            "[{at, by, partition, offset}]."
-        ),
-    ] = False,
+    as_json: EntriesJson = False,
     bootstrap: Bootstrap = "127.0.0.1:9092",
 ) -> None:
     """List the dead-letter entries, oldest first, and whether each was re-driven.
@@ -124,13 +131,7 @@ def dlq_redrive(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be re-driven; publish nothing.")
     ] = False,
-    as_json: Annotated[
-        bool,
-        json_option(
-            "Print one JSON array: per entry its id, topic, source position, where "
-            "the copy was published and dry_run."
-        ),
-    ] = False,
+    as_json: RedrivenJson = False,
     bootstrap: Bootstrap = "127.0.0.1:9092",
 ) -> None:
     """Publish dead-lettered messages again to their source topics, to be processed.

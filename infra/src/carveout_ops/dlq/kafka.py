@@ -33,6 +33,15 @@ async def load(bootstrap: str) -> DeadLetters:
     return fold(records)
 
 
+async def _start(client: AIOKafkaProducer | AIOKafkaConsumer, bootstrap: str) -> None:
+    """Start a producer or a consumer; :class:`DlqError` when the broker does not answer."""
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.stop()  # one that failed to start may still hold connections and tasks
+        raise DlqError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from None
+
+
 def operator() -> str:
     try:
         return getpass.getuser()
@@ -56,11 +65,7 @@ async def redrive(
             done.append(same_record(entry, first_of) or Redriven(entry, None, None))
         return done
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=PRODUCER, **PRODUCER_OPTIONS)
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise DlqError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from None
+    await _start(producer, bootstrap)
     try:
         for entry in entries:
             result = same_record(entry, first_of)
@@ -108,11 +113,7 @@ async def read_original(bootstrap: str, entry: Entry, within_s: float = SOURCE_R
         max_partition_fetch_bytes=max(data.size or 0, 1024 * 1024) + 64 * 1024,
         fetch_max_bytes=max(data.size or 0, 1024 * 1024) + 64 * 1024,
     )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        raise DlqError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from None
+    await _start(consumer, bootstrap)
     gone = (
         f"entry {entry.id} kept only the first bytes of its {data.size}-byte value, and "
         f"{where} is no longer retained by the broker: it cannot be re-driven"

@@ -54,6 +54,7 @@ class Entry:
     partition: int
     offset: int
     redrives: list[Redrive] = field(default_factory=list)
+    """The re-drives recorded on the dead-letter topic for this entry, oldest first."""
 
     @property
     def id(self) -> str:
