@@ -20,6 +20,15 @@ from .render import json_line, pretty_line
 
 app = typer.Typer()
 
+JsonLines = Annotated[
+    bool,
+    json_option(
+        "One JSON object a line (JSON lines): each event as published; a value "
+        'that is not a JSON object as {"undecodable": why, "topic", "partition", '
+        '"offset", "key", "value"}.'
+    ),
+]
+
 # A batch is printed when it is read: without following, reading waits for whole batches.
 LINES_PER_BATCH = 500
 
@@ -79,14 +88,7 @@ def tail_command(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Start at the oldest event kept.")
     ] = False,
-    as_json: Annotated[
-        bool,
-        json_option(
-            "One JSON object a line (JSON lines): each event as published; a value "
-            'that is not a JSON object as {"undecodable": why, "topic", "partition", '
-            '"offset", "key", "value"}.'
-        ),
-    ] = False,
+    as_json: JsonLines = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
     follow: Annotated[
         bool,
