@@ -62,7 +62,6 @@ class _Hooks:
     """The grantee's webhook endpoint, for the demo: accepts and keeps what it is sent."""
 
     def __init__(self) -> None:
-        self.port = free_port()
         self.received: list[dict[str, Any]] = []
         hooks = self
 
@@ -77,7 +76,10 @@ class _Hooks:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # Port 0: the system picks a free port as it binds, so no other process can take
+        # it between choosing and binding.
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
