@@ -236,14 +236,19 @@ async def next_records(batches: AsyncIterator[list[Any]], count: int) -> list[An
     return found
 
 
+async def topic_holding(bootstrap: str, count: int) -> tuple[str, dict[TopicPartition, int]]:
+    """A topic of its own holding ``count`` records, and its ends after them."""
+    topic = await new_topic(bootstrap)
+    await produce(bootstrap, topic, count)
+    return topic, await log_ends(bootstrap, [topic])
+
+
 @pytest.mark.broker
 async def test_following_from_the_ends_yields_only_what_is_appended_and_keeps_waiting(
     kafka_bootstrap: str,
 ) -> None:
-    topic = await new_topic(kafka_bootstrap)
-    await produce(kafka_bootstrap, topic, 30)
+    topic, ends = await topic_holding(kafka_bootstrap, 30)
 
-    ends = await log_ends(kafka_bootstrap, [topic])
     async with aclosing(follow(kafka_bootstrap, [topic], since=ends)) as batches:
         waiting = asyncio.ensure_future(next_records(batches, 60))
         await asyncio.sleep(0.5)  # the follower is waiting at the ends: nothing old comes
@@ -264,9 +269,7 @@ async def test_following_from_the_ends_yields_only_what_is_appended_and_keeps_wa
 async def test_following_from_the_beginning_yields_the_log_then_what_is_appended(
     kafka_bootstrap: str,
 ) -> None:
-    topic = await new_topic(kafka_bootstrap)
-    await produce(kafka_bootstrap, topic, 30)
-    ends = await log_ends(kafka_bootstrap, [topic])
+    topic, ends = await topic_holding(kafka_bootstrap, 30)
     first = TopicPartition(topic, 0)
 
     # A partition ``since`` does not name is read from its beginning.
