@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -11,9 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from carveout_contracts import Contact
 from carveout_contracts.limits import MAX_ADDRESS, MAX_EVENT_TYPES, MAX_ID
-from carveout_runtime.addresses import (
-    email_address_problem,
-)
+from carveout_runtime.addresses import email_address_problem
 from carveout_runtime.http import (
     ApiError,
     IdFilter,
@@ -24,6 +22,7 @@ from carveout_runtime.http import (
     check_webhook,
 )
 
+from .deps import Clock, Store
 from .domain import (
     NOTIFIABLE_EVENT_TYPES,
     GrantContacts,
@@ -31,15 +30,13 @@ from .domain import (
     new_secret,
     rotate,
 )
-from .store import NotificationStore
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 
 
 @router.get("/grants/{grant_id}/contacts", response_model=GrantContacts)
-async def grant_contacts(grant_id: str, request: Request, _: Reader) -> GrantContacts:
+async def grant_contacts(grant_id: str, store: Store, _: Reader) -> GrantContacts:
     """Who the notification service will tell about this grant."""
-    store: NotificationStore = request.app.state.store
     contacts = store.get_contacts(grant_id)
     if contacts is None:
         raise ApiError(404, "not_found", f"notification knows no grant with id {grant_id!r}")
@@ -101,7 +98,7 @@ class SecretRotated(BaseModel):
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def subscribe(
-    body: SubscriptionRequest, request: Request, _: Regulator
+    body: SubscriptionRequest, request: Request, store: Store, clock: Clock, _: Regulator
 ) -> SubscriptionCreated:
     """Subscribe a webhook or an email address to events (regulator).
 
@@ -109,7 +106,7 @@ async def subscribe(
     only here: keep it (``rotate-secret`` makes a new one).
     """
     if body.channel == "webhook":
-        await check_webhook(request, body.address)
+        await check_webhook(request, body.address)  # by the allow_networks on app.state
     subscription = Subscription(
         subscription_id="sub_" + uuid.uuid4().hex,
         channel=body.channel,
@@ -118,15 +115,13 @@ async def subscribe(
         grantee_id=body.grantee_id,
         secret=new_secret() if body.channel == "webhook" else None,
     )
-    store: NotificationStore = request.app.state.store
-    store.add_subscription(subscription, datetime.now(UTC))
+    store.add_subscription(subscription, clock())
     return SubscriptionCreated.model_validate(subscription.model_dump())
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionPublic])
-async def list_subscriptions(request: Request, _: Reader) -> list[SubscriptionPublic]:
+async def list_subscriptions(store: Store, _: Reader) -> list[SubscriptionPublic]:
     """Every subscription, grant contacts' included; signing secrets are never listed."""
-    store: NotificationStore = request.app.state.store
     return [
         SubscriptionPublic.model_validate(s.model_dump(exclude={"secret", "previous_secret"}))
         for s in store.subscriptions()
@@ -134,14 +129,15 @@ async def list_subscriptions(request: Request, _: Reader) -> list[SubscriptionPu
 
 
 @router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=SecretRotated)
-async def rotate_secret(subscription_id: str, request: Request, _: Regulator) -> SecretRotated:
+async def rotate_secret(
+    subscription_id: str, store: Store, clock: Clock, _: Regulator
+) -> SecretRotated:
     """A new signing secret for a webhook subscription, shown once (regulator).
 
     For 24 hours deliveries carry both signatures, so the receiver can switch without a
     gap; then only the new secret signs. A grant contact's webhook learns its secret this
     way: the regulator rotates it and hands the answer to the grantee.
     """
-    store: NotificationStore = request.app.state.store
     subscription = store.get_subscription(subscription_id)
     if subscription is None:
         raise ApiError(404, "not_found", f"no subscription with id {subscription_id!r}")
@@ -149,7 +145,7 @@ async def rotate_secret(subscription_id: str, request: Request, _: Regulator) ->
         raise ApiError(
             409, "conflict", f"subscription {subscription_id} is {subscription.channel}: unsigned"
         )
-    rotated = rotate(subscription, new_secret(), datetime.now(UTC))
+    rotated = rotate(subscription, new_secret(), clock())
     store.replace_subscription(rotated)
     assert rotated.secret is not None and rotated.previous_secret_expires_at is not None
     return SecretRotated(
@@ -181,7 +177,7 @@ class NotificationPage(BaseModel):
 
 @router.get("/notifications", response_model=NotificationPage)
 async def list_notifications(
-    request: Request,
+    store: Store,
     _: Reader,
     subscription_id: IdFilter = None,
     status: Literal["pending", "delivered", "failed"] | None = None,
@@ -189,7 +185,6 @@ async def list_notifications(
     offset: PageOffset = 0,
 ) -> NotificationPage:
     """Notifications, newest first, with their status and attempts."""
-    store: NotificationStore = request.app.state.store
     rows, total = store.notifications(
         subscription_id=subscription_id, status=status, limit=limit, offset=offset
     )

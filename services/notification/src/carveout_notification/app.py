@@ -1,17 +1,20 @@
-"""Composition root of the notification service: settings, store, index, broker, HTTP."""
+"""Composition root of the notification service: settings, store, consumers, deliverer, HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
 from carveout_contracts import Envelope, codec, topics
+from carveout_contracts.common import utcnow
 from carveout_runtime import telemetry
 from carveout_runtime.brokers import kafka_broker, start_broker
 from carveout_runtime.consumers import consume, dead_letter_publisher
@@ -23,6 +26,7 @@ from carveout_runtime.stores import make_engine
 
 from . import api
 from .delivery import Deliverer
+from .deps import NotificationContext, install_context
 from .handlers import grants
 from .settings import NotificationSettings
 from .store import NotificationStore
@@ -31,8 +35,31 @@ SERVICE = "notification"
 log = logging.getLogger("carveout.notification")
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumedTopic:
+    """How the service consumes one of its input topics."""
+
+    check: str
+    """Its name among the readiness checks."""
+    description: str
+    max_lag: int
+    """How far behind the consumer may be and still be ready."""
+
+
+CONSUMED = {
+    topics.GRANTS: ConsumedTopic(
+        "grants", "Grant events: who is to be told about each grant, and of what.", max_lag=0
+    ),
+    topics.BREACHES: ConsumedTopic(
+        "breaches", "Breaches, told to the grantee's contacts and to subscribers.", max_lag=100
+    ),
+}
+
+
 def create_app(
-    settings: NotificationSettings | None = None, broker: KafkaBroker | None = None
+    settings: NotificationSettings | None = None,
+    broker: KafkaBroker | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     settings = settings or NotificationSettings()
     telemetry.configure_tracing(SERVICE, settings)
@@ -48,31 +75,25 @@ def create_app(
             headers=telemetry.kafka_headers(),
         )
 
-    deliverer = Deliverer(store, settings, publish)
+    deliverer = Deliverer(store, settings, publish, clock=clock)
     dead_letter = dead_letter_publisher(broker, SERVICE)
-    projector = grants.Notifier(store, settings.store_retry_attempts, on_queued=deliverer.wake)
-    grant_events, grants_subscriber = consume(
-        broker,
-        topics.GRANTS,
-        process=projector,
-        is_processed=store.is_processed,
-        dead_letter=dead_letter,
-        group_id=settings.group_id,
-        settings=settings,
-        description="Grant events: who is to be told about each grant, and of what.",
-        service=SERVICE,
+    notifier = grants.Notifier(
+        store, settings.store_retry_attempts, on_queued=deliverer.wake, clock=clock
     )
-    breach_events, breaches_subscriber = consume(
-        broker,
-        topics.BREACHES,
-        process=projector,
-        is_processed=store.is_processed,
-        dead_letter=dead_letter,
-        group_id=settings.group_id,
-        settings=settings,
-        description="Breaches, told to the grantee's contacts and to subscribers.",
-        service=SERVICE,
-    )
+    consumed = {
+        topic: consume(
+            broker,
+            topic,
+            process=notifier,
+            is_processed=store.is_processed,
+            dead_letter=dead_letter,
+            group_id=settings.group_id,
+            settings=settings,
+            description=described.description,
+            service=SERVICE,
+        )
+        for topic, described in CONSUMED.items()
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,11 +114,17 @@ def create_app(
         version="1",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.tokens = tokens
-    app.state.store = store
-    app.state.broker = broker
-    app.state.grant_events = grant_events
+    install_context(
+        app,
+        NotificationContext(
+            settings=settings,
+            tokens=tokens,
+            store=store,
+            broker=broker,
+            consumers={topic: handler for topic, (handler, _) in consumed.items()},
+            clock=clock,
+        ),
+    )
     install_error_handlers(app)
     install_edge(app, settings)
     install_asyncapi(app, broker, produces=[topics.NOTIFICATIONS, topics.DEADLETTER])
@@ -117,13 +144,15 @@ def create_app(
         {
             "store": store_check(store.ping),
             "broker": broker_check(broker),
-            "grants": caught_up_check(grants_subscriber, health=grant_events.health),
-            "breaches": caught_up_check(
-                breaches_subscriber, max_lag=100, health=breach_events.health
-            ),
+            **{
+                CONSUMED[topic].check: caught_up_check(
+                    subscriber, max_lag=CONSUMED[topic].max_lag, health=handler.health
+                )
+                for topic, (handler, subscriber) in consumed.items()
+            },
             "deliveries": deliveries_running,
         },
         service=SERVICE,
-        subscribers=[grants_subscriber, breaches_subscriber],
+        subscribers=[subscriber for _, subscriber in consumed.values()],
     )
     return app

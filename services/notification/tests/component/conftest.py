@@ -20,6 +20,7 @@ from httpx import ASGITransport, AsyncClient
 
 from carveout_contracts import MessageDeadLettered, decode, topics
 from carveout_notification.app import create_app
+from carveout_notification.deps import NotificationContext, context_of
 from carveout_notification.settings import NotificationSettings
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -41,6 +42,11 @@ class NotificationHarness:
     broker: KafkaBroker
     client: AsyncClient
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def context(self) -> NotificationContext:
+        """The service's store, settings and consumers, as ``create_app`` made them."""
+        return context_of(self.app)
 
     async def publish(
         self,

@@ -25,12 +25,12 @@ Starter = Callable[..., AbstractAsyncContextManager[NotificationHarness]]
 
 
 def processed_marks(harness: NotificationHarness) -> list[str]:
-    with Session(harness.app.state.store.engine) as session:
+    with Session(harness.context.store.engine) as session:
         return list(session.exec(select(ProcessedEvent.event_id)).all())
 
 
 def stored(harness: NotificationHarness) -> dict[str, tuple[int, str]]:
-    with Session(harness.app.state.store.engine) as session:
+    with Session(harness.context.store.engine) as session:
         rows = session.exec(select(GrantContactsRecord)).all()
     return {r.grant_id: (r.version, r.status) for r in rows}
 
@@ -85,7 +85,7 @@ async def test_the_same_event_five_times_is_processed_once(
         await notification.publish(golden_bytes("grant.suspended"))
 
     assert sorted(processed_marks(notification)) == sorted([ISSUED_ID, SUSPENDED_ID])
-    handler = notification.app.state.grant_events
+    handler = notification.context.consumers[topics.GRANTS]
     assert (handler.processed, handler.duplicates, handler.dead_lettered) == (2, 8, 0)
     contacts = await get_contacts(notification)
     assert (contacts["version"], contacts["status"]) == (3, "suspended")
@@ -136,7 +136,7 @@ async def test_the_projection_survives_a_restart(start_notification: Starter) ->
         contacts = await get_contacts(second)
         assert (contacts["version"], contacts["status"]) == (3, "suspended")
         await second.publish(golden_bytes("grant.issued"))
-        assert second.app.state.grant_events.duplicates == 1
+        assert second.context.consumers[topics.GRANTS].duplicates == 1
         assert len(processed_marks(second)) == 2
 
 
@@ -160,7 +160,7 @@ async def test_a_transient_store_failure_is_retried(
     start_notification: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with start_notification(store_retry_attempts=3) as harness:
-        store = harness.app.state.store
+        store = harness.context.store
         monkeypatch.setattr(store, "record_event", failing(store.record_event, failures=2))
         await harness.publish(golden_bytes("grant.issued"))
         assert (await get_contacts(harness))["version"] == 1
@@ -183,8 +183,8 @@ async def test_an_unavailable_store_is_waited_for_beyond_the_retry_attempts(
     """An unavailable store is no reason to set an event aside: it is tried again until
     the store is back (the consumer shows as stalled meanwhile), then applied once."""
     async with start_notification(consumer_retry_attempts=2) as harness:
-        store = harness.app.state.store
-        health = harness.app.state.grant_events.health
+        store = harness.context.store
+        health = harness.context.consumers[topics.GRANTS].health
         real = store.record_event
         seen: list[str | None] = []
 
@@ -210,7 +210,7 @@ async def test_an_event_that_keeps_failing_is_dead_lettered_failed_and_the_next_
     """A non-transient error: the record is tried consumer_retry_attempts times, then set
     aside with reason failed and the error, and the consumer moves on."""
     async with start_notification(consumer_retry_attempts=3) as harness:
-        store = harness.app.state.store
+        store = harness.context.store
         real = store.record_event
         calls = {"n": 0}
 
@@ -296,7 +296,7 @@ async def test_bad_json_and_unknown_type_each_give_one_dead_letter(
         ("bad_json", topics.GRANTS),
         ("unknown_type", topics.GRANTS),
     ]
-    assert notification.app.state.grant_events.dead_lettered == 2
+    assert notification.context.consumers[topics.GRANTS].dead_lettered == 2
     contacts = await get_contacts(notification)
     assert (contacts["version"], contacts["status"]) == (1, "active")
 

@@ -126,7 +126,7 @@ async def test_a_secret_is_shown_once_and_rotation_answers_the_new_one_once(
     assert "whsec_" not in listed.text
     assert listed.json()[0]["previous_secret_expires_at"]
 
-    stored = notification.app.state.store.get_subscription(sid)
+    stored = notification.context.store.get_subscription(sid)
     assert (stored.secret, stored.previous_secret) == (new, secret)
 
     missing = await notification.client.post(

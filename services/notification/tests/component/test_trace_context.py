@@ -18,7 +18,7 @@ async def test_a_delivery_and_its_outcome_event_continue_the_trace_of_the_event(
     notification: NotificationHarness,
 ) -> None:
     await notification.publish(golden_bytes("grant.issued"), traceparent=TRACEPARENT)
-    store = notification.app.state.store
+    store = notification.context.store
     queued = store.due(datetime.now(UTC) + timedelta(days=1))
     assert queued
     assert {n.traceparent for n in queued} == {TRACEPARENT}
@@ -28,7 +28,7 @@ async def test_a_delivery_and_its_outcome_event_continue_the_trace_of_the_event(
     async def publish(event: Envelope) -> None:
         seen.append((event.type, telemetry.kafka_headers()["traceparent"]))
 
-    settings = notification.app.state.settings.model_copy(update={"delivery_max_attempts": 1})
+    settings = notification.context.settings.model_copy(update={"delivery_max_attempts": 1})
     deliverer = Deliverer(store, settings, publish)
     await deliverer.attempt(queued[0], None)  # its subscription is gone: failed for good
     assert seen == [("notification.failed", TRACEPARENT)]
