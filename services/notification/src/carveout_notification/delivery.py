@@ -19,13 +19,14 @@ import random
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from prometheus_client import Counter
 
 from carveout_contracts import Envelope, codec, topics
+from carveout_contracts.common import utcnow
 from carveout_runtime import telemetry
 from carveout_runtime.addresses import (
     AddressRefused,
@@ -53,10 +54,6 @@ DELIVERIES = Counter(
 )
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Deliverer:
     def __init__(
         self,
@@ -65,7 +62,7 @@ class Deliverer:
         publish: Callable[[Envelope], Awaitable[None]],
         *,
         resolve: Resolver = system_resolver,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -391,6 +388,6 @@ class Deliverer:
                     log.error("could not announce a notification outcome, will retry: %s", exc)
                     break
                 self.announce_error = None
-                self.store.mark_announced([nid for nid, _ in pending], datetime.now(UTC))
+                self.store.mark_announced([nid for nid, _ in pending], self.clock())
                 total += len(pending)
         return total
