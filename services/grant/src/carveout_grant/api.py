@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from carveout_contracts import GrantEvent, encode_token
-from carveout_runtime import telemetry
-from carveout_runtime.addresses import (
-    email_address_problem,
-)
+from carveout_runtime.addresses import email_address_problem
 from carveout_runtime.http import (
     ApiError,
     IdFilter,
     KnownQueryOnly,
     PageOffset,
     Reader,
-    Regulator,
-    check_webhook,
 )
 
+from .deps import Action, CheckWebhook, Grants, Now, RegulatorAction, WebhookCheck
 from .domain import (
     ActionRequest,
     AmendRequest,
@@ -38,15 +33,14 @@ from .domain import (
     new_grant_id,
     reinstate,
     revoke,
+    revoke_grant,
     suspend,
 )
-from .service import GrantService
-from .store import StaleGrant
+from .store import GrantListing, StaleGrant
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {}}
 """Regulator actions answer 409 when the grant's state or version forbids them."""
-TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class GrantPublic(BaseModel):
@@ -86,45 +80,29 @@ class GrantPage(BaseModel):
     offset: int
 
 
-def valid_traceparent(request: Request) -> str | None:
-    """The context the action's event continues: the request's span when tracing is on,
-    else the caller's own valid ``traceparent``."""
-    if traced := telemetry.inject():
-        return traced
-    value = request.headers.get("traceparent", "")
-    return value if TRACEPARENT.fullmatch(value) else None
-
-
-async def check_contacts(request: Request, body: GrantRequest) -> None:
+async def check_contacts(body: GrantRequest, check_webhook: CheckWebhook) -> None:
     """422 for a contact Carveout will not write to: see ``carveout_runtime.addresses``."""
     for i, contact in enumerate(body.grantee.contacts):
         field = f"grantee.contacts.{i}.address"
         if contact.kind == "email" and (problem := email_address_problem(contact.address)):
             raise ApiError(422, "address_refused", f"{field}: {problem}")
         if contact.kind == "webhook":
-            await check_webhook(request, contact.address, field)
-
-
-def _service(request: Request) -> GrantService:
-    service: GrantService = request.app.state.service
-    return service
+            await check_webhook(contact.address, field)
 
 
 @router.post("/grants", status_code=201, response_model=GrantIssuedAnswer)
 async def issue_grant(
-    body: GrantRequest, request: Request, response: Response, role: Regulator
+    body: GrantRequest, response: Response, action: Action, webhooks: WebhookCheck
 ) -> GrantIssuedAnswer:
     """Issue a grant under a carveout (regulator)."""
-    await check_contacts(request, body)
-    service = _service(request)
-    now = datetime.now(UTC)
-    event = issue(body, grant_id=new_grant_id(), by=role.value, now=now)
+    await check_contacts(body, webhooks)
+    event = issue(body, grant_id=new_grant_id(), by=action.by, now=action.now)
     grant = apply(None, event)
-    published = await service.record([grant], event, valid_traceparent(request))
+    published = await action.service.record([grant], event, action.trace)
     response.headers["Location"] = f"/v1/grants/{grant.grant_id}"
     return GrantIssuedAnswer.model_validate(
         {
-            **GrantPublic.of(grant, now).model_dump(),
+            **GrantPublic.of(grant, action.now).model_dump(),
             "event_id": str(event.event_id),
             "effective_at": event.occurred_at,
             "consistency_token": encode_token({grant.grant_id: grant.version}),
@@ -133,38 +111,40 @@ async def issue_grant(
     )
 
 
-@router.get("/grants/{grant_id}", response_model=GrantPublic)
-async def get_grant(grant_id: str, request: Request, _: Reader) -> GrantPublic:
-    """One grant, as the grant service (the system of record) holds it."""
-    grant = _service(request).store.get(grant_id)
+def _found(grant: Grant | None, grant_id: str) -> Grant:
     if grant is None:
         raise ApiError(404, "not_found", f"no grant with id {grant_id!r}")
-    return GrantPublic.of(grant, datetime.now(UTC))
+    return grant
 
 
-@router.get("/grants", response_model=GrantPage)
-async def list_grants(
-    request: Request,
-    _: Reader,
+@router.get("/grants/{grant_id}", response_model=GrantPublic)
+async def get_grant(grant_id: str, _: Reader, service: Grants, now: Now) -> GrantPublic:
+    """One grant, as the grant service (the system of record) holds it."""
+    return GrantPublic.of(_found(service.store.get(grant_id), grant_id), now)
+
+
+async def grant_listing(
     grantee_id: IdFilter = None,
     carveout_id: IdFilter = None,
     status: PublicStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: PageOffset = 0,
+) -> GrantListing:
+    """A listing's query parameters."""
+    return GrantListing(grantee_id, carveout_id, status, limit, offset)
+
+
+@router.get("/grants", response_model=GrantPage)
+async def list_grants(
+    _: Reader,
+    listing: Annotated[GrantListing, Depends(grant_listing)],
+    service: Grants,
+    now: Now,
 ) -> GrantPage:
     """Grants, filtered by grantee, carveout and status, a page at a time."""
-    now = datetime.now(UTC)
-    grants, total = _service(request).store.find(
-        now=now,
-        grantee_id=grantee_id,
-        carveout_id=carveout_id,
-        status=status,
-        limit=limit,
-        offset=offset,
-    )
-    return GrantPage(
-        items=[GrantPublic.of(g, now) for g in grants], total=total, limit=limit, offset=offset
-    )
+    grants, total = service.store.find(listing, now)
+    items = [GrantPublic.of(g, now) for g in grants]
+    return GrantPage(items=items, total=total, limit=listing.limit, offset=listing.offset)
 
 
 class ActionAnswer(BaseModel):
@@ -189,8 +169,9 @@ class CarveoutRevokedAnswer(BaseModel):
     published: bool
 
 
-def _answers(grants: list[Grant], event: GrantEvent, published: bool) -> list[ActionAnswer]:
-    now = datetime.now(UTC)
+def _answers(
+    grants: list[Grant], event: GrantEvent, published: bool, now: datetime
+) -> list[ActionAnswer]:
     token = encode_token({g.grant_id: g.version for g in grants})
     effective = getattr(event.data, "effective_at", event.occurred_at)
     return [
@@ -208,62 +189,75 @@ def _answers(grants: list[Grant], event: GrantEvent, published: bool) -> list[Ac
     ]
 
 
-async def _act_on_grant(
-    request: Request, grant_id: str, command: Callable[[Grant, datetime], GrantEvent]
-) -> ActionAnswer:
-    service = _service(request)
-    grant = service.store.get(grant_id)
-    if grant is None:
-        raise ApiError(404, "not_found", f"no grant with id {grant_id!r}")
+async def _order(
+    action: RegulatorAction, before: list[Grant], command: Callable[[], GrantEvent]
+) -> tuple[GrantEvent, list[Grant], bool]:
+    """Order ``command`` on the grants ``before`` it and record its event with the grants
+    after it; 409 when their state or version forbids it."""
     try:
-        event = command(grant, datetime.now(UTC))
-        after, published = await service.act([grant], event, valid_traceparent(request))
-    except GrantConflict as exc:
+        event = command()
+        after, published = await action.service.act(before, event, action.trace)
+    except (GrantConflict, StaleGrant) as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    except StaleGrant as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
-    return _answers(after, event, published)[0]
+    return event, after, published
+
+
+async def _act_on_grant(
+    action: RegulatorAction, grant_id: str, command: Callable[[Grant], GrantEvent]
+) -> ActionAnswer:
+    grant = _found(action.service.store.get(grant_id), grant_id)
+    event, after, published = await _order(action, [grant], lambda: command(grant))
+    return _answers(after, event, published, action.now)[0]
 
 
 @router.post("/grants/{grant_id}/amend", response_model=ActionAnswer, responses=CONFLICT)
-async def amend_grant(
-    grant_id: str, body: AmendRequest, request: Request, role: Regulator
-) -> ActionAnswer:
+async def amend_grant(grant_id: str, body: AmendRequest, action: Action) -> ActionAnswer:
     """Replace a grant's validity, conditions and breach policy (regulator)."""
     return await _act_on_grant(
-        request, grant_id, lambda g, now: amend(g, body, by=role.value, now=now)
+        action, grant_id, lambda grant: amend(grant, body, by=action.by, now=action.now)
     )
 
 
-@router.post("/grants/{grant_id}/suspend", response_model=ActionAnswer, responses=CONFLICT)
-async def suspend_grant(
-    grant_id: str, body: ActionRequest, request: Request, role: Regulator
-) -> ActionAnswer:
-    """Suspend an active grant until reinstated (regulator)."""
-    return await _act_on_grant(
-        request, grant_id, lambda g, now: suspend(g, body.reason, by=role.value, now=now)
-    )
+class ReasonedCommand(Protocol):
+    """A regulator's command on one grant that takes only a reason."""
+
+    def __call__(self, grant: Grant, reason: str, *, by: str, now: datetime) -> GrantEvent: ...
 
 
-@router.post("/grants/{grant_id}/reinstate", response_model=ActionAnswer, responses=CONFLICT)
-async def reinstate_grant(
-    grant_id: str, body: ActionRequest, request: Request, role: Regulator
-) -> ActionAnswer:
-    """Reinstate a suspended grant (regulator)."""
-    return await _act_on_grant(
-        request, grant_id, lambda g, now: reinstate(g, body.reason, by=role.value, now=now)
-    )
+def _reasoned_action(command: ReasonedCommand) -> Callable[..., Awaitable[ActionAnswer]]:
+    """The route of a :class:`ReasonedCommand`: a reason in, the action's answer out."""
+
+    async def act(grant_id: str, body: ActionRequest, action: Action) -> ActionAnswer:
+        return await _act_on_grant(
+            action,
+            grant_id,
+            lambda grant: command(grant, body.reason, by=action.by, now=action.now),
+        )
+
+    return act
 
 
-@router.post("/grants/{grant_id}/revoke", response_model=ActionAnswer, responses=CONFLICT)
-async def revoke_grant(
-    grant_id: str, body: ActionRequest, request: Request, role: Regulator
-) -> ActionAnswer:
-    """Revoke one grant for good (regulator). Announced as ``carveout.revoked``."""
-    return await _act_on_grant(
-        request,
-        grant_id,
-        lambda g, now: revoke([g], body.reason, carveout_id=g.carveout_id, by=role.value, now=now),
+REASONED_ACTIONS: tuple[tuple[str, ReasonedCommand, str], ...] = (
+    ("suspend", suspend, "Suspend an active grant until reinstated (regulator)."),
+    ("reinstate", reinstate, "Reinstate a suspended grant (regulator)."),
+    (
+        "revoke",
+        revoke_grant,
+        "Revoke one grant for good (regulator). Announced as ``carveout.revoked``.",
+    ),
+)
+"""The actions on one grant whose body is a reason: one route each, alike but for the
+command (``POST /v1/grants/{grant_id}/suspend``, ``/reinstate``, ``/revoke``)."""
+
+for verb, reasoned, description in REASONED_ACTIONS:
+    router.add_api_route(
+        f"/grants/{{grant_id}}/{verb}",
+        _reasoned_action(reasoned),
+        methods=["POST"],
+        name=f"{verb}_grant",
+        description=description,
+        response_model=ActionAnswer,
+        responses=CONFLICT,
     )
 
 
@@ -271,27 +265,24 @@ async def revoke_grant(
     "/carveouts/{carveout_id}/revoke", response_model=CarveoutRevokedAnswer, responses=CONFLICT
 )
 async def revoke_carveout(
-    carveout_id: str, body: ActionRequest, request: Request, role: Regulator
+    carveout_id: str, body: ActionRequest, action: Action
 ) -> CarveoutRevokedAnswer:
     """Revoke a whole carveout: every grant under it, in one event (regulator)."""
-    service = _service(request)
-    grants = service.store.of_carveout(carveout_id)
+    grants = action.service.store.of_carveout(carveout_id)
     if not grants:
         raise ApiError(404, "not_found", f"no grants under carveout {carveout_id!r}")
     live = [g for g in grants if g.lifecycle != "revoked"]
-    try:
-        event = revoke(
-            live, body.reason, carveout_id=carveout_id, by=role.value, now=datetime.now(UTC)
-        )
-        after, published = await service.act(live, event, valid_traceparent(request))
-    except (GrantConflict, StaleGrant) as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
-    answers = _answers(after, event, published)
+    event, after, published = await _order(
+        action,
+        live,
+        lambda: revoke(live, body.reason, carveout_id=carveout_id, by=action.by, now=action.now),
+    )
+    answers = _answers(after, event, published, action.now)
     return CarveoutRevokedAnswer(
         carveout_id=carveout_id,
         grants=answers,
-        event_id=str(event.event_id),
-        effective_at=event.data.effective_at,
+        event_id=answers[0].event_id,
+        effective_at=answers[0].effective_at,
         consistency_token=answers[0].consistency_token,
         published=published,
     )

@@ -23,6 +23,7 @@ from carveout_runtime.stores import make_engine
 
 from . import api
 from .clock import Clock, system_clock
+from .deps import GrantContext, install_context
 from .handlers.breaches import BreachPolicy
 from .relay import OutboxRelay, grants_log_size
 from .service import GrantService
@@ -82,10 +83,10 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
     )
+    install_context(app, GrantContext(service, clock))
+    # Read by the runtime: its bearer checks and edge (tokens), its webhook check (settings).
     app.state.settings = settings
     app.state.tokens = tokens
-    app.state.service = service
-    app.state.broker = broker
     install_error_handlers(app)
     install_edge(app, settings)
     install_asyncapi(app, broker, produces=[topics.GRANTS, topics.DEADLETTER])

@@ -92,6 +92,17 @@ class GrantChange:
     expected_versions: dict[str, int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GrantListing:
+    """Which grants a listing asks for (every filter optional), and the page."""
+
+    grantee_id: str | None = None
+    carveout_id: str | None = None
+    status: PublicStatus | None = None
+    limit: int = 50
+    offset: int = 0
+
+
 class GrantStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -176,21 +187,15 @@ class GrantStore:
             row = session.get(GrantRecord, grant_id)
             return Grant.model_validate_json(row.document) if row else None
 
-    def find(
-        self,
-        *,
-        now: datetime,
-        grantee_id: str | None = None,
-        carveout_id: str | None = None,
-        status: PublicStatus | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[Grant], int]:
+    def find(self, listing: GrantListing, now: datetime) -> tuple[list[Grant], int]:
+        """A page of the grants ``listing`` asks for, by id, and how many there are in all;
+        ``now`` tells active grants from expired ones."""
         query = select(GrantRecord)
-        if grantee_id:
-            query = query.where(GrantRecord.grantee_id == grantee_id)
-        if carveout_id:
-            query = query.where(GrantRecord.carveout_id == carveout_id)
+        if listing.grantee_id:
+            query = query.where(GrantRecord.grantee_id == listing.grantee_id)
+        if listing.carveout_id:
+            query = query.where(GrantRecord.carveout_id == listing.carveout_id)
+        status = listing.status
         if status == "expired":
             query = query.where(
                 GrantRecord.lifecycle == "active", GrantRecord.valid_until <= iso(now)
@@ -204,7 +209,9 @@ class GrantStore:
         with self._session() as session:
             total = session.exec(select(func.count()).select_from(query.subquery())).one()
             rows = session.exec(
-                query.order_by(col(GrantRecord.grant_id)).offset(offset).limit(limit)
+                query.order_by(col(GrantRecord.grant_id))
+                .offset(listing.offset)
+                .limit(listing.limit)
             ).all()
         return [Grant.model_validate_json(r.document) for r in rows], int(total)
 

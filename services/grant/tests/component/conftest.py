@@ -24,6 +24,9 @@ from httpx import ASGITransport, AsyncClient
 
 from carveout_contracts import topics
 from carveout_grant.app import create_app
+from carveout_grant.clock import Clock, system_clock
+from carveout_grant.deps import context_of
+from carveout_grant.service import GrantService
 from carveout_grant.settings import GrantSettings
 
 REGULATOR = {"Authorization": "Bearer r"}
@@ -47,6 +50,10 @@ class GrantHarness:
     client: AsyncClient
     published: list[Record] = field(default_factory=list)
 
+    @property
+    def service(self) -> GrantService:
+        return context_of(self.app).service
+
 
 def make_settings(tmp_path: Path, **overrides: Any) -> GrantSettings:
     return GrantSettings(
@@ -68,12 +75,15 @@ Starter = Callable[..., AbstractAsyncContextManager[GrantHarness]]
 
 @pytest.fixture
 def start_grant(tmp_path: Path) -> Starter:
-    """Start the grant service; ``run_relay=False`` leaves the outbox unrelayed."""
+    """Start the grant service; ``run_relay=False`` leaves the outbox unrelayed, and
+    ``clock`` is the time its rules read."""
 
     @asynccontextmanager
-    async def start(*, run_relay: bool = True, **overrides: Any) -> AsyncIterator[GrantHarness]:
+    async def start(
+        *, run_relay: bool = True, clock: Clock = system_clock, **overrides: Any
+    ) -> AsyncIterator[GrantHarness]:
         broker = KafkaBroker("localhost:1")
-        app = create_app(make_settings(tmp_path, **overrides), broker)
+        app = create_app(make_settings(tmp_path, **overrides), broker, clock)
         published: list[Record] = []
 
         @broker.subscriber(topics.GRANTS, decoder=_raw_body)
@@ -83,7 +93,7 @@ def start_grant(tmp_path: Path) -> Starter:
             published.append(Record(body, raw.key, headers))  # type: ignore[union-attr]
 
         async with TestKafkaBroker(broker) as br:
-            relay = asyncio.create_task(app.state.service.relay.run()) if run_relay else None
+            relay = asyncio.create_task(context_of(app).service.relay.run()) if run_relay else None
             try:
                 transport = ASGITransport(app=app)
                 async with AsyncClient(transport=transport, base_url="http://grant") as client:

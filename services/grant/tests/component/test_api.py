@@ -72,7 +72,7 @@ async def test_issued_event_reaches_the_grants_topic(
     assert record.key == grant["grant_id"].encode()
     assert record.headers["content-type"] == "application/json"
     # the outbox row is marked published once the broker has it
-    assert grant_service.app.state.service.store.counts() == (1, 1)
+    assert grant_service.service.store.counts() == (1, 1)
 
 
 async def test_issued_event_carries_a_traceparent_header(
@@ -107,7 +107,7 @@ async def test_each_issue_publishes_one_event_in_order(
     assert len(set(ids)) == 3
     events = [decode(topics.GRANTS, r.value) for r in grant_service.published]
     assert [e.data.grant_id for e in events] == ids
-    assert grant_service.app.state.service.store.counts() == (3, 3)
+    assert grant_service.service.store.counts() == (3, 3)
 
 
 async def test_an_unrelayed_issue_is_kept_in_the_outbox_until_relayed(
@@ -117,16 +117,16 @@ async def test_an_unrelayed_issue_is_kept_in_the_outbox_until_relayed(
     async with start_grant(run_relay=False, relay_wait_seconds=0.05) as harness:
         grant = await issue(harness, demo_body)
         assert grant["published"] is False
-        store = harness.app.state.service.store
+        store = harness.service.store
         assert store.counts() == (1, 0)
         assert harness.published == []
         assert store.get(grant["grant_id"]) is not None
 
-        assert await harness.app.state.service.relay.relay_once() == 1
+        assert await harness.service.relay.relay_once() == 1
         assert store.counts() == (1, 1)
         [record] = harness.published
         assert str(decode(topics.GRANTS, record.value).event_id) == grant["event_id"]
-        assert await harness.app.state.service.relay.relay_once() == 0
+        assert await harness.service.relay.relay_once() == 0
         assert len(harness.published) == 1
 
 
@@ -156,7 +156,7 @@ async def test_a_body_without_model_id_is_422_naming_the_field(
     assert answer["error"] == "invalid_request"
     assert "model_id" in answer["message"]
     assert any(e["field"] == "model_id" for e in answer["errors"])
-    assert grant_service.app.state.service.store.counts() == (0, 0)
+    assert grant_service.service.store.counts() == (0, 0)
     assert grant_service.published == []
 
 
@@ -199,7 +199,7 @@ async def test_issue_by_a_non_regulator_is_403(
     assert response.status_code == 403
     assert response.json()["error"] == "forbidden"
     assert role in response.json()["message"]
-    assert grant_service.app.state.service.store.counts() == (0, 0)
+    assert grant_service.service.store.counts() == (0, 0)
 
 
 async def test_reads_need_a_token(grant_service: GrantHarness) -> None:
@@ -298,7 +298,7 @@ async def test_a_store_failure_answers_a_json_error(
         def database_down(*_: Any, **__: Any) -> None:
             raise OperationalError("SELECT", {}, Exception("unable to open database file"))
 
-        monkeypatch.setattr(harness.app.state.service.store, "get", database_down)
+        monkeypatch.setattr(harness.service.store, "get", database_down)
         transport = ASGITransport(app=harness.app, raise_app_exceptions=False)
         async with AsyncClient(transport=transport, base_url="http://grant") as client:
             response = await client.get("/v1/grants/grt_x", headers=AUDITOR)

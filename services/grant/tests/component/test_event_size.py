@@ -34,7 +34,7 @@ async def test_a_grant_whose_event_is_over_the_record_limit_is_413_and_nothing_i
     start_grant: Starter, demo_body: dict[str, Any]
 ) -> None:
     async with start_grant(**BIG_BODIES) as harness:
-        store = harness.app.state.service.store
+        store = harness.service.store
         kept = await harness.client.post("/v1/grants", json=demo_body, headers=REGULATOR)
         assert kept.status_code == 201, kept.text
         before = store.counts()

@@ -87,7 +87,7 @@ async def append(
 
 async def settled(harness: GrantHarness, events: int) -> None:
     """Wait until the relay has published ``events`` events and has nothing left."""
-    store: GrantStore = harness.app.state.service.store
+    store: GrantStore = harness.service.store
     async with asyncio.timeout(10):
         while True:
             if len(harness.published) >= events and not store.unpublished():

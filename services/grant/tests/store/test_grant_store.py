@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from carveout_contracts import Grantee
 from carveout_grant.domain import GrantRequest, apply, issue
-from carveout_grant.store import GrantStore
+from carveout_grant.store import GrantListing, GrantStore
 from carveout_runtime.stores import make_engine
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
@@ -51,11 +51,11 @@ def test_find_filters_by_grantee_and_status_and_pages(database_url: str) -> None
         event = issue(req, grant_id=f"grt_{n}", by="regulator", now=NOW)
         store.record([apply(None, event)], event, traceparent=None)
 
-    grants, total = store.find(now=NOW, grantee_id="a")
+    grants, total = store.find(GrantListing(grantee_id="a"), NOW)
     assert total == 3 and {g.grant_id for g in grants} == {"grt_0", "grt_1", "grt_3"}
-    expired, total = store.find(now=NOW, status="expired")
+    expired, total = store.find(GrantListing(status="expired"), NOW)
     assert total == 1 and expired[0].grant_id == "grt_1"
-    _, total = store.find(now=NOW, grantee_id="a", status="active")
+    _, total = store.find(GrantListing(grantee_id="a", status="active"), NOW)
     assert total == 2
-    page, total = store.find(now=NOW, limit=2, offset=2)
+    page, total = store.find(GrantListing(limit=2, offset=2), NOW)
     assert total == 4 and [g.grant_id for g in page] == ["grt_2", "grt_3"]
