@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,37 @@ def public(host: str, port: int) -> list[str]:
     return ["93.184.215.14"]
 
 
+Receive = Callable[[httpx.Request], httpx.Response]
+
+
 def deliverer(
-    store: NotificationStore, tmp_path: Path, publish: Publisher, status: int = 200, **kw: Any
+    store: NotificationStore,
+    tmp_path: Path,
+    publish: Publisher,
+    status: int = 200,
+    receive: Receive | None = None,
+    **kw: Any,
 ) -> Deliverer:
+    """A deliverer whose receivers answer ``status``, or as ``receive`` does."""
     made = Deliverer(store, settings(tmp_path, **kw), publish, resolve=public)
     made._http = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda request: httpx.Response(status))
+        transport=httpx.MockTransport(receive or (lambda request: httpx.Response(status)))
     )
     return made
+
+
+def recording(posts: list[str]) -> Receive:
+    """A receiver that accepts every webhook and records its ``webhook-id`` in ``posts``."""
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posts.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    return receive
+
+
+async def attempts_ended(made: Deliverer) -> None:
+    await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
 
 
 def row(store: NotificationStore, nid: str) -> NotificationRecord:
@@ -259,13 +282,8 @@ async def test_an_accepted_delivery_the_store_cannot_record_is_never_sent_again(
     first, second = queue(store, subscription), queue(store, subscription)
     posts: list[str] = []
 
-    def receive(request: httpx.Request) -> httpx.Response:
-        posts.append(request.headers["webhook-id"])
-        return httpx.Response(200)
-
-    made = Deliverer(store, settings(tmp_path), Publisher(), resolve=public)
+    made = deliverer(store, tmp_path, Publisher(), receive=recording(posts))
     made.settings.store_retry_attempts = 1
-    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
     real_finish = store.finish_attempt
     store_down = True
 
@@ -276,18 +294,15 @@ async def test_an_accepted_delivery_the_store_cannot_record_is_never_sent_again(
 
     store.finish_attempt = finish  # type: ignore[method-assign]
 
-    async def ended() -> None:
-        await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
-
     await made._round()  # both attempted: the first accepted, its outcome not recorded
-    await ended()
+    await attempts_ended(made)
     for _ in range(3):  # rounds while the store refuses the first outcome
         await made._round()
-        await ended()
+        await attempts_ended(made)
         assert made.last_error is not None
     store_down = False
     await made._round()  # the outcome is recorded; nothing is sent again
-    await ended()
+    await attempts_ended(made)
     assert sorted(posts) == sorted([first.notification_id, second.notification_id])
     assert row(store, first.notification_id).status == "delivered"
     assert row(store, second.notification_id).status == "delivered"
@@ -301,12 +316,7 @@ async def test_an_outcome_the_store_keeps_refusing_stops_no_other_delivery(
     refused, other = queue(store, subscription), queue(store, subscription)
     posts: list[str] = []
 
-    def receive(request: httpx.Request) -> httpx.Response:
-        posts.append(request.headers["webhook-id"])
-        return httpx.Response(200)
-
-    made = Deliverer(store, settings(tmp_path), Publisher(), resolve=public)
-    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+    made = deliverer(store, tmp_path, Publisher(), receive=recording(posts))
     real_finish = store.finish_attempt
     refusing = True
 
@@ -317,21 +327,18 @@ async def test_an_outcome_the_store_keeps_refusing_stops_no_other_delivery(
 
     store.finish_attempt = finish  # type: ignore[method-assign]
 
-    async def ended() -> None:
-        await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
-
     await made._round()
-    await ended()
+    await attempts_ended(made)
     assert row(store, other.notification_id).status == "delivered"
     later = queue(store, subscription)  # queued while the refused outcome waits
     await made._round()  # the refused outcome fails again; the new one is started anyway
-    await ended()
+    await attempts_ended(made)
     assert row(store, later.notification_id).status == "delivered"
     assert made.last_error is not None and "secret-ish" not in made.last_error
     assert row(store, refused.notification_id).status == "pending"
     refusing = False
     await made._round()
-    await ended()
+    await attempts_ended(made)
     assert row(store, refused.notification_id).status == "delivered"
     assert made.last_error is None
     assert sorted(posts) == sorted(
@@ -371,22 +378,14 @@ async def test_an_accepted_delivery_whose_outcome_event_cannot_be_made_is_not_se
     n = queue(store, subscription)
     posts: list[str] = []
 
-    def receive(request: httpx.Request) -> httpx.Response:
-        posts.append(request.headers["webhook-id"])
-        return httpx.Response(200)
-
     def broken(*args: Any) -> Envelope:
         raise ValueError("the outcome event is invalid")
 
     monkeypatch.setattr(delivery, "outcome_event", broken)
-    made = Deliverer(store, settings(tmp_path), Publisher(), resolve=public)
-    made._http = httpx.AsyncClient(transport=httpx.MockTransport(receive))
-
-    async def ended() -> None:
-        await asyncio.gather(*made._in_flight.values(), return_exceptions=True)
+    made = deliverer(store, tmp_path, Publisher(), receive=recording(posts))
 
     for _ in range(3):
         await made._round()
-        await ended()
+        await attempts_ended(made)
     assert posts == [n.notification_id]
     assert row(store, n.notification_id).status == "delivered"
