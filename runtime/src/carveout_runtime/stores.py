@@ -95,4 +95,3 @@ def create_tables(engine: Engine, metadata: Any) -> list[str]:
     if added:
         logging.getLogger("carveout").warning("store upgraded: added columns %s", added)
     return added
-
