@@ -19,6 +19,7 @@ from carveout_contracts import topics
 
 from . import telemetry
 from .consumers import DeadLetter, EventHandler, Process, consume, dead_letter_publisher
+from .event_signing import EventSigning, keys_router
 from .ops import Check, broker_check, caught_up_check, install_ops_routes, store_check
 from .settings import SharedSettings
 
@@ -47,10 +48,20 @@ class ServiceShell:
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
     """Tasks that run as long as the process, by name; cancelled at shutdown."""
     dead_letter: DeadLetter = field(init=False)
+    signing: EventSigning = field(init=False)
+    """The key the service signs its events with, and the keys it checks others' against."""
 
     def __post_init__(self) -> None:
         telemetry.configure_tracing(self.name, self.settings)
         self.dead_letter = dead_letter_publisher(self.broker, self.name)
+        self.signing = self.settings.event_signing(self.name)
+
+    async def publish(
+        self, value: bytes, topic: str, key: bytes, traceparent: str | None = None, **options: Any
+    ) -> Any:
+        """Publish an event's value, signed, continuing the trace ``traceparent`` names."""
+        headers = self.signing.sign(value, telemetry.kafka_headers(traceparent))
+        return await self.broker.publish(value, topic, key=key, headers=headers, **options)
 
     def consume(
         self,
@@ -73,6 +84,7 @@ class ServiceShell:
             settings=self.settings,
             description=description,
             service=self.name,
+            signatures=self.signing,
             **options,
         )
         self.watch(topic, subscriber, max_lag=max_lag, health=handler.health)
@@ -137,6 +149,7 @@ class ServiceShell:
         install_edge(app, self.settings, body_limits)
         install_asyncapi(app, self.broker, produces=[*produces, topics.DEADLETTER])
         app.include_router(router)
+        app.include_router(keys_router(self.signing))
         if mount is not None:
             mount(app)
         telemetry.instrument_http(app)

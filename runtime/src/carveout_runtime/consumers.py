@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
 
+    from .event_signing import EventSigning
+
 
 Process = Callable[[Any, Inbound], Awaitable[None]]
 """``(event, inbound)``: store a decoded event's effects and its processed mark together."""
@@ -71,6 +73,8 @@ class EventHandler:
     retry_attempts: int = 5
     max_bytes: int = limits.DEFAULT_RECORD_BYTES
     health: ConsumerHealth | None = None
+    signatures: EventSigning | None = None
+    """Checks each record's signature (DESIGN §12) before it is read; ``None``: unchecked."""
     processed: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
     dead_lettered: int = field(default=0, init=False)
@@ -87,6 +91,12 @@ class EventHandler:
         if oversize is not None:
             await self._set_aside(value, "too_large", oversize, message)
             return
+        if self.signatures is not None:
+            record = getattr(message, "raw_message", message)
+            refusal = self.signatures.refusal(self.topic, value, record.headers)
+            if refusal is not None:
+                await self._set_aside(value, "bad_signature", refusal, message)
+                return
         try:
             event = decode(self.topic, value)
         except PoisonMessage as poison:
@@ -232,6 +242,7 @@ def consume(
     settings: SharedSettings,
     description: str,
     retry_attempts: int | None = None,
+    signatures: EventSigning | None = None,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
     service: str | None = None,
@@ -249,6 +260,7 @@ def consume(
         retry_attempts=retry_attempts or settings.consumer_retry_attempts,
         max_bytes=settings.record_max_bytes,
         health=ConsumerHealth(service or group_id, topic),
+        signatures=signatures,
     )
     subscriber = subscribe(
         broker,

@@ -21,6 +21,7 @@ from carveout_contracts import codec, topics
 
 from .consumers import Process, too_large
 from .digest import CoveredTable, store_digest
+from .event_signing import EventSigning
 from .inbound import Inbound
 from .settings import SharedSettings
 from .stores import make_engine
@@ -98,23 +99,30 @@ async def fold(
     process: Process,
     first_ms: int | None = None,
     record_max_bytes: int | None = None,
+    signatures: EventSigning | None = None,
 ) -> None:
     """Decode each record and hand it to ``process(event, inbound)``, as a live consumer would.
 
     Poison is counted (the live consumer dead-lettered it: a record over
     ``record_max_bytes``, by default the setting in force, too), events already in the
     store are skipped, and so are records the log received before ``first_ms`` (grant
-    events excepted: they are always folded whole).
+    events excepted: they are always folded whole). A record of a signed topic whose
+    signature the trusted keys (by default ``CARVEOUT_TRUSTED_KEYS``) refuse is poison too.
     """
-    if record_max_bytes is None:
-        record_max_bytes = SharedSettings().record_max_bytes
+    if record_max_bytes is None or signatures is None:
+        settings = SharedSettings()
+        record_max_bytes = record_max_bytes or settings.record_max_bytes
+        signatures = signatures or EventSigning.of("replay", None, settings.trusted_keys)
     for record in records:
         report.records[record.topic] = report.records.get(record.topic, 0) + 1
         if first_ms is not None and record.topic != topics.GRANTS and record.timestamp < first_ms:
             report.skipped += 1
             continue
-        if too_large(record.value, record_max_bytes):
-            report.poison += 1
+        if too_large(record.value, record_max_bytes) or (
+            signatures is not None
+            and signatures.refusal(record.topic, record.value, record.headers) is not None
+        ):
+            report.poison += 1  # dead-lettered live too: it is not part of any log
             continue
         try:
             event = codec.decode(record.topic, record.value)
@@ -136,6 +144,7 @@ async def fold_topics(
     is_processed: Callable[[str], bool],
     process: Process,
     first_ms: int | None = None,
+    signatures: EventSigning | None = None,
 ) -> None:
     """Read ``topic_names`` whole and :func:`fold` them in the order the log received them
     (what a live consumer of them all would have seen), showing progress as ``what``."""
@@ -155,6 +164,7 @@ async def fold_topics(
         is_processed=is_processed,
         process=process,
         first_ms=first_ms,
+        signatures=signatures,
     )
 
 

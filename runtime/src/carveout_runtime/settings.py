@@ -14,7 +14,7 @@ from .addresses import IPNetwork, parse_networks
 from .auth import TokenBook
 
 if TYPE_CHECKING:
-    pass
+    from .event_signing import EventSigning
 
 
 class SharedSettings(BaseSettings):
@@ -38,6 +38,19 @@ class SharedSettings(BaseSettings):
     gateway_token: str | None = Field(None, validation_alias="CARVEOUT_GATEWAY_TOKEN")
     auditor_token: str | None = Field(None, validation_alias="CARVEOUT_AUDITOR_TOKEN")
     log_level: str = Field("warning", validation_alias="CARVEOUT_LOG_LEVEL")
+    keys_dir: Path | None = Field(
+        None,
+        validation_alias="CARVEOUT_KEYS_DIR",
+        description="Where the service's Ed25519 signing keys are (its first is made there "
+        "when it has none); unset, the events it publishes are not signed.",
+    )
+    trusted_keys: Path | None = Field(
+        None,
+        validation_alias="CARVEOUT_TRUSTED_KEYS",
+        description='The trusted public keys ({"keys": [{"kid", "service", "public_key"}]}); '
+        "set, every consumed grant event, breach, acknowledgement and notification outcome "
+        "must carry a valid signature of its service or is dead-lettered bad_signature.",
+    )
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         "none",
         validation_alias="CARVEOUT_OTEL_EXPORTER",
@@ -70,6 +83,12 @@ class SharedSettings(BaseSettings):
         description="With the console exporter, append spans to this file instead of stdout "
         "({service} is replaced by the service's name).",
     )
+
+    def event_signing(self, service: str) -> EventSigning:
+        """The service's signing key and the keys it trusts, as configured."""
+        from .event_signing import EventSigning
+
+        return EventSigning.of(service, self.keys_dir, self.trusted_keys)
 
     def token_book(self) -> TokenBook:
         return TokenBook.configured(

@@ -33,7 +33,13 @@ class DeadLetteredData(Frozen):
     source_key: str | None = None
     consumer: str = Field(description="The service (consumer group) that gave up on the message.")
     reason: Literal[
-        "bad_json", "unknown_type", "unsupported_version", "invalid", "too_large", "failed"
+        "bad_json",
+        "unknown_type",
+        "unsupported_version",
+        "invalid",
+        "too_large",
+        "failed",
+        "bad_signature",
     ]
     error: str
     payload: str = Field(
