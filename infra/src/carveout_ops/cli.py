@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import access, demo, dlq, grant, replay, tail, topics, up
+from . import access, demo, dlq, grant, keys, replay, tail, topics, up
 
 app = typer.Typer(
     help="Carveout: conditional access to restricted AI models.",
@@ -26,6 +26,7 @@ app.add_typer(access.app, name="access")
 app.add_typer(grant.app, name="grant")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
