@@ -15,6 +15,8 @@ policy without overflowing somewhere downstream.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +24,8 @@ import msgspec
 
 from carveout_contracts import AccessRecorded, PoisonMessage, codec, limits, topics
 from carveout_contracts.common import MAX_UNITS
+from carveout_runtime.consumers import too_large
+from carveout_runtime.retries import describe_error
 
 EARLIEST_OCCURRED_AT = limits.EARLIEST_OCCURRED_AT.timestamp()
 
@@ -55,42 +59,87 @@ class Access(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def of(cls, event: AccessRecorded) -> Access:
+        """An access the contract's model read (the unusual spellings the fast reader leaves)."""
         d = event.data
+        return cls.of_facts(
+            str(event.event_id), event.occurred_at.timestamp(), d.request_id, facts_of(d)
+        )
+
+    @classmethod
+    def of_facts(
+        cls, event_id: str, occurred_at: float, request_id: str, facts: AccessFacts
+    ) -> Access:
+        """The access an event (or a decision request) describes, from its facts."""
         return cls(
-            event_id=str(event.event_id),
-            occurred_at=event.occurred_at.timestamp(),
-            request_id=d.request_id,
-            grantee_id=d.grantee_id,
-            model_id=d.model_id,
-            grant_id=d.grant_id,
-            user_id=d.user_id,
-            user_country=d.user_country,
-            deployment_region=d.deployment_region,
-            purpose=d.purpose,
-            safeguards=frozenset(d.safeguards),
-            units=d.units,
-            gateway_id=d.gateway_id,
+            event_id=event_id,
+            occurred_at=occurred_at,
+            request_id=request_id,
+            grantee_id=facts.grantee_id,
+            model_id=facts.model_id,
+            grant_id=facts.grant_id,
+            user_id=facts.user_id,
+            user_country=facts.user_country.upper(),
+            deployment_region=facts.deployment_region,
+            purpose=facts.purpose,
+            safeguards=frozenset(facts.safeguards),
+            units=facts.units,
+            gateway_id=facts.gateway_id,
         )
 
 
-_Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ID)]
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ID)]
+"""An id as the contract limits it (grantee, model, user, request, gateway...)."""
 _ListString = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_LIST_STRING)]
 Safeguards = Annotated[list[_ListString], msgspec.Meta(max_length=limits.MAX_SAFEGUARDS)]
-"""An access's safeguards as the contract limits them (shared with the decision API's reader)."""
 
 
-class _WireData(msgspec.Struct):
-    request_id: _Ident
-    grantee_id: _Ident
-    model_id: _Ident
-    user_id: _Ident
+class AccessFacts(msgspec.Struct):
+    """What a judgement reads of an access, as the contract limits it: the
+    ``access.recorded`` data that an access event and a decision request both carry."""
+
+    grantee_id: Ident
+    model_id: Ident
+    user_id: Ident
     user_country: Annotated[str, msgspec.Meta(min_length=2, max_length=2)]
-    deployment_region: _Ident
-    purpose: _Ident
-    gateway_id: _Ident
+    deployment_region: Ident
+    purpose: Ident
+    gateway_id: Ident
     safeguards: Safeguards = msgspec.field(default_factory=list)
     units: Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)] = 0
-    grant_id: _Ident | None = None
+    grant_id: Ident | None = None
+
+
+def facts_of(model: Any) -> AccessFacts:
+    """The facts a pydantic model already validated holds (the contract's ``data``, or a
+    decision request), for the few read by the full model rather than the fast reader."""
+    return AccessFacts(**{name: getattr(model, name) for name in AccessFacts.__struct_fields__})
+
+
+def plainly_written(facts: AccessFacts, *texts: str) -> bool:
+    """Whether the facts (and ``texts``) are as the contract would leave them: nothing with
+    surrounding white space (the contract strips it), a country of two ASCII letters.
+    Anything else takes the full model's path, which accepts it normalised or names the
+    problem."""
+    for text in (
+        facts.grantee_id,
+        facts.model_id,
+        facts.user_id,
+        facts.deployment_region,
+        facts.purpose,
+        facts.gateway_id,
+        *facts.safeguards,
+        *texts,
+    ):
+        if text != text.strip():
+            return False
+    grant_id, country = facts.grant_id, facts.user_country
+    if grant_id is not None and grant_id != grant_id.strip():
+        return False
+    return country.isascii() and country.isalpha()
+
+
+class _WireData(AccessFacts, kw_only=True):
+    request_id: Ident
 
 
 class _WireEnvelope(msgspec.Struct):
@@ -98,7 +147,7 @@ class _WireEnvelope(msgspec.Struct):
     type: Literal["access.recorded"]
     version: Literal[1]
     occurred_at: str
-    producer: _Ident
+    producer: Ident
     data: _WireData
     key: str = ""
 
@@ -135,41 +184,9 @@ def _fast(value: bytes) -> Access | None:
     if occurred is None:
         return None
     d = wire.data
-    texts = (
-        d.request_id,
-        d.grantee_id,
-        d.model_id,
-        d.user_id,
-        d.deployment_region,
-        d.purpose,
-        d.gateway_id,
-        wire.producer,
-        *d.safeguards,
-    )
-    # The contract strips surrounding white space; such values take the full model's path.
-    for text in texts:
-        if text != text.strip():
-            return None
-    if d.grant_id is not None and d.grant_id != d.grant_id.strip():
+    if not plainly_written(d, d.request_id, wire.producer):
         return None
-    country = d.user_country
-    if not (country.isascii() and country.isalpha()):
-        return None
-    return Access(
-        event_id=event_id,
-        occurred_at=occurred.timestamp(),
-        request_id=d.request_id,
-        grantee_id=d.grantee_id,
-        model_id=d.model_id,
-        grant_id=d.grant_id,
-        user_id=d.user_id,
-        user_country=country.upper(),
-        deployment_region=d.deployment_region,
-        purpose=d.purpose,
-        safeguards=frozenset(d.safeguards),
-        units=d.units,
-        gateway_id=d.gateway_id,
-    )
+    return Access.of_facts(event_id, occurred.timestamp(), d.request_id, d)
 
 
 def occurred_at_problem(occurred_at: float, now: float, max_future_skew_s: float) -> str | None:
@@ -232,3 +249,53 @@ def read_access(
         if problem is not None:
             raise PoisonMessage("invalid", f"occurred_at: {problem}")
     return access
+
+
+Arrival = tuple[Access, int | None]
+"""An access with the time the log received it (its record timestamp, epoch ms)."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """A batch of ``carveout.access`` records as read: each access once, and the rest."""
+
+    accesses: dict[str, Arrival] = field(default_factory=dict)
+    """By event id, in the order of their first record."""
+    records: dict[str, Any] = field(default_factory=dict)
+    """The first record of each access: its position (to set it aside) and its trace."""
+    set_aside: list[tuple[Any, str, str]] = field(default_factory=list)
+    """Records that can never be judged, with the reason and the error."""
+    repeats: int = 0
+    """Readable records of an access already in the batch."""
+
+
+def read_batch(
+    records: Sequence[Any], wall_clock: float, *, max_future_skew_s: float, record_max_bytes: int
+) -> Batch:
+    """Read a batch of records: what is too large or unreadable is set aside, a repeat within
+    the batch is dropped (the first record counts). ``wall_clock`` stands in for the append
+    time of a record without one (see :func:`received_at`)."""
+    batch = Batch()
+    for record in records:
+        oversize = too_large(record.value, record_max_bytes)
+        if oversize is not None:
+            batch.set_aside.append((record, "too_large", oversize))
+            continue
+        try:
+            access = read_access(
+                record.value,
+                received_at(record, wall_clock),
+                max_future_skew_s=max_future_skew_s,
+            )
+        except PoisonMessage as poison:
+            batch.set_aside.append((record, poison.reason, poison.error))
+            continue
+        except Exception as exc:  # reading it can never succeed later: set it aside
+            batch.set_aside.append((record, "invalid", describe_error(exc)))
+            continue
+        if access.event_id in batch.accesses:
+            batch.repeats += 1
+        else:
+            batch.accesses[access.event_id] = (access, getattr(record, "timestamp", None))
+            batch.records[access.event_id] = record
+    return batch

@@ -20,13 +20,15 @@ from carveout_runtime.docs import install_asyncapi
 from carveout_runtime.edge import BodyLimit, install_edge
 from carveout_runtime.http import install_error_handlers
 from carveout_runtime.ops import broker_check, caught_up_check, install_ops_routes, store_check
+from carveout_runtime.retries import ConsumerHealth
 from carveout_runtime.stores import make_engine
 
 from . import api
 from .decisions import DecisionEndpoint
 from .freshness import GrantsLog
 from .handlers import access, grants
-from .handlers.access import AccessPipeline
+from .handlers.access import AccessPipeline, PipelineSettings
+from .outbox import BreachOutbox
 from .settings import EnforcementSettings
 from .store import EnforcementStore
 
@@ -72,18 +74,19 @@ def create_app(
     async def dead_letter_record(record: Any, reason: str, error: str) -> None:
         await dead_letter(record.value, reason, error, record)
 
+    access_health = ConsumerHealth(SERVICE, topics.ACCESS)
+    outbox = BreachOutbox(
+        store, publish, retry_attempts=settings.consumer_retry_attempts, health=access_health
+    )
     pipeline = AccessPipeline(
         store,
         index,
         grants_log,
         usage,
-        publish=publish,
-        dead_letter=dead_letter_record,
-        retry_attempts=settings.consumer_retry_attempts,
-        grants_sync_s=settings.grants_sync_seconds,
-        late_grant_guard_s=settings.late_grant_guard_ms / 1000,
-        max_future_skew_s=settings.max_future_skew_seconds,
-        record_max_bytes=settings.record_max_bytes,
+        breaches=outbox,
+        set_aside=dead_letter_record,
+        settings=PipelineSettings.of(settings),
+        health=access_health,
     )
     access_subscriber = access.subscribe(broker, pipeline, settings)
 
@@ -94,10 +97,10 @@ def create_app(
         # Everything loaded so far lives as long as the process: keep the collector from
         # rescanning it on every collection (a large share of the hot path's CPU otherwise).
         gc.freeze()
-        republished = await pipeline.publish_pending()
+        republished = await outbox.publish_pending()
         if republished:
             log.warning("published %d breaches left unpublished by a crash", republished)
-        republisher = asyncio.create_task(pipeline.republish_forever(), name="breach-republisher")
+        republisher = asyncio.create_task(outbox.republish_forever(), name="breach-republisher")
         try:
             yield
         finally:

@@ -1,10 +1,12 @@
-"""How far the grant projection has applied ``carveout.grants``.
+"""How far the grant projection has applied ``carveout.grants``, and when a batch of
+accesses may be judged.
 
 Enforcement must never conclude "no grant" merely because it has not yet read the grant
 that covers an access, and must not judge an access after a revocation it has not read.
-Before judging a batch, the access pipeline waits until the projection has applied the
-grants log up to the ends it has now; the decision API checks, at no cost, that the
-grants consumer has polled recently and has nothing left to apply.
+Before judging a batch, the access pipeline lets late grant events land
+(:func:`late_grant_wait`), then waits until the projection has applied the grants log up
+to the ends it has now; the decision API checks, at no cost, that the grants consumer has
+polled recently and has nothing left to apply.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -20,12 +22,57 @@ from carveout_contracts import topics
 from carveout_runtime.logread import partitions
 from carveout_runtime.retries import wait_set
 
+from .clock import Clock, system_clock
+
 log = logging.getLogger("carveout.enforcement.freshness")
 
 
+class ProjectionCatchUp(Protocol):
+    """What the access pipeline waits on before judging a batch."""
+
+    async def wait_caught_up(self, within_s: float) -> bool:
+        """Wait, at most ``within_s``, until every grant event published before now has
+        been applied; says whether it has."""
+        ...
+
+
+class Freshness(Protocol):
+    """What a decision checks before it answers from memory."""
+
+    def fresh(self, bound_s: float) -> bool:
+        """Whether the projection can show it is caught up on the grants log, ``bound_s``
+        at most ago."""
+        ...
+
+
+class WholeLogRead:
+    """A replay folds the whole grants log before it judges: it is always caught up."""
+
+    async def wait_caught_up(self, within_s: float) -> bool:
+        return True
+
+
+def late_grant_wait(newest_occurred_at: float, guard_s: float, now: float) -> float:
+    """How long to wait before judging a batch whose newest access happened at
+    ``newest_occurred_at``: until it is ``guard_s`` old, and never longer than ``guard_s``.
+
+    A regulator action takes effect when the grant service commits it, and reaches the log
+    a few milliseconds later. Judging an access that happened in between before that
+    event lands would miss it; after the guard, the end offsets read next include every
+    action committed before the access happened. An access stamped ahead of the clock (a
+    gateway's clock minutes fast) waits the guard and no longer.
+    """
+    if guard_s <= 0:
+        return 0.0
+    return max(0.0, min(newest_occurred_at + guard_s - now, guard_s))
+
+
 class GrantsLog:
-    def __init__(self, bootstrap: str) -> None:
+    """The live grants log: its end offsets, and how far the grants consumer applied it."""
+
+    def __init__(self, bootstrap: str, clock: Clock = system_clock) -> None:
         self.bootstrap = bootstrap
+        self.clock = clock
         self.applied_next: dict[int, int] = {}
         self.subscriber: Any = None
         self._progress = asyncio.Event()
@@ -92,7 +139,7 @@ class GrantsLog:
         assignment = consumer.assignment()
         if not assignment:
             return False
-        now_ms = time.time() * 1000
+        now_ms = self.clock() * 1000
         for tp in assignment:
             highwater = consumer.highwater(tp)
             polled = consumer.last_poll_timestamp(tp)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -40,6 +40,13 @@ Decision = Literal["allow", "deny"]
 NoGrantReason = Literal["revoked", "suspended", "expired", "not_yet_valid", "unknown"]
 UsageKey = tuple[str, str, int]
 """(grant id, ``hour`` or ``day``, start of the UTC-aligned window in epoch seconds)."""
+
+
+class UsageTotals(Protocol):
+    """Units used so far, by usage window: a dict, or a batch's view of one."""
+
+    def get(self, key: UsageKey, default: int, /) -> int: ...
+
 
 WINDOW_SECONDS = {"hour": 3600, "day": 86400}
 BREACH_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-4e7a-9c5f-0b2d4e6f8a1c")
@@ -235,7 +242,7 @@ def _status(period: CompiledPeriod, moment: float) -> NoGrantReason | None:
 
 
 def _violations(
-    access: Access, grant_id: str, period: CompiledPeriod, usage: Mapping[UsageKey, int]
+    access: Access, grant_id: str, period: CompiledPeriod, usage: UsageTotals
 ) -> list[dict[str, Any]]:
     found = []
     for c in period.checks:
@@ -280,9 +287,7 @@ def no_active_grant(access: Access, reason: NoGrantReason) -> dict[str, Any]:
     }
 
 
-def judge(
-    access: Access, candidates: Sequence[CompiledGrant], usage: Mapping[UsageKey, int]
-) -> Verdict:
+def judge(access: Access, candidates: Sequence[CompiledGrant], usage: UsageTotals) -> Verdict:
     """Judge ``access`` against the grants of its grantee and model, as of its ``occurred_at``.
 
     ``candidates`` are in issue order. An access naming a grant is judged against that

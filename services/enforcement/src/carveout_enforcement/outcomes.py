@@ -1,23 +1,26 @@
-"""What judging accesses leaves: decision rows, breach events in their wire format, and the
-usage they count; the decisions and breaches metrics.
+"""What judging a batch of accesses leaves: decision rows, breach rows with their events in
+the wire format, and the usage totals they count; the decisions and breaches metrics.
 
-Pure over its inputs (the accesses, the grants that may cover them, the usage totals it
-updates), apart from the counters; the access pipeline records and publishes what it
-returns.
+:func:`judge_batch` is pure over its inputs (the accesses with their append times, the
+grants that may cover them, the usage totals, when it judges), apart from the counters: it
+changes none of them, so a batch that is not recorded leaves nothing to undo. The access
+pipeline records what it returns, then applies the usage and publishes the breaches.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from prometheus_client import Counter
 
-from .access import Access
-from .judge import UsageKey, Verdict, breach_id, judge, uuid5_str
+from .access import Access, Arrival
+from .judge import CompiledGrant, UsageKey, Verdict, breach_id, judge, uuid5_str
+from .rows import BreachRow, DecisionRow
 
 SERVICE = "enforcement"
 
@@ -30,17 +33,8 @@ BREACHES_BY_SEVERITY = {s: BREACHES.labels(s) for s in ("critical", "warning")}
 USAGE_CEILING = 2**62
 """Usage totals saturate here: far past any cap, and inside every store's 64-bit integers."""
 
-Candidates = Callable[[str, str, int | None], Any]
+Candidates = Callable[[str, str, int | None], Sequence[CompiledGrant]]
 """The grants that may cover an access: by grantee, model and the record's timestamp."""
-
-
-def span_attributes(breach: dict[str, Any]) -> dict[str, str]:
-    return {
-        "carveout.breach_id": str(breach["breach_id"]),
-        "carveout.access_event_id": str(breach["access_event_id"]),
-        "carveout.grant_id": str(breach["grant_id"] or ""),
-        "carveout.severity": str(breach["severity"]),
-    }
 
 
 def _utc(moment: float) -> str:
@@ -81,47 +75,80 @@ def breach_event(access: Access, verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def judge_slice(
-    accesses: Sequence[tuple[Access, int | None]],
-    candidates: Candidates,
-    usage: dict[UsageKey, int],
-    before: dict[UsageKey, int | None],
-    judged_at: int,
-) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-    """Judge accesses in order, counting their usage in ``usage`` as it goes (``before``
-    keeps the totals as they were, to put back if the batch is not recorded).
+class UsageSoFar:
+    """Usage totals as judging a batch sees them: what it counted, over the totals before
+    it, which it only reads."""
 
-    Each access comes with its record timestamp: grants the log received after it do not
-    cover it (``candidates`` answers for a grantee, model and timestamp). Returns the
-    decision rows, in the decisions table's column order, and the breach rows.
+    __slots__ = ("before", "counted")
+
+    def __init__(self, before: Mapping[UsageKey, int], counted: Mapping[UsageKey, int]) -> None:
+        self.before = before
+        self.counted = dict(counted)
+
+    def get(self, key: UsageKey, default: int = 0) -> int:
+        total = self.counted.get(key)
+        return self.before.get(key, default) if total is None else total
+
+    def count(self, key: UsageKey, units: int) -> None:
+        self.counted[key] = min(self.get(key) + units, USAGE_CEILING)
+
+
+@dataclass(slots=True)
+class Judgement:
+    """What judging leaves: rows to record, and the usage totals to apply once they are."""
+
+    decisions: list[DecisionRow] = field(default_factory=list)
+    breaches: list[BreachRow] = field(default_factory=list)
+    usage: dict[UsageKey, int] = field(default_factory=dict)
+    """The new total of every usage window the accesses counted towards."""
+
+    def extend(self, later: Judgement) -> None:
+        """Add what judging the next accesses of the same batch left."""
+        self.decisions += later.decisions
+        self.breaches += later.breaches
+        self.usage.update(later.usage)
+
+
+def judge_batch(
+    accesses: Sequence[Arrival],
+    candidates: Candidates,
+    usage: Mapping[UsageKey, int],
+    judged_at: int,
+    counted: Mapping[UsageKey, int] | None = None,
+) -> Judgement:
+    """Judge accesses in order, each seeing the usage the ones before it counted.
+
+    ``usage`` holds the totals before the batch and ``counted`` the totals its earlier
+    accesses left (a batch is judged a slice at a time); neither is changed. Grants the
+    log received after an access do not cover it (``candidates`` answers for a grantee,
+    model and append time). ``judged_at`` is epoch microseconds.
     """
-    decisions: list[tuple[Any, ...]] = []
-    breaches: list[dict[str, Any]] = []
+    judged = Judgement()
+    decisions, breaches = judged.decisions, judged.breaches
+    so_far = UsageSoFar(usage, counted or {})
     allowed = 0
     found = {"critical": 0, "warning": 0}
     for access, appended_ms in accesses:
-        verdict = judge(access, candidates(access.grantee_id, access.model_id, appended_ms), usage)
+        verdict = judge(access, candidates(access.grantee_id, access.model_id, appended_ms), so_far)
         for key in verdict.usage:
-            old = usage.get(key)
-            if key not in before:
-                before[key] = old
-            usage[key] = min((old or 0) + access.units, USAGE_CEILING)
+            so_far.count(key, access.units)
         occurred = access.occurred_us
-        decisions.append(  # in the decisions table's column order
-            (
-                access.event_id,
-                access.request_id,
-                access.grantee_id,
-                access.model_id,
-                verdict.grant_id,
-                verdict.grant_version,
-                verdict.decision,
-                orjson.dumps(verdict.violations).decode() if verdict.violations else "[]",
-                occurred,
-                judged_at,
-                access.user_id,
-                access.gateway_id,
-                access.units,
+        violations = orjson.dumps(verdict.violations).decode() if verdict.violations else "[]"
+        decisions.append(
+            DecisionRow(
+                access_event_id=access.event_id,
+                request_id=access.request_id,
+                grantee_id=access.grantee_id,
+                model_id=access.model_id,
+                grant_id=verdict.grant_id,
+                grant_version=verdict.grant_version,
+                decision=verdict.decision,
+                violations=violations,
+                occurred_at=occurred,
+                judged_at=judged_at,
+                user_id=access.user_id,
+                gateway_id=access.gateway_id,
+                units=access.units,
             )
         )
         if verdict.decision == "allow":
@@ -130,17 +157,15 @@ def judge_slice(
             event = breach_event(access, verdict)
             severity = event["data"]["severity"]
             breaches.append(
-                {
-                    "breach_id": event["data"]["breach_id"],
-                    "access_event_id": access.event_id,
-                    "grant_id": verdict.grant_id,
-                    "grantee_id": access.grantee_id,
-                    "severity": severity,
-                    "occurred_at": occurred,
-                    "payload": orjson.dumps(event).decode(),
-                    "published_at": None,
-                    "traceparent": None,
-                }
+                BreachRow(
+                    breach_id=event["data"]["breach_id"],
+                    access_event_id=access.event_id,
+                    grant_id=verdict.grant_id,
+                    grantee_id=access.grantee_id,
+                    severity=severity,
+                    occurred_at=occurred,
+                    payload=orjson.dumps(event).decode(),
+                )
             )
             found[severity] += 1
     for severity, count in found.items():
@@ -148,4 +173,5 @@ def judge_slice(
             BREACHES_BY_SEVERITY[severity].inc(count)
     ALLOWED.inc(allowed)
     DENIED.inc(len(accesses) - allowed)
-    return decisions, breaches
+    judged.usage = so_far.counted
+    return judged

@@ -28,9 +28,10 @@ from carveout_runtime.replay import (
     since_ms,
 )
 
-from .freshness import GrantsLog
-from .handlers.access import AccessPipeline
+from .freshness import WholeLogRead
+from .handlers.access import AccessPipeline, PipelineSettings
 from .handlers.grants import GrantIndex, GrantProjector
+from .outbox import AlreadyPublished
 from .settings import EnforcementSettings
 from .store import EnforcementStore
 
@@ -81,16 +82,6 @@ def digest(database_url: str) -> dict[str, Any]:
     return digest_of(SERVICE, database_url, DIGEST_TABLES)
 
 
-class _WholeGrantsLogRead(GrantsLog):
-    """A replay folds the whole grants log before judging: it is always caught up."""
-
-    def __init__(self) -> None:
-        super().__init__("")
-
-    async def wait_caught_up(self, within_s: float) -> bool:
-        return True
-
-
 async def replay(
     *,
     bootstrap: str,
@@ -129,13 +120,15 @@ async def replay(
         pipeline = AccessPipeline(
             store,
             index,
-            _WholeGrantsLogRead(),
+            WholeLogRead(),
             store.load_usage(0),
-            publish=None,
-            dead_letter=count_poison,
-            retry_attempts=3,
-            max_future_skew_s=max_future_skew_s,
-            record_max_bytes=settings.record_max_bytes,  # as live: the same records too large
+            breaches=AlreadyPublished(),
+            set_aside=count_poison,
+            settings=PipelineSettings(
+                retry_attempts=3,
+                max_future_skew_s=max_future_skew_s,
+                record_max_bytes=settings.record_max_bytes,  # as live: the same too large
+            ),
         )
         report.records[topics.ACCESS] = 0
         first = since_ms(since)

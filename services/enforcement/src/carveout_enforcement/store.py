@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec.structs import astuple
 from sqlalchemy import BigInteger, Engine, Index, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -17,6 +18,7 @@ from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.stores import create_tables
 
 from .domain import GrantView
+from .rows import BreachRow, DecisionRow, UsageRow
 
 
 class EnforcementTable(SQLModel, registry=registry()):
@@ -102,14 +104,11 @@ class EnforcementStore:
         self.engine = engine
         create_tables(engine, EnforcementTable.metadata)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        self._writers = {
-            name: _BulkInsert.of(table, mark, upsert_key)
-            for name, table, upsert_key in (
-                ("decisions", DecisionRecord, None),
-                ("breaches", BreachRecord, None),
-                ("usage", UsageRecord, ("grant_id", "window", "window_start")),
-            )
-        }
+        self._decisions = _BulkInsert.of(DecisionRow, DecisionRecord, mark)
+        self._breaches = _BulkInsert.of(BreachRow, BreachRecord, mark)
+        self._usage = _BulkInsert.of(
+            UsageRow, UsageRecord, mark, upsert_key=("grant_id", "window", "window_start")
+        )
 
     def ping(self) -> None:
         with Session(self.engine) as session:
@@ -165,25 +164,25 @@ class EnforcementStore:
 
     def record_judgements(
         self,
-        decisions: Sequence[Mapping[str, Any] | tuple[Any, ...]],
-        breaches: Sequence[dict[str, Any]],
+        decisions: Sequence[DecisionRow],
+        breaches: Sequence[BreachRow],
         usage: Mapping[tuple[str, str, int], int],
     ) -> None:
-        """Decisions, breaches and usage totals of one batch, in one transaction.
+        """Decisions, breaches and the new usage totals of one batch, in one transaction.
 
         Rows go straight to the driver's ``executemany``: the batch is the hot path.
         """
         with self.engine.begin() as connection:
             if decisions:
-                self._writers["decisions"].write(connection, decisions)
+                self._decisions.write(connection, decisions)
             if breaches:
-                self._writers["breaches"].write(connection, breaches)
+                self._breaches.write(connection, breaches)
             if usage:
-                rows = [
-                    {"grant_id": g, "window": w, "window_start": s, "units": u}
-                    for (g, w, s), u in usage.items()
+                totals = [
+                    UsageRow(grant_id=grant_id, window=window, window_start=start, units=units)
+                    for (grant_id, window, start), units in usage.items()
                 ]
-                self._writers["usage"].write(connection, rows)
+                self._usage.write(connection, totals)
 
     def load_usage(self, since_window_start: int) -> dict[tuple[str, str, int], int]:
         with Session(self.engine) as session:
@@ -192,16 +191,16 @@ class EnforcementStore:
             )
             return {(r.grant_id, r.window, r.window_start): r.units for r in rows}
 
-    def unpublished_breaches(self, limit: int = 1000) -> list[BreachRecord]:
+    def unpublished_breaches(self, limit: int = 1000) -> list[BreachRow]:
+        """Breaches recorded and not yet published, oldest first."""
         with Session(self.engine) as session:
-            return list(
-                session.exec(
-                    select(BreachRecord)
-                    .where(col(BreachRecord.published_at).is_(None))
-                    .order_by(col(BreachRecord.occurred_at))
-                    .limit(limit)
-                )
+            found = session.exec(
+                select(BreachRecord)
+                .where(col(BreachRecord.published_at).is_(None))
+                .order_by(col(BreachRecord.occurred_at))
+                .limit(limit)
             )
+            return [BreachRow(**record.model_dump()) for record in found]
 
     def mark_breaches_published(self, breach_ids: Sequence[str], at: datetime) -> None:
         with Session(self.engine) as session:
@@ -264,14 +263,25 @@ def _quoted(column: str) -> str:
 
 @dataclass(frozen=True)
 class _BulkInsert:
-    """A positional ``INSERT`` (or upsert) run through the driver's ``executemany``."""
+    """A positional ``INSERT`` (or upsert) of typed rows through the driver's ``executemany``.
+
+    Its columns are the row type's fields, in their order, so a row's values always land
+    in the columns that bear their names.
+    """
 
     sql: str
-    row: Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
     @classmethod
-    def of(cls, table: Any, mark: str, upsert_key: tuple[str, ...] | None) -> _BulkInsert:
-        columns = [c.name for c in table.__table__.columns]
+    def of(
+        cls,
+        row: type[msgspec.Struct],
+        table: Any,
+        mark: str,
+        upsert_key: tuple[str, ...] | None = None,
+    ) -> _BulkInsert:
+        columns = row.__struct_fields__
+        if set(columns) != {c.name for c in table.__table__.columns}:
+            raise TypeError(f"{row.__name__} does not have the columns of {table.__tablename__}")
         # Quoted: some column names (``window``) are reserved words in PostgreSQL.
         names = ", ".join(_quoted(c) for c in columns)
         sql = (
@@ -284,14 +294,11 @@ class _BulkInsert:
                 f" ON CONFLICT ({', '.join(_quoted(c) for c in upsert_key)})"
                 " DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
             )
-        return cls(sql, itemgetter(*columns))
+        return cls(sql)
 
-    def write(self, connection: Any, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> None:
-        """Rows as dicts, or as tuples already in column order."""
-        connection.exec_driver_sql(
-            self.sql,
-            [r if type(r) is tuple else self.row(r) for r in rows],  # type: ignore[arg-type]
-        )
+    def write(self, connection: Any, rows: Sequence[msgspec.Struct]) -> None:
+        # A plain tuple each: what the driver binds fastest (built in C, ~50 ns a row).
+        connection.exec_driver_sql(self.sql, list(map(astuple, rows)))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,11 @@ from sqlalchemy.exc import OperationalError
 
 from carveout_contracts import ConditionBreached, codec, topics
 from carveout_enforcement.domain import GrantView, apply
-from carveout_enforcement.handlers.access import AccessPipeline
+from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex
 from carveout_enforcement.judge import breach_id
+from carveout_enforcement.outbox import BreachOutbox
+from carveout_enforcement.rows import DecisionRow
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
 from carveout_runtime import retries
 from carveout_runtime.stores import make_engine
@@ -139,15 +141,25 @@ class World:
         retry_attempts: int = 3,
     ) -> AccessPipeline:
         store = store or self.store
+        outbox = self.outbox(store, retry_attempts)
         return AccessPipeline(
             store,
             self.index,
-            self.grants_log,  # type: ignore[arg-type]
+            self.grants_log,
             store.load_usage(0) if usage is None else usage,
-            publish=self.publish,
-            dead_letter=self.dead_letter,
-            retry_attempts=retry_attempts,
-            grants_sync_s=0.1,
+            breaches=outbox,
+            set_aside=self.dead_letter,
+            settings=PipelineSettings(retry_attempts=retry_attempts, grants_sync_s=0.1),
+            health=outbox.health,
+        )
+
+    def outbox(
+        self, store: EnforcementStore | None = None, retry_attempts: int = 3
+    ) -> BreachOutbox:
+        """The live breach outbox, on the access consumer's health (a pipeline's, or its own)."""
+        health = retries.ConsumerHealth("enforcement", topics.ACCESS)
+        return BreachOutbox(
+            store or self.store, self.publish, retry_attempts=retry_attempts, health=health
         )
 
     def decisions(self, store: EnforcementStore | None = None) -> list[DecisionRecord]:
@@ -283,7 +295,7 @@ async def test_each_breach_continues_the_trace_of_its_access_even_after_a_crash(
     world.fail_publishes, world.fail_with = 1, RuntimeError  # as good as a crash
     await world.pipeline().process([*records, Record(compliant(), offset=2)])
     assert {row.traceparent for row in world.store.unpublished_breaches()} == set(traced)
-    assert await world.pipeline().publish_pending() == 2  # after a restart
+    assert await world.outbox().publish_pending() == 2  # after a restart
     by_access = {str(sent.event.data.access_event_id): sent for sent in world.published}
     for value, tp in zip(values, traced, strict=True):
         assert by_access[event_id_of(value)].traceparent == tp
@@ -305,11 +317,12 @@ async def test_a_crash_between_recording_and_publishing_is_repaired_by_publish_p
     assert world.published == []
 
     restarted = world.pipeline()
-    assert await restarted.publish_pending() == 1
+    assert isinstance(restarted.breaches, BreachOutbox)
+    assert await restarted.breaches.publish_pending() == 1
     [sent] = world.published
     assert sent.event.data.breach_id == pending.breach_id
     assert world.store.unpublished_breaches() == []
-    assert await restarted.publish_pending() == 0
+    assert await restarted.breaches.publish_pending() == 0
     await restarted.process([Record(value)])  # the batch redelivered after the restart
     assert len(world.published) == 1
 
@@ -466,9 +479,9 @@ async def test_an_access_that_keeps_failing_is_dead_lettered_and_the_rest_judged
     bad_id = event_id_of(bad)
     calls = {"n": 0}
 
-    def refuses_one(decisions: list[tuple[Any, ...]], *args: Any) -> Any:
+    def refuses_one(decisions: list[DecisionRow], *args: Any) -> Any:
         calls["n"] += 1
-        if any(d[0] == bad_id for d in decisions):
+        if any(d.access_event_id == bad_id for d in decisions):
             raise ValueError("this access breaks the store code")
         return real(decisions, *args)
 
@@ -510,12 +523,12 @@ async def test_one_poison_access_in_a_large_batch_costs_few_attempts(
     recorded: list[str] = []
     calls = {"record": 0, "decided": 0}
 
-    def refuses_one(decisions: list[tuple[Any, ...]], *args: Any) -> Any:
+    def refuses_one(decisions: list[DecisionRow], *args: Any) -> Any:
         calls["record"] += 1
-        if any(d[0] == bad_id for d in decisions):
+        if any(d.access_event_id == bad_id for d in decisions):
             raise ValueError("this access breaks the store code")
         result = real_record(decisions, *args)
-        recorded.extend(d[0] for d in decisions)
+        recorded.extend(d.access_event_id for d in decisions)
         return result
 
     def counted(event_ids: list[str]) -> Any:
@@ -550,7 +563,7 @@ async def test_one_poison_access_in_a_large_batch_costs_few_attempts(
 
 async def test_a_record_over_the_size_limit_is_dead_lettered_unread(world: World) -> None:
     pipeline = world.pipeline()
-    pipeline.record_max_bytes = 64 * 1024
+    pipeline.settings = replace(pipeline.settings, record_max_bytes=64 * 1024)
     huge = b"{" + b" " * (64 * 1024) + b"}"
     valid = compliant()
     await pipeline.process([Record(huge, offset=7), Record(valid, offset=8)])

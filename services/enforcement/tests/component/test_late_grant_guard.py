@@ -4,15 +4,15 @@ A regulator action takes effect when the grant service commits it and reaches th
 few milliseconds later. So a batch is judged only once its newest access is
 ``late_grant_guard_s`` old: the end offsets of the grants log, read next
 (``grants_log.wait_caught_up``), then include every action committed before the access
-happened. A batch of older accesses is judged at once. The guard here is 50 ms; the tests
-bound sleeps from below only, and use deadlines, never sleeps, to wait.
+happened. A batch of older accesses is judged at once. The guard here is 50 ms, on a clock
+of the tests' own: time passes only when the pipeline waits, so every wait is exact and
+takes no time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,16 +23,32 @@ import pytest
 
 from carveout_contracts import codec, topics
 from carveout_enforcement.domain import apply
-from carveout_enforcement.handlers.access import AccessPipeline
+from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex
+from carveout_enforcement.outbox import AlreadyPublished
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
 GUARD_S = 0.05
-SLACK_S = 0.002
-"""Clock resolution: how much earlier than asked a timer may fire."""
+NOW = datetime(2026, 9, 10, 11, 4, 59, 123456, tzinfo=UTC)
+"""When each test starts, on its clock."""
+
+
+class Clock:
+    """The tests' clock: time passes only when the pipeline sleeps."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now.timestamp()
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 @dataclass
@@ -47,13 +63,14 @@ class Record:
 
 
 class RecordingGrantsLog:
-    """A grants log that is caught up, and notes when the pipeline asked."""
+    """A grants log that is caught up, and notes when (on the clock) the pipeline asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.asked_at: list[float] = []
 
     async def wait_caught_up(self, within_s: float) -> bool:
-        self.asked_at.append(time.time())
+        self.asked_at.append(self.clock())
         return True
 
 
@@ -79,6 +96,7 @@ def always_valid_grant() -> Any:
 @dataclass
 class Setup:
     store: EnforcementStore
+    clock: Clock
     grants_log: RecordingGrantsLog
     pipeline: AccessPipeline
 
@@ -97,22 +115,24 @@ class Setup:
 
 def make(tmp_path: Path, guard_s: float) -> Setup:
     store = EnforcementStore(make_engine(f"sqlite:///{tmp_path}/enforcement.db"))
-    grants_log = RecordingGrantsLog()
+    clock = Clock()
+    grants_log = RecordingGrantsLog(clock)
 
-    async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> None:
-        return None
+    async def set_aside(record: Any, reason: str, error: str) -> None:
+        raise AssertionError(f"nothing here is set aside ({reason}: {error})")
 
     pipeline = AccessPipeline(
         store,
         GrantIndex([always_valid_grant()]),
-        grants_log,  # type: ignore[arg-type]
+        grants_log,
         {},
-        publish=publish,
-        dead_letter=None,
-        grants_sync_s=1.0,
-        late_grant_guard_s=guard_s,
+        breaches=AlreadyPublished(),  # every access here is allowed
+        set_aside=set_aside,
+        settings=PipelineSettings(grants_sync_s=1.0, late_grant_guard_s=guard_s),
+        clock=clock,
+        sleep=clock.sleep,
     )
-    return Setup(store, grants_log, pipeline)
+    return Setup(store, clock, grants_log, pipeline)
 
 
 def event_id(value: bytes) -> str:
@@ -121,42 +141,43 @@ def event_id(value: bytes) -> str:
 
 async def test_a_batch_that_just_happened_is_judged_only_after_the_guard(tmp_path: Path) -> None:
     setup = make(tmp_path, GUARD_S)
-    now = datetime.now(UTC)
-    value = access(now)
+    value = access(NOW)
 
     async with asyncio.timeout(10):
         await setup.pipeline.process([Record(value)])
 
     [asked] = setup.grants_log.asked_at
-    assert asked >= now.timestamp() + GUARD_S - SLACK_S
+    assert setup.clock.slept == [pytest.approx(GUARD_S)]
+    assert asked == pytest.approx(NOW.timestamp() + GUARD_S)
     assert setup.decisions() == {event_id(value): "allow"}
 
 
 async def test_the_newest_access_of_a_batch_sets_the_wait(tmp_path: Path) -> None:
     setup = make(tmp_path, GUARD_S)
-    now = datetime.now(UTC)
-    old = [access(now - timedelta(hours=1, seconds=n)) for n in range(3)]
-    newest = access(now)
+    newest = NOW - timedelta(milliseconds=20)
+    old = [access(NOW - timedelta(hours=1, seconds=n)) for n in range(3)]
 
     async with asyncio.timeout(10):
-        await setup.pipeline.process([Record(v, offset=i) for i, v in enumerate([*old, newest])])
+        records = [Record(v, offset=i) for i, v in enumerate([*old, access(newest)])]
+        await setup.pipeline.process(records)
 
     [asked] = setup.grants_log.asked_at
-    assert asked >= now.timestamp() + GUARD_S - SLACK_S
-    assert set(setup.decisions()) == {event_id(v) for v in [*old, newest]}
+    assert setup.clock.slept == [pytest.approx(GUARD_S - 0.02)]
+    assert asked == pytest.approx(newest.timestamp() + GUARD_S)
+    assert len(setup.decisions()) == 4
 
 
 async def test_a_batch_of_old_accesses_is_not_delayed(tmp_path: Path) -> None:
-    guard_s = 3.0  # were it applied, the check below could not pass
+    guard_s = 3.0
     setup = make(tmp_path, guard_s)
-    values = [access(datetime.now(UTC) - timedelta(seconds=guard_s + n)) for n in range(5)]
-    started = time.time()
+    values = [access(NOW - timedelta(seconds=guard_s + n)) for n in range(5)]
 
     async with asyncio.timeout(10):
         await setup.pipeline.process([Record(v, offset=i) for i, v in enumerate(values)])
 
     [asked] = setup.grants_log.asked_at
-    assert asked - started < guard_s / 2
+    assert setup.clock.slept == []
+    assert asked == NOW.timestamp()
     assert len(setup.decisions()) == 5
 
 
@@ -166,38 +187,40 @@ async def test_an_access_stamped_in_the_future_waits_the_guard_and_no_longer(
     """A gateway clock minutes ahead (within the allowed skew) does not hold the partition
     for minutes."""
     setup = make(tmp_path, GUARD_S)
-    value = access(datetime.now(UTC) + timedelta(minutes=4))
-    started = time.time()
+    value = access(NOW + timedelta(minutes=4))
 
-    async with asyncio.timeout(10):  # a wait of minutes would end the test here
+    async with asyncio.timeout(10):
         await setup.pipeline.process([Record(value)])
 
     [asked] = setup.grants_log.asked_at
-    assert asked >= started + GUARD_S - SLACK_S
+    assert setup.clock.slept == [GUARD_S]
+    assert asked == pytest.approx(NOW.timestamp() + GUARD_S)
     assert setup.decisions() == {event_id(value): "allow"}
 
 
 async def test_a_batch_of_accesses_judged_before_waits_for_nothing(tmp_path: Path) -> None:
     setup = make(tmp_path, GUARD_S)
-    value = access(datetime.now(UTC))
+    value = access(NOW)
     async with asyncio.timeout(10):
         await setup.pipeline.process([Record(value)])
         await setup.pipeline.process([Record(value), Record(value)])  # redelivered
 
     assert len(setup.grants_log.asked_at) == 1
+    assert len(setup.clock.slept) == 1
     assert setup.pipeline.duplicates == 2
 
 
 @pytest.mark.parametrize("guard_s", [0.0, -1.0])
 async def test_no_guard_means_no_wait(tmp_path: Path, guard_s: float) -> None:
     setup = make(tmp_path, guard_s)
-    future = datetime.now(UTC) + timedelta(minutes=4)  # within the allowed skew
+    future = NOW + timedelta(minutes=4)  # within the allowed skew
     value = access(future)
 
     async with asyncio.timeout(10):
         await setup.pipeline.process([Record(value)])
 
     [asked] = setup.grants_log.asked_at
+    assert setup.clock.slept == []
     assert asked < future.timestamp()
     assert setup.decisions() == {event_id(value): "allow"}
 
@@ -206,6 +229,8 @@ async def test_the_service_takes_the_guard_from_its_settings_in_milliseconds(
     start_enforcement: Any,
 ) -> None:
     async with start_enforcement(late_grant_guard_ms=80) as harness:
-        assert harness.app.state.pipeline.late_grant_guard_s == pytest.approx(0.08)
+        settings = harness.app.state.pipeline.settings
+        assert settings.late_grant_guard_s == pytest.approx(0.08)
     async with start_enforcement() as harness:
-        assert 0 < harness.app.state.pipeline.late_grant_guard_s <= 0.1
+        settings = harness.app.state.pipeline.settings
+        assert 0 < settings.late_grant_guard_s <= 0.1

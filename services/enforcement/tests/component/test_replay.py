@@ -28,8 +28,10 @@ from aiokafka import AIOKafkaProducer
 
 from carveout_contracts import codec, topics
 from carveout_enforcement import replay as enforcement_replay
-from carveout_enforcement.handlers.access import AccessPipeline
+from carveout_enforcement.freshness import WholeLogRead
+from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
+from carveout_enforcement.outbox import BreachOutbox
 from carveout_enforcement.store import BreachRecord, DecisionRecord, EnforcementStore
 from carveout_ops.broker import ensure_topics
 from carveout_ops.load import AccessTemplate, publish, scanning_traffic
@@ -138,11 +140,6 @@ async def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     )
 
 
-class CaughtUp:
-    async def wait_caught_up(self, within_s: float) -> bool:
-        return True
-
-
 @dataclass
 class Live:
     store: EnforcementStore
@@ -174,11 +171,11 @@ async def run_live(bootstrap: str, database_url: str) -> Live:
     pipeline = AccessPipeline(
         store,
         index,
-        CaughtUp(),  # type: ignore[arg-type]
+        WholeLogRead(),
         store.load_usage(0),
-        publish=live.publish,
-        dead_letter=live.dead_letter,
-        retry_attempts=1,
+        breaches=BreachOutbox(store, live.publish, retry_attempts=1),
+        set_aside=live.dead_letter,
+        settings=PipelineSettings(retry_attempts=1),
     )
     sizes = random.Random(11)
     async for batch in read_topics(bootstrap, [topics.ACCESS], batch_records=997):

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from carveout_contracts import codec, topics
 from carveout_enforcement.access import Access, read_access
 from carveout_enforcement.domain import GrantView, apply
+from carveout_enforcement.freshness import WholeLogRead
 from carveout_enforcement.handlers.access import AccessPipeline
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
 from carveout_enforcement.judge import (
@@ -33,6 +34,7 @@ from carveout_enforcement.judge import (
     uuid5_hex,
     uuid5_str,
 )
+from carveout_enforcement.outbox import BreachOutbox
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
 from carveout_runtime.inbound import Inbound
 from carveout_runtime.stores import make_engine
@@ -185,11 +187,6 @@ def test_an_access_received_before_the_issue_has_no_grant_though_validity_covers
     assert (after.grant_id, after.grant_version, after.violations) == (GRANT_ID, 1, [])
 
 
-class CaughtUp:
-    async def wait_caught_up(self, within_s: float) -> bool:
-        return True
-
-
 @dataclass
 class AccessRecord:
     """What the pipeline reads of an aiokafka ``ConsumerRecord``, with its timestamp."""
@@ -212,13 +209,16 @@ async def test_the_pipeline_judges_each_access_by_when_the_log_received_it(
     async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> None:
         published.append(value)
 
+    async def set_aside(record: Any, reason: str, error: str) -> None:
+        raise AssertionError(f"nothing here is set aside ({reason}: {error})")
+
     pipeline = AccessPipeline(
         store,
         GrantIndex([view(ISSUED_MS)]),
-        CaughtUp(),  # type: ignore[arg-type]
+        WholeLogRead(),
         {},
-        publish=publish,
-        dead_letter=None,
+        breaches=BreachOutbox(store, publish),
+        set_aside=set_aside,
     )
     early, on_time, late, untimed = (str(uuid.uuid4()) for _ in range(4))
     await pipeline.process(
