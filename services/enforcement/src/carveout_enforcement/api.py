@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from carveout_contracts import AccessRecorded, AccessRecordedData, codec, topics
-from carveout_contracts.common import Identifier, UtcDatetime, utcnow
+from carveout_contracts.common import Identifier, UtcDatetime
 from carveout_runtime.auth import Caller, bound_gateway_id
 from carveout_runtime.http import (
     ApiError,
@@ -26,9 +26,10 @@ from carveout_runtime.http import (
     Reader,
 )
 
-from .access import occurred_at_problem
+from .decision.decide import DecisionAnswer
+from .decision.wire import DecisionRequest, occurred_at_error
+from .deps import Context, Grants, Store
 from .domain import GrantView
-from .handlers.grants import GrantIndex
 from .store import BreachRecord, DecisionRecord, from_micros
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
@@ -75,52 +76,25 @@ class GrantViewPublic(BaseModel):
 
 
 @router.get("/grants/{grant_id}", response_model=GrantViewPublic)
-async def get_grant(grant_id: str, request: Request, _: GrantViewer) -> GrantViewPublic:
+async def get_grant(grant_id: str, grants: Grants, _: GrantViewer) -> GrantViewPublic:
     """One grant from enforcement's projection (what decisions are judged against)."""
-    index: GrantIndex = request.app.state.index
-    view = index.get(grant_id)
+    view = grants.get(grant_id)
     if view is None:
         raise ApiError(404, "not_found", f"enforcement knows no grant with id {grant_id!r}")
     return GrantViewPublic.of(view)
 
 
-class DecisionRequest(AccessRecordedData):
-    """An access a gateway is about to serve: the ``access.recorded`` data, and optionally
-    when it happens and the consistency token of a regulator action it must reflect."""
-
-    request_id: Identifier = Field(default_factory=lambda: f"req_{uuid.uuid4().hex[:16]}")
-    occurred_at: UtcDatetime | None = None
-    min_consistency: str | None = None
-
-
-class Consistency(BaseModel):
-    required: bool
-    met: bool
-    waited_ms: float
-
-
-class DecisionAnswer(BaseModel):
-    decision: Literal["allow", "deny"]
-    violations: list[dict[str, Any]]
-    grant_id: str | None
-    grant_version: int | None
-    consistency_token: str | None
-    consistency: Consistency
-
-
 @router.post("/decisions", response_model=DecisionAnswer)
-async def decide(body: DecisionRequest, request: Request, gateway: Gateway) -> DecisionAnswer:
+async def decide(body: DecisionRequest, gateway: Gateway) -> DecisionAnswer:
     """Allow or deny an access now, from memory. Records nothing: access events are the record.
 
     Fails closed (``deny``, kind ``stale``) when enforcement cannot show it is caught up on
     the grants log, or has not applied the action named by ``min_consistency`` in time.
-    (Requests are served by :class:`~carveout_enforcement.decisions.DecisionEndpoint`, the
-    lean path in front of this route; both use :func:`~carveout_enforcement.decisions.decide`.)
     """
-    from .decisions import decide as decide_now
-
-    bound_gateway_id(gateway, body.gateway_id)
-    return DecisionAnswer.model_validate(await decide_now(request.app.state, body))
+    # Declared for the API's document (its body, answers and roles). The requests are
+    # answered by decision.endpoint.DecisionEndpoint, which app.py installs ahead of the
+    # framework: this is never reached.
+    raise RuntimeError("POST /v1/decisions is answered by the DecisionEndpoint app.py installs")
 
 
 class AccessIn(AccessRecordedData):
@@ -157,6 +131,7 @@ class AccessAccepted(BaseModel):
 async def record_access(
     request: Request,
     gateway: Gateway,
+    context: Context,
     body: Annotated[AccessIn | list[AccessIn], Body()],
 ) -> AccessAccepted:
     """Publish access events to ``carveout.access`` for gateways without a Kafka client."""
@@ -164,15 +139,14 @@ async def record_access(
     if len(items) > 10_000:
         raise ApiError(413, "too_large", "at most 10000 access events per request")
     # Every item is checked before any is published: a refused batch publishes nothing.
-    now, skew = time.time(), request.app.state.settings.max_future_skew_seconds
+    now, skew = context.clock(), context.settings.max_future_skew_seconds
     for n, item in enumerate(items):
-        if item.occurred_at is not None:
-            problem = occurred_at_problem(item.occurred_at.timestamp(), now, skew)
-            if problem is not None:
-                at = ("body", n) if isinstance(body, list) else ("body",)
-                loc = (*at, "occurred_at")
-                raise RequestValidationError([{"loc": loc, "msg": problem, "type": "out_of_range"}])
-    broker = request.app.state.broker
+        at = ("body", n) if isinstance(body, list) else ("body",)
+        error = occurred_at_error(item.occurred_at, now, skew, (*at, "occurred_at"))
+        if error is not None:
+            raise RequestValidationError([error])
+    received = datetime.fromtimestamp(now, UTC)  # when an access says nothing else
+    broker = context.broker
     pending = []
     ids = []
     for item in items:
@@ -181,7 +155,7 @@ async def record_access(
         )
         event = AccessRecorded(
             event_id=item.event_id or uuid.uuid4(),
-            occurred_at=item.occurred_at or utcnow(),
+            occurred_at=item.occurred_at or received,
             producer=data.gateway_id,
             key=data.grantee_id,
             data=data,
@@ -228,31 +202,25 @@ class BreachPage(BaseModel):
     total: int
 
 
-async def _page_args(
-    grantee_id: IdFilter = None,
-    grant_id: IdFilter = None,
-    since: QueryTime = None,
-    until: QueryTime = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: PageOffset = 0,
-) -> dict[str, Any]:
-    return {
-        "grantee_id": grantee_id,
-        "grant_id": grant_id,
-        "since": since,
-        "until": until,
-        "limit": limit,
-        "offset": offset,
-    }
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A listing's query: by grantee, grant and time range (``since``/``until``), a page."""
+
+    grantee_id: IdFilter = None
+    grant_id: IdFilter = None
+    since: QueryTime = None
+    until: QueryTime = None
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    offset: PageOffset = 0
 
 
-PageArgs = Annotated[dict[str, Any], Depends(_page_args)]
+Page = Annotated[PageQuery, Depends()]
 
 
 @router.get("/decisions", response_model=DecisionPage)
-async def list_decisions(request: Request, _: Reader, args: PageArgs) -> DecisionPage:
+async def list_decisions(store: Store, _: Reader, query: Page) -> DecisionPage:
     """Judged accesses, newest first, by grantee, grant and time range (``since``/``until``)."""
-    page = request.app.state.store.page(DecisionRecord, **args)
+    page = store.page(DecisionRecord, **asdict(query))
     items = [
         DecisionPublic.model_validate(
             {
@@ -268,9 +236,9 @@ async def list_decisions(request: Request, _: Reader, args: PageArgs) -> Decisio
 
 
 @router.get("/breaches", response_model=BreachPage)
-async def list_breaches(request: Request, _: Reader, args: PageArgs) -> BreachPage:
+async def list_breaches(store: Store, _: Reader, query: Page) -> BreachPage:
     """Breaches, newest first, as published on ``carveout.breaches``."""
-    page = request.app.state.store.page(BreachRecord, **args)
+    page = store.page(BreachRecord, **asdict(query))
     events = [(orjson.loads(row.payload), row.published_at) for row in page.items]
     items = [
         {**event["data"], "event_id": event["event_id"], "published": published is not None}

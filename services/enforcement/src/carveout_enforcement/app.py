@@ -24,7 +24,9 @@ from carveout_runtime.retries import ConsumerHealth
 from carveout_runtime.stores import make_engine
 
 from . import api
-from .decisions import DecisionEndpoint
+from .context import EnforcementContext
+from .decision.decide import DecisionState
+from .decision.endpoint import DecisionEndpoint, ServedFirst
 from .freshness import GrantsLog
 from .handlers import access, grants
 from .handlers.access import AccessPipeline, PipelineSettings
@@ -89,6 +91,18 @@ def create_app(
         health=access_health,
     )
     access_subscriber = access.subscribe(broker, pipeline, settings)
+    context = EnforcementContext(
+        settings=settings,
+        store=store,
+        index=index,
+        usage=usage,
+        grants_log=grants_log,
+        broker=broker,
+        grant_events=grant_events,
+        pipeline=pipeline,
+        outbox=outbox,
+        decisions=DecisionState(index, usage, grants_log, settings),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,15 +129,8 @@ def create_app(
         version="1",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.tokens = tokens
-    app.state.index = index
-    app.state.store = store
-    app.state.broker = broker
-    app.state.grant_events = grant_events
-    app.state.grants_log = grants_log
-    app.state.usage = usage
-    app.state.pipeline = pipeline
+    app.state.context = context
+    app.state.tokens = tokens  # where the edge and the role checks read it
     install_error_handlers(app)
     access_limit = BodyLimit(
         settings.access_body_max_bytes, "CARVEOUT_ENFORCEMENT_ACCESS_BODY_MAX_BYTES"
@@ -131,11 +138,14 @@ def create_app(
     install_edge(app, settings, {("POST", "/v1/access"): access_limit})
     install_asyncapi(app, broker, produces=[topics.BREACHES, topics.DEADLETTER])
     app.include_router(api.router)
-    # Outside the edge guard: the decision path checks its token and size itself, cheaply.
+    # POST /v1/decisions is answered ahead of the framework, which costs more per request
+    # than judging does: outside the edge guard, the endpoint checks the token and the
+    # body's size itself, cheaply. The route in api.py documents it.
     decision_limit = BodyLimit(
         settings.decision_body_max_bytes, "CARVEOUT_ENFORCEMENT_DECISION_BODY_MAX_BYTES"
     )
-    app.add_middleware(DecisionEndpoint, limit=decision_limit)
+    decisions = DecisionEndpoint(context.decisions, decision_limit, context.clock)
+    app.add_middleware(ServedFirst, method="POST", path="/v1/decisions", endpoint=decisions)
     telemetry.instrument_http(app)
 
     install_ops_routes(

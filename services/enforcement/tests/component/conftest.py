@@ -20,6 +20,7 @@ from httpx import ASGITransport, AsyncClient
 
 from carveout_contracts import MessageDeadLettered, decode, topics
 from carveout_enforcement.app import create_app
+from carveout_enforcement.context import EnforcementContext, context_of
 from carveout_enforcement.settings import EnforcementSettings
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -41,6 +42,10 @@ class EnforcementHarness:
     broker: KafkaBroker
     client: AsyncClient
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def context(self) -> EnforcementContext:
+        return context_of(self.app)
 
     async def publish(
         self,

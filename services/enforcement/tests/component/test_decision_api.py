@@ -26,6 +26,7 @@ from httpx import ASGITransport, AsyncClient, Response
 from carveout_contracts import AccessRecorded, codec, topics
 from carveout_contracts.consistency import decode_token, encode_token
 from carveout_enforcement.app import create_app
+from carveout_enforcement.context import EnforcementContext, context_of
 from carveout_enforcement.settings import EnforcementSettings
 from carveout_runtime.auth import NamedToken, Role, TokenBook
 
@@ -63,6 +64,10 @@ class Api:
     sent: dict[str, list[Captured]] = field(default_factory=dict)
     fresh: bool = True
     fresh_bounds: list[float] = field(default_factory=list)
+
+    @property
+    def context(self) -> EnforcementContext:
+        return context_of(self.app)
 
     async def grant_event(self, event_type: str) -> None:
         value = (GOLDEN / f"{event_type}.v1.json").read_bytes()
@@ -117,7 +122,7 @@ def start_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
             broker.subscriber(topic, decoder=_raw_body)(capture(bucket))
 
         api_ref: list[Api] = []
-        grants_log = app.state.grants_log
+        grants_log = context_of(app).grants_log
 
         def fresh(bound_s: float) -> bool:
             api_ref[0].fresh_bounds.append(bound_s)
@@ -216,7 +221,7 @@ async def test_asking_records_nothing(granted: Api) -> None:
     listing = await granted.client.get("/v1/decisions", headers=AUDITOR)
     assert listing.json() == {"items": [], "total": 0}
     assert granted.sent == {topics.ACCESS: [], topics.BREACHES: []}
-    assert granted.app.state.usage == {}
+    assert granted.context.usage == {}
 
 
 async def test_deciding_needs_the_gateway_role(granted: Api) -> None:
@@ -267,7 +272,7 @@ async def test_it_fails_closed_when_the_grants_log_is_not_fresh(granted: Api) ->
     assert violation["severity"] == "critical"
     assert answer["grant_id"] is None
     assert answer["consistency_token"] is None
-    assert granted.fresh_bounds[-1] == granted.app.state.settings.stale_after_seconds
+    assert granted.fresh_bounds[-1] == granted.context.settings.stale_after_seconds
 
     granted.fresh = True
     assert (await granted.decide(user_country="US")).json()["decision"] == "allow"
@@ -317,7 +322,7 @@ async def test_a_token_applied_while_waiting_is_met_at_once(
     """The new-enemy case: the suspension arrives while the decision waits for it."""
     async with start_api(consistency_wait_seconds=10) as api:
         await api.grant_event("grant.issued")
-        index = api.app.state.index
+        index = api.context.index
         waiting = asyncio.Event()
         real_wait = index.wait_for
 
@@ -440,7 +445,7 @@ async def test_asking_and_recording_give_the_same_judgement(
     assert status == 200
     event_id = str(uuid.uuid4())
     value = access_value(event_id, occurred_at, **changes)
-    await granted.app.state.pipeline.process([Record(value)])
+    await granted.context.pipeline.process([Record(value)])
     [recorded] = (await listing(granted, "/v1/decisions"))["items"]
     assert recorded["access_event_id"] == event_id
     assert (recorded["decision"], recorded["violations"]) == (
@@ -573,7 +578,7 @@ async def judged(granted: Api) -> Api:
         access_value(IDS["other"], "2026-09-10T13:00:00Z", grantee_id="org-other", grant_id=None),
         access_value(IDS["ads"], "2026-09-10T14:00:00Z", user_country="US", purpose="ads"),
     ]
-    await granted.app.state.pipeline.process([Record(v, offset=i) for i, v in enumerate(values)])
+    await granted.context.pipeline.process([Record(v, offset=i) for i, v in enumerate(values)])
     return granted
 
 

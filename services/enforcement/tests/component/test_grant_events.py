@@ -24,12 +24,12 @@ Starter = Callable[..., AbstractAsyncContextManager[EnforcementHarness]]
 
 
 def processed_marks(harness: EnforcementHarness) -> list[str]:
-    with Session(harness.app.state.store.engine) as session:
+    with Session(harness.context.store.engine) as session:
         return list(session.exec(select(ProcessedEvent.event_id)).all())
 
 
 def stored_versions(harness: EnforcementHarness) -> dict[str, int]:
-    with Session(harness.app.state.store.engine) as session:
+    with Session(harness.context.store.engine) as session:
         rows = session.exec(select(GrantViewRecord.grant_id, GrantViewRecord.version)).all()
     return dict(rows)
 
@@ -90,7 +90,7 @@ async def test_the_same_event_five_times_is_processed_once(
     assert sorted(processed_marks(enforcement)) == sorted(
         ["7c0b6c1e-3c55-4d1a-9f0e-2b1f0f3f9a10", "4b8d2f6a-0c1e-4a3b-9d5f-7e8a9b0c1d2e"]
     )
-    handler = enforcement.app.state.grant_events
+    handler = enforcement.context.grant_events
     assert (handler.processed, handler.duplicates, handler.dead_lettered) == (2, 8, 0)
     view = await get_grant(enforcement)
     assert (view["version"], view["status"]) == (3, "suspended")
@@ -166,7 +166,7 @@ async def test_the_projection_survives_a_restart(start_enforcement: Starter) -> 
         assert (view["version"], view["status"]) == (3, "suspended")
         # what was processed before the restart is still a duplicate after it
         await second.publish(golden_bytes("grant.suspended"))
-        assert second.app.state.grant_events.duplicates == 1
+        assert second.context.grant_events.duplicates == 1
         assert len(processed_marks(second)) == 2
 
 
@@ -190,7 +190,7 @@ async def test_a_transient_store_failure_is_retried(
     start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with start_enforcement(store_retry_attempts=3) as harness:
-        store = harness.app.state.store
+        store = harness.context.store
         monkeypatch.setattr(store, "save_grants", failing(store.save_grants, failures=2))
         await harness.publish(golden_bytes("grant.issued"))
         assert (await get_grant(harness))["version"] == 1
@@ -213,8 +213,8 @@ async def test_an_unavailable_store_is_waited_for_beyond_the_retry_attempts(
     """An unavailable store is no reason to set an event aside: it is tried again until
     the store is back (the consumer shows as stalled meanwhile), then applied once."""
     async with start_enforcement(consumer_retry_attempts=2) as harness:
-        store = harness.app.state.store
-        health = harness.app.state.grant_events.health
+        store = harness.context.store
+        health = harness.context.grant_events.health
         real = store.save_grants
         seen: list[str | None] = []
 
@@ -240,7 +240,7 @@ async def test_an_event_that_keeps_failing_is_dead_lettered_failed_and_the_next_
     """A non-transient error: the record is tried consumer_retry_attempts times, then set
     aside with reason failed and the error, and the consumer moves on."""
     async with start_enforcement(consumer_retry_attempts=3) as harness:
-        store = harness.app.state.store
+        store = harness.context.store
         real = store.save_grants
         calls = {"n": 0}
 
@@ -270,7 +270,7 @@ async def test_a_grant_the_store_refuses_does_not_make_the_next_events_fail(
     """The refused grant's view stays in memory; it must not ride along with the next
     event's write, or every grant event after it would be set aside too."""
     async with start_enforcement(consumer_retry_attempts=2) as harness:
-        store = harness.app.state.store
+        store = harness.context.store
         real = store.save_grants
 
         def refuses_one(views: Any, **kwargs: Any) -> Any:
@@ -367,7 +367,7 @@ async def test_bad_json_and_unknown_type_each_give_one_dead_letter(
     assert dead[0].headers["traceparent"] == traceparent
     # bytes that are not UTF-8 are kept, base64-encoded, so they can be re-driven
     assert dead[0].payload_encoding == "base64"
-    assert enforcement.app.state.grant_events.dead_lettered == 2
+    assert enforcement.context.grant_events.dead_lettered == 2
     view = await get_grant(enforcement)
     assert (view["version"], view["status"]) == (1, "active")
 

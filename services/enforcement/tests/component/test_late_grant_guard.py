@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from carveout_contracts import codec, topics
+from carveout_enforcement.context import context_of
 from carveout_enforcement.domain import apply
 from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex
@@ -229,8 +230,8 @@ async def test_the_service_takes_the_guard_from_its_settings_in_milliseconds(
     start_enforcement: Any,
 ) -> None:
     async with start_enforcement(late_grant_guard_ms=80) as harness:
-        settings = harness.app.state.pipeline.settings
+        settings = context_of(harness.app).pipeline.settings
         assert settings.late_grant_guard_s == pytest.approx(0.08)
     async with start_enforcement() as harness:
-        settings = harness.app.state.pipeline.settings
+        settings = context_of(harness.app).pipeline.settings
         assert 0 < settings.late_grant_guard_s <= 0.1

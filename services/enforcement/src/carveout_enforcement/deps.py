@@ -1,0 +1,37 @@
+"""What the enforcement routes take, as typed FastAPI dependencies on the app's context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from faststream.kafka import KafkaBroker
+
+from .context import EnforcementContext, context_of
+from .handlers.grants import GrantIndex
+from .store import EnforcementStore
+
+
+def context(request: Request) -> EnforcementContext:
+    return context_of(request.app)
+
+
+Context = Annotated[EnforcementContext, Depends(context)]
+
+
+def _store(context: Context) -> EnforcementStore:
+    return context.store
+
+
+def _grants(context: Context) -> GrantIndex:
+    return context.index
+
+
+def _broker(context: Context) -> KafkaBroker:
+    return context.broker
+
+
+Store = Annotated[EnforcementStore, Depends(_store)]
+Grants = Annotated[GrantIndex, Depends(_grants)]
+"""Every grant's view, as enforcement sees it."""
+Broker = Annotated[KafkaBroker, Depends(_broker)]
