@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from faststream.kafka import KafkaBroker
 
 from .context import EnforcementContext, context_of
 from .handlers.grants import GrantIndex
@@ -27,11 +26,6 @@ def _grants(context: Context) -> GrantIndex:
     return context.index
 
 
-def _broker(context: Context) -> KafkaBroker:
-    return context.broker
-
-
 Store = Annotated[EnforcementStore, Depends(_store)]
 Grants = Annotated[GrantIndex, Depends(_grants)]
 """Every grant's view, as enforcement sees it."""
-Broker = Annotated[KafkaBroker, Depends(_broker)]

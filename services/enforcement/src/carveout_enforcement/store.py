@@ -225,13 +225,14 @@ class EnforcementStore:
         self,
         table: type[DecisionRecord] | type[BreachRecord],
         *,
-        grantee_id: str | None,
-        grant_id: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-        offset: int,
+        grantee_id: str | None = None,
+        grant_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> Page:
+        """A page of rows, newest first, by grantee, grant and time range when given."""
         query = select(table)
         if grantee_id:
             query = query.where(table.grantee_id == grantee_id)

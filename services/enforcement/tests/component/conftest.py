@@ -17,11 +17,13 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy.exc import OperationalError
 
 from carveout_contracts import MessageDeadLettered, decode, topics
 from carveout_enforcement.app import create_app
 from carveout_enforcement.context import EnforcementContext, context_of
 from carveout_enforcement.settings import EnforcementSettings
+from carveout_runtime import retries
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 AUDITOR = {"Authorization": "Bearer a"}
@@ -67,6 +69,39 @@ async def _raw_body(message: Any) -> bytes:
     return bytes(message.body)
 
 
+def settings_for(tmp_path: Path, **overrides: Any) -> EnforcementSettings:
+    """Enforcement on a store in ``tmp_path``, with the tests' tokens and no broker to reach."""
+    return EnforcementSettings(
+        database_url=f"sqlite:///{tmp_path}/enforcement.db",
+        regulator_token="r",
+        gateway_token="g",
+        auditor_token="a",
+        kafka_bootstrap="localhost:1",
+        **overrides,
+    )
+
+
+def failing(real: Callable[..., Any], failures: int) -> Callable[..., Any]:
+    """``real``, failing like a database that is down for its first ``failures`` calls."""
+    calls = {"n": 0}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    return call
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff in milliseconds, so that many attempts take no time."""
+    monkeypatch.setattr(retries, "RETRY_WAIT_INITIAL_S", 0.001)
+    monkeypatch.setattr(retries, "RETRY_WAIT_MAX_S", 0.002)
+    monkeypatch.setattr(retries, "RETRY_JITTER_S", 0.0)
+
+
 Starter = Callable[..., AbstractAsyncContextManager[EnforcementHarness]]
 
 
@@ -76,14 +111,7 @@ def start_enforcement(tmp_path: Path) -> Starter:
 
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[EnforcementHarness]:
-        settings = EnforcementSettings(
-            database_url=f"sqlite:///{tmp_path}/enforcement.db",
-            regulator_token="r",
-            gateway_token="g",
-            auditor_token="a",
-            kafka_bootstrap="localhost:1",
-            **overrides,
-        )
+        settings = settings_for(tmp_path, **overrides)
         broker = KafkaBroker("localhost:1")
         app = create_app(settings, broker)
         dead: list[DeadLetter] = []

@@ -28,6 +28,8 @@ from carveout_enforcement.store import DecisionRecord, EnforcementStore
 from carveout_runtime import retries
 from carveout_runtime.stores import make_engine
 
+from .conftest import failing
+
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"  # the golden grant, for org-netsec
 GOLDEN_ACCESS: dict[str, Any] = json.loads((GOLDEN / "access.recorded.v1.json").read_bytes())
@@ -172,15 +174,7 @@ class World:
         return total
 
     def page(self, store: EnforcementStore | None = None) -> Any:
-        return (store or self.store).page(
-            DecisionRecord,
-            grantee_id=None,
-            grant_id=None,
-            since=None,
-            until=None,
-            limit=1000,
-            offset=0,
-        )
+        return (store or self.store).page(DecisionRecord, limit=1000)
 
 
 @pytest.fixture
@@ -402,18 +396,6 @@ async def test_usage_counts_every_access_of_a_batch_in_order(world: World) -> No
 # --------------------------------------------------------------------------- store failures
 
 
-def failing(real: Callable[..., Any], failures: int) -> Callable[..., Any]:
-    calls = {"n": 0}
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= failures:
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return real(*args, **kwargs)
-
-    return call
-
-
 async def test_a_transient_store_failure_is_retried(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -426,14 +408,6 @@ async def test_a_transient_store_failure_is_retried(
     assert len(world.published) == 1
     assert store.load_usage(0)[(GRANT_ID, "day", DAY_START)] == 5120
     assert pipeline.usage[(GRANT_ID, "day", DAY_START)] == 5120
-
-
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff in milliseconds, so that many attempts take no time."""
-    monkeypatch.setattr(retries, "RETRY_WAIT_INITIAL_S", 0.001)
-    monkeypatch.setattr(retries, "RETRY_WAIT_MAX_S", 0.002)
-    monkeypatch.setattr(retries, "RETRY_JITTER_S", 0.0)
 
 
 @pytest.mark.usefixtures("quick_retries")

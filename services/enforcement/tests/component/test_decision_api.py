@@ -27,8 +27,9 @@ from carveout_contracts import AccessRecorded, codec, topics
 from carveout_contracts.consistency import decode_token, encode_token
 from carveout_enforcement.app import create_app
 from carveout_enforcement.context import EnforcementContext, context_of
-from carveout_enforcement.settings import EnforcementSettings
 from carveout_runtime.auth import NamedToken, Role, TokenBook
+
+from .conftest import settings_for
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
@@ -101,12 +102,8 @@ Starter = Callable[..., AbstractAsyncContextManager[Api]]
 def start_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Api]:
-        settings = EnforcementSettings(
-            database_url=f"sqlite:///{tmp_path}/enforcement.db",
-            regulator_token="r",
-            gateway_token="g",
-            auditor_token="a",
-            kafka_bootstrap="localhost:1",
+        settings = settings_for(
+            tmp_path,
             # The golden grant runs to 2026-12-31; accesses at its end are judged here, not
             # refused as dated ahead of now (tests/test_limits.py holds that bound).
             **{

@@ -15,9 +15,8 @@ from sqlmodel import Session, select
 
 from carveout_contracts import codec, topics
 from carveout_enforcement.store import GrantViewRecord, ProcessedEvent
-from carveout_runtime import retries
 
-from .conftest import AUDITOR, EnforcementHarness, golden_bytes
+from .conftest import AUDITOR, EnforcementHarness, failing, golden_bytes
 
 GRANT_ID = "grt_01JYXK6R3B4C5D6E7F8G9H0JKM"
 Starter = Callable[..., AbstractAsyncContextManager[EnforcementHarness]]
@@ -173,19 +172,6 @@ async def test_the_projection_survives_a_restart(start_enforcement: Starter) -> 
 # --------------------------------------------------------------------------- store failures
 
 
-def failing(real: Callable[..., Any], failures: int) -> Callable[..., Any]:
-    """``real``, failing like a database that is down for its first ``failures`` calls."""
-    calls = {"n": 0}
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= failures:
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return real(*args, **kwargs)
-
-    return call
-
-
 async def test_a_transient_store_failure_is_retried(
     start_enforcement: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,14 +182,6 @@ async def test_a_transient_store_failure_is_retried(
         assert (await get_grant(harness))["version"] == 1
         assert len(processed_marks(harness)) == 1
         assert harness.dead_letters == []
-
-
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff in milliseconds, so that many attempts take no time."""
-    monkeypatch.setattr(retries, "RETRY_WAIT_INITIAL_S", 0.001)
-    monkeypatch.setattr(retries, "RETRY_WAIT_MAX_S", 0.002)
-    monkeypatch.setattr(retries, "RETRY_JITTER_S", 0.0)
 
 
 @pytest.mark.usefixtures("quick_retries")

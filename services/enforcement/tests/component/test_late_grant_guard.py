@@ -102,15 +102,7 @@ class Setup:
     pipeline: AccessPipeline
 
     def decisions(self) -> dict[str, str]:
-        page = self.store.page(
-            DecisionRecord,
-            grantee_id=None,
-            grant_id=None,
-            since=None,
-            until=None,
-            limit=100,
-            offset=0,
-        )
+        page = self.store.page(DecisionRecord, limit=100)
         return {d.access_event_id: d.decision for d in page.items}
 
 

@@ -187,15 +187,7 @@ async def run_live(bootstrap: str, database_url: str) -> Live:
 
 
 def decisions(store: EnforcementStore, grantee_id: str | None = None) -> list[DecisionRecord]:
-    page = store.page(
-        DecisionRecord,
-        grantee_id=grantee_id,
-        grant_id=None,
-        since=None,
-        until=None,
-        limit=100_000,
-        offset=0,
-    )
+    page = store.page(DecisionRecord, grantee_id=grantee_id, limit=100_000)
     return list(page.items)
 
 
@@ -265,15 +257,7 @@ async def test_replay_rebuilds_the_live_store_and_publishes_nothing(
         live_breaches = {
             codec.decode(topics.BREACHES, value).data.breach_id for value, _, _ in live.published
         }
-        stored = rebuilt.page(
-            BreachRecord,
-            grantee_id=None,
-            grant_id=None,
-            since=None,
-            until=None,
-            limit=100_000,
-            offset=0,
-        )
+        stored = rebuilt.page(BreachRecord, limit=100_000)
         assert {b.breach_id for b in stored.items} == live_breaches
         own = {b.access_event_id: b for b in stored.items if b.grantee_id == GRANTEE}
         assert set(own) == {log.early["event_id"]} | {

@@ -6,14 +6,20 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from carveout_contracts import codec, topics
+from carveout_enforcement.access import read_access
 from carveout_enforcement.domain import apply
-from carveout_enforcement.rows import BreachRow, DecisionRow
+from carveout_enforcement.handlers.grants import GrantIndex
+from carveout_enforcement.outcomes import judge_batch
+from carveout_enforcement.rows import DecisionRow
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def test_views_and_processed_marks_survive_a_new_store(database_url: str) -> None:
@@ -33,40 +39,21 @@ def test_views_and_processed_marks_survive_a_new_store(database_url: str) -> Non
 
 def test_judgements_are_written_by_column_name(database_url: str) -> None:
     """Typed rows land in the columns that bear their fields' names; usage is an upsert."""
-    store = EnforcementStore(make_engine(database_url))
-    decision = DecisionRow(
-        access_event_id="e-1",
-        request_id="r-1",
-        grantee_id="org-1",
-        model_id="m-1",
-        grant_id="grt-1",
-        grant_version=2,
-        decision="deny",
-        violations='[{"kind": "purposes"}]',
-        occurred_at=1_789_038_299_000_000,
-        judged_at=1_789_038_300_000_000,
-        user_id="u-1",
-        gateway_id="gw-1",
-        units=7,
-    )
-    breach = BreachRow(
-        breach_id="brc_1",
-        access_event_id="e-1",
-        grant_id="grt-1",
-        grantee_id="org-1",
-        severity="critical",
-        occurred_at=decision.occurred_at,
-        payload='{"data": {}}',
-        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )
-    window = ("grt-1", "day", 1_789_000_000)
-    store.record_judgements([decision], [breach], {window: 7})
-    store.record_judgements([], [], {window: 12})
+    issued = codec.decode(topics.GRANTS, (GOLDEN / "grant.issued.v1.json").read_bytes())
+    index = GrantIndex([apply(None, issued, issued.data.grant_id)])
+    access = read_access((GOLDEN / "access.recorded.v1.json").read_bytes(), 2e9)  # in KP
+    judged = judge_batch([(access, None)], index.candidates_received_by, {}, judged_at=7)
+    [decision], [breach] = judged.decisions, judged.breaches
+    traced = msgspec.structs.replace(breach, traceparent=TRACEPARENT)
+    [(window, units), *_] = judged.usage.items()
 
-    [row] = store.page(
-        DecisionRecord, grantee_id="org-1", grant_id=None, since=None, until=None, limit=5, offset=0
-    ).items
+    store = EnforcementStore(make_engine(database_url))
+    store.record_judgements([decision], [traced], judged.usage)
+    store.record_judgements([], [], {window: units + 5})
+
+    [row] = store.page(DecisionRecord, grantee_id=access.grantee_id).items
     assert DecisionRow(**row.model_dump()) == decision
-    assert store.unpublished_breaches() == [breach]
-    assert store.load_usage(0) == {window: 12}
-    assert store.decided(["e-1", "e-2"]) == {"e-1"}
+    assert (row.decision, row.judged_at, row.units) == ("deny", 7, access.units)
+    assert store.unpublished_breaches() == [traced]
+    assert store.load_usage(0) == {**judged.usage, window: units + 5}
+    assert store.decided([access.event_id, "another"]) == {access.event_id}

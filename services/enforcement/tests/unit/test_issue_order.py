@@ -230,9 +230,7 @@ async def test_the_pipeline_judges_each_access_by_when_the_log_received_it(
         ]
     )
 
-    page = store.page(
-        DecisionRecord, grantee_id=None, grant_id=None, since=None, until=None, limit=10, offset=0
-    )
+    page = store.page(DecisionRecord, limit=10)
     decisions = {d.access_event_id: d for d in page.items}
     assert decisions[early].decision == "deny"
     assert json.loads(decisions[early].violations)[0]["actual"] == "unknown"
