@@ -29,7 +29,7 @@ Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 class DecisionEndpoint:
     """An ASGI app answering decision requests from :class:`DecisionState`."""
 
-    def __init__(self, state: DecisionState, limit: BodyLimit, clock: Clock = system_clock):
+    def __init__(self, state: DecisionState, limit: BodyLimit, clock: Clock = system_clock) -> None:
         self.state = state
         self.limit = limit
         self.clock = clock

@@ -54,6 +54,8 @@ SetAside = Callable[[Any, str, str], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
+    """How the access pipeline reads, waits and tries again (from EnforcementSettings)."""
+
     retry_attempts: int = 5
     """Attempts at a batch that fails (not for want of a dependency) before it is split."""
     grants_sync_s: float = 5.0
@@ -85,6 +87,10 @@ class _Ready:
 
 @dataclass(eq=False)
 class AccessPipeline:
+    """The consumer of ``carveout.access``: each batch read, deduped, waited for (the
+    late-grant guard, the grant projection), judged (:func:`judge_batch`), recorded, its
+    usage applied and its breaches sent."""
+
     store: EnforcementStore
     index: GrantIndex
     grants_log: ProjectionCatchUp
