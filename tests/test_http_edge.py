@@ -21,6 +21,7 @@ from httpx import ASGITransport, AsyncClient
 
 from carveout_contracts.limits import KIB, MIB
 from carveout_runtime.auth import NamedToken, Role, TokenBook
+from carveout_runtime.edge import edge_state
 
 SERVICES = ["grant", "enforcement", "notification"]
 MUTATING = {"post", "put", "patch", "delete"}
@@ -42,9 +43,8 @@ async def serve(service: str, tmp_path: Path, **overrides: Any) -> AsyncIterator
         **overrides,
     )
     app = module.create_app(settings, KafkaBroker("localhost:1"))
-    app.state.tokens = TokenBook(
-        app.state.tokens.tokens, (NamedToken("gw-east", Role.GATEWAY, "east"),)
-    )
+    edge = edge_state(app)
+    edge.tokens = TokenBook(edge.tokens.tokens, (NamedToken("gw-east", Role.GATEWAY, "east"),))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://svc") as client:
         yield client
 

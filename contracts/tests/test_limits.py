@@ -170,6 +170,15 @@ def test_an_access_safeguard_is_at_most_200_characters() -> None:
     assert "data.safeguards.0" in message_of(caught.value)
 
 
+@pytest.mark.parametrize("units", [False, True, 1.5, "3"])
+def test_units_are_a_json_integer_and_nothing_else(units: Any) -> None:
+    payload = golden("access.recorded")
+    payload["data"]["units"] = units
+    with pytest.raises(PoisonMessage) as caught:
+        codec.decode(topics.ACCESS, json.dumps(payload).encode())
+    assert "data.units" in caught.value.error
+
+
 def test_a_consumed_record_over_a_limit_is_dead_lettered_invalid() -> None:
     payload = golden("access.recorded")
     payload["data"]["safeguards"] = [f"s{i}" for i in range(limits.MAX_SAFEGUARDS + 1)]

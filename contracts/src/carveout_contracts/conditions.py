@@ -71,7 +71,7 @@ class UsageCap(_Condition):
     """At most ``units`` of usage per grant in each UTC-aligned hour or day."""
 
     kind: Literal["usage_cap"] = "usage_cap"
-    units: Annotated[int, Field(ge=1, le=MAX_UNITS)]
+    units: Annotated[int, Field(strict=True, ge=1, le=MAX_UNITS)]
     """The cap; no larger than an access may report (exact in JSON numbers everywhere)."""
     window: Literal["hour", "day"]
 

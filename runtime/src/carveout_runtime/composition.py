@@ -13,21 +13,32 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from fastapi import APIRouter, Request
 
 from carveout_contracts import topics
 
 from . import telemetry
 from .consumers import DeadLetter, EventHandler, Process, consume, dead_letter_publisher
-from .event_signing import EventSigning, keys_router
+from .event_signing import EventSigning
+from .http import AnyRole
 from .ops import Check, broker_check, caught_up_check, install_ops_routes, store_check
-from .settings import SharedSettings
+from .settings import SharedSettings, WebhookRules
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter, FastAPI
+    from fastapi import FastAPI
     from faststream.kafka import KafkaBroker
 
     from .edge import BodyLimit
+
+
+class Resource(Protocol):
+    """Something the service holds open while it runs (a client of its own, say)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -41,8 +52,8 @@ class ServiceShell:
     checks: dict[str, Check] = field(default_factory=dict)
     """Readiness checks beyond the store, the broker and the consumers."""
     subscribers: list[Any] = field(default_factory=list)
-    resources: list[contextlib.AbstractAsyncContextManager[Any]] = field(default_factory=list)
-    """Opened before the broker starts, closed after it stops."""
+    resources: list[Resource] = field(default_factory=list)
+    """Started before the broker starts, stopped after it stops."""
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Run once the broker is up, before the app serves."""
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
@@ -104,7 +115,8 @@ class ServiceShell:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for resource in self.resources:
-                    await stack.enter_async_context(resource)
+                    await resource.start()
+                    stack.push_async_callback(resource.stop)
                 await start_broker(self.broker, self.settings.kafka_bootstrap)
                 stack.push_async_callback(self.broker.stop)
                 for step in self.on_start:
@@ -131,7 +143,8 @@ class ServiceShell:
         mount: Callable[[FastAPI], None] | None = None,
     ) -> FastAPI:
         """The service's ASGI app: ``router`` behind the edge guard, ``context`` (the typed
-        parts its routes depend on) on ``app.state.context``, the operator routes beside.
+        parts its routes depend on: :func:`service_context`) on ``app.state.context``, the
+        operator routes beside.
 
         ``mount`` adds what must sit outside the routes but inside the HTTP tracing (the
         decision endpoint's fast path).
@@ -143,10 +156,12 @@ class ServiceShell:
         from .http import install_error_handlers
 
         app = FastAPI(title=title, description=description, version="1", lifespan=self._lifespan)
-        app.state.tokens = self.settings.token_book()
         app.state.context = context
         install_error_handlers(app)
-        install_edge(app, self.settings, body_limits)
+        allow_networks = (
+            self.settings.allow_networks if isinstance(self.settings, WebhookRules) else ()
+        )
+        install_edge(app, self.settings, body_limits, allow_networks=allow_networks)
         install_asyncapi(app, self.broker, produces=[*produces, topics.DEADLETTER])
         app.include_router(router)
         app.include_router(keys_router(self.signing))
@@ -164,3 +179,38 @@ class ServiceShell:
             subscribers=self.subscribers,
         )
         return app
+
+
+C = TypeVar("C")
+
+
+def context_of(app: Any, kind: type[C]) -> C:
+    """The ``kind`` context :meth:`ServiceShell.app` gave ``app``."""
+    found = getattr(app.state, "context", None)
+    if not isinstance(found, kind):
+        raise RuntimeError(f"this app has no {kind.__name__}: build it with create_app")
+    return found
+
+
+def service_context(kind: type[C]) -> Callable[[Request], Awaitable[C]]:
+    """A FastAPI dependency giving the ``kind`` context :meth:`ServiceShell.app` installed:
+    ``Context = Annotated[GrantContext, Depends(service_context(GrantContext))]``."""
+
+    async def context(request: Request) -> C:
+        return context_of(request.app, kind)
+
+    return context
+
+
+def keys_router(signing: EventSigning) -> APIRouter:
+    """``GET /v1/keys``: the public keys the service signs with, for consumers and auditors."""
+    router = APIRouter(tags=["keys"])
+
+    @router.get("/v1/keys")
+    async def public_keys(_caller: AnyRole) -> dict[str, Any]:
+        """The service's Ed25519 public keys (``kid``, base64 ``public_key``), newest first;
+        the current one signs new events, the older ones verify what they signed. Services
+        that sign checkpoints also give each key's signed-note verifier key."""
+        return {"service": signing.service, "keys": signing.public_keys()}
+
+    return router

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
+from .addresses import IPNetwork, Resolver, system_resolver
 from .auth import AuthError, Role, TokenBook
 from .settings import SharedSettings
 
@@ -205,7 +206,7 @@ class EdgeGuard:
             for name, value in headers:
                 if name == b"authorization":
                     authorization = value.decode("latin-1")
-            book: TokenBook = self.api.state.tokens
+            book = edge_state(self.api).tokens
             try:
                 for roles in rule.roles:
                     book.authenticate(authorization, roles)
@@ -254,13 +255,39 @@ class EdgeGuard:
                 raise
 
 
+@dataclass
+class EdgeState:
+    """What the edge and the runtime's HTTP checks read from an app: who may call
+    (``tokens``), and where a webhook may point (``allow_networks``, checked with
+    ``resolve``). Tests change its parts in place."""
+
+    tokens: TokenBook
+    allow_networks: tuple[IPNetwork, ...] = ()
+    resolve: Resolver = system_resolver
+
+
+def edge_state(app: Any) -> EdgeState:
+    """The :class:`EdgeState` :func:`install_edge` gave ``app``."""
+    state = getattr(app.state, "edge", None)
+    if not isinstance(state, EdgeState):
+        raise RuntimeError("this app has no edge: install_edge(app, ...) first")
+    return state
+
+
 def install_edge(
     app: FastAPI,
     settings: SharedSettings,
     limits: Mapping[tuple[str, str], BodyLimit] | None = None,
-) -> None:
-    """Guard every route of ``app``: roles first, then body size, by default
-    ``settings.http_body_max_bytes``; ``limits`` gives a route (method, path template) its
-    own. Install it before any middleware that serves routes itself."""
+    *,
+    tokens: TokenBook | None = None,
+    allow_networks: tuple[IPNetwork, ...] = (),
+) -> EdgeState:
+    """Guard every route of ``app``: roles first (``tokens``, by default the settings'
+    token book), then body size, by default ``settings.http_body_max_bytes``; ``limits``
+    gives a route (method, path template) its own. Install it before any middleware that
+    serves routes itself."""
+    state = EdgeState(tokens or settings.token_book(), allow_networks)
+    app.state.edge = state
     default = BodyLimit(settings.http_body_max_bytes, "CARVEOUT_HTTP_BODY_MAX_BYTES")
     app.add_middleware(EdgeGuard, api=app, default=default, limits=limits)
+    return state

@@ -13,16 +13,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from carveout_contracts import topics
 
 from .keyfiles import current_signing_key, load_signing_keys, load_trusted_keys
 from .notes import NoteVerifier
 from .signing import SIGNATURE_HEADER, SigningKey, TrustedKeys, raw_public_key
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
 log = logging.getLogger("carveout.signing")
 
@@ -120,19 +117,3 @@ class EventSigning:
                 ).vkey()
             answer.append(entry)
         return answer
-
-
-def keys_router(signing: EventSigning) -> APIRouter:
-    """``GET /v1/keys``: the public keys the service signs with, for consumers and auditors."""
-    from fastapi import APIRouter
-
-    router = APIRouter(tags=["keys"])
-
-    @router.get("/v1/keys")
-    async def public_keys() -> dict[str, Any]:
-        """The service's Ed25519 public keys (``kid``, base64 ``public_key``), newest first;
-        the current one signs new events, the older ones verify what they signed. Services
-        that sign checkpoints also give each key's signed-note verifier key."""
-        return {"service": signing.service, "keys": signing.public_keys()}
-
-    return router

@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException
 from carveout_contracts import limits
 from carveout_contracts.common import UtcDatetime
 
-from .addresses import AddressRefused, Resolver, refuse_unsafe_webhook, system_resolver
+from .addresses import AddressRefused, refuse_unsafe_webhook
 from .auth import AuthError, Caller, Role, TokenBook
-from .edge import auth_refusal
+from .edge import auth_refusal, edge_state
 
 log = logging.getLogger("carveout.http")
 
@@ -137,7 +137,8 @@ def _role_check(
 
     async def check(request: Request, credentials: Credentials) -> T:
         # The header itself, not ``credentials``: a malformed one is told apart from none.
-        return answer(request.app.state.tokens, request.headers.get("authorization"), allowed)
+        tokens = edge_state(request.app).tokens
+        return answer(tokens, request.headers.get("authorization"), allowed)
 
     checker = cast(RoleCheck[T], check)
     checker.roles = allowed
@@ -162,6 +163,8 @@ Gateway = Annotated[Caller, Depends(identifies(Role.GATEWAY))]
 Reader = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR))]
 GrantViewer = Annotated[Role, Depends(requires(Role.REGULATOR, Role.AUDITOR, Role.GATEWAY))]
 """Enforcement's view of a grant, which a gateway may read to see what it is judged against."""
+AnyRole = GrantViewer
+"""Any caller with a token: what every party may read (the services' public keys)."""
 
 
 IdFilter = Annotated[str | None, Query(max_length=limits.MAX_ID)]
@@ -224,9 +227,9 @@ async def check_webhook(request: Request, address: str, field: str | None = None
     Resolving blocks, so it runs in a thread; a host that does not resolve yet is accepted,
     since every delivery resolves and checks again before it connects.
     """
-    resolve: Resolver = getattr(request.app.state, "resolve", system_resolver)
+    state = edge_state(request.app)
     try:
-        await refuse_unsafe_webhook(address, request.app.state.settings.allow_networks, resolve)
+        await refuse_unsafe_webhook(address, state.allow_networks, state.resolve)
     except AddressRefused as exc:
         message = str(exc) if field is None else f"{field}: {exc}"
         raise ApiError(422, "address_refused", message) from None

@@ -32,7 +32,7 @@ class AccessRecordedData(Frozen):
     deployment_region: Identifier
     purpose: Identifier
     safeguards: list[ListString] = Field(default_factory=list, max_length=limits.MAX_SAFEGUARDS)
-    units: Annotated[int, Field(ge=0, le=MAX_UNITS)] = 0
+    units: Annotated[int, Field(strict=True, ge=0, le=MAX_UNITS)] = 0
     gateway_id: Identifier
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from faststream.kafka import KafkaBroker
 
@@ -37,11 +36,3 @@ class EnforcementContext:
     outbox: BreachOutbox
     decisions: DecisionState
     clock: Clock = system_clock
-
-
-def context_of(app: Any) -> EnforcementContext:
-    """The context app.py gave the app (``app.state.context``)."""
-    context = app.state.context
-    if not isinstance(context, EnforcementContext):
-        raise TypeError(f"app.state.context is {type(context).__name__}, not EnforcementContext")
-    return context

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from .context import EnforcementContext, context_of
+from carveout_runtime.composition import service_context
+
+from .context import EnforcementContext
 from .handlers.grants import GrantIndex
 from .store import EnforcementStore
 
-
-def context(request: Request) -> EnforcementContext:
-    return context_of(request.app)
-
-
-Context = Annotated[EnforcementContext, Depends(context)]
+Context = Annotated[EnforcementContext, Depends(service_context(EnforcementContext))]
 
 
 def _store(context: Context) -> EnforcementStore:

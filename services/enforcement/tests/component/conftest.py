@@ -21,9 +21,10 @@ from sqlalchemy.exc import OperationalError
 
 from carveout_contracts import MessageDeadLettered, decode, topics
 from carveout_enforcement.app import create_app
-from carveout_enforcement.context import EnforcementContext, context_of
+from carveout_enforcement.context import EnforcementContext
 from carveout_enforcement.settings import EnforcementSettings
 from carveout_runtime import retries
+from carveout_runtime.composition import context_of
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 AUDITOR = {"Authorization": "Bearer a"}
@@ -47,7 +48,7 @@ class EnforcementHarness:
 
     @property
     def context(self) -> EnforcementContext:
-        return context_of(self.app)
+        return context_of(self.app, EnforcementContext)
 
     async def publish(
         self,

@@ -26,8 +26,10 @@ from httpx import ASGITransport, AsyncClient, Response
 from carveout_contracts import AccessRecorded, codec, topics
 from carveout_contracts.consistency import decode_token, encode_token
 from carveout_enforcement.app import create_app
-from carveout_enforcement.context import EnforcementContext, context_of
+from carveout_enforcement.context import EnforcementContext
 from carveout_runtime.auth import NamedToken, Role, TokenBook
+from carveout_runtime.composition import context_of
+from carveout_runtime.edge import edge_state
 
 from .conftest import settings_for
 
@@ -68,7 +70,7 @@ class Api:
 
     @property
     def context(self) -> EnforcementContext:
-        return context_of(self.app)
+        return context_of(self.app, EnforcementContext)
 
     async def grant_event(self, event_type: str) -> None:
         value = (GOLDEN / f"{event_type}.v1.json").read_bytes()
@@ -119,7 +121,7 @@ def start_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
             broker.subscriber(topic, decoder=_raw_body)(capture(bucket))
 
         api_ref: list[Api] = []
-        grants_log = context_of(app).grants_log
+        grants_log = context_of(app, EnforcementContext).grants_log
 
         def fresh(bound_s: float) -> bool:
             api_ref[0].fresh_bounds.append(bound_s)
@@ -690,10 +692,9 @@ EAST = {"Authorization": "Bearer east"}
 
 def with_named_gateway(api: Api) -> Api:
     """The token file's ``named`` entry: token ``east`` is gateway ``gw-us-east-1``."""
-    book = api.app.state.tokens
-    api.app.state.tokens = TokenBook(
-        book.tokens, (NamedToken("gw-us-east-1", Role.GATEWAY, "east"),)
-    )
+    edge = edge_state(api.app)
+    book = edge.tokens
+    edge.tokens = TokenBook(book.tokens, (NamedToken("gw-us-east-1", Role.GATEWAY, "east"),))
     return api
 
 

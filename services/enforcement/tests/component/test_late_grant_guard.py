@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 
 from carveout_contracts import codec, topics
-from carveout_enforcement.context import context_of
+from carveout_enforcement.context import EnforcementContext
 from carveout_enforcement.domain import apply
 from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex
 from carveout_enforcement.outbox import AlreadyPublished
 from carveout_enforcement.store import DecisionRecord, EnforcementStore
+from carveout_runtime.composition import context_of
 from carveout_runtime.stores import make_engine
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
@@ -222,8 +223,8 @@ async def test_the_service_takes_the_guard_from_its_settings_in_milliseconds(
     start_enforcement: Any,
 ) -> None:
     async with start_enforcement(late_grant_guard_ms=80) as harness:
-        settings = context_of(harness.app).pipeline.settings
+        settings = context_of(harness.app, EnforcementContext).pipeline.settings
         assert settings.late_grant_guard_s == pytest.approx(0.08)
     async with start_enforcement() as harness:
-        settings = context_of(harness.app).pipeline.settings
+        settings = context_of(harness.app, EnforcementContext).pipeline.settings
         assert 0 < settings.late_grant_guard_s <= 0.1

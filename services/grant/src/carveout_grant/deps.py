@@ -2,10 +2,9 @@
 the trace an action continues, a regulator's action made of those, and the check of a
 webhook address.
 
-The composition root builds one :class:`GrantContext` per app (:func:`install_context`);
-routes ask for its parts as ``Annotated`` dependencies and never read ``app.state``.
-The bearer checks and the webhook check are the runtime's, which read the app's token
-book (``app.state.tokens``) and settings (``app.state.settings``) themselves.
+The composition root gives the app one :class:`GrantContext`; routes ask for its parts
+as ``Annotated`` dependencies and never read ``app.state``. The bearer checks and the
+webhook check are the runtime's.
 """
 
 from __future__ import annotations
@@ -16,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 
 from carveout_runtime import telemetry
+from carveout_runtime.composition import service_context
 from carveout_runtime.http import Regulator, check_webhook
 
 from .clock import Clock
@@ -35,23 +35,7 @@ class GrantContext:
     clock: Clock
 
 
-def install_context(app: FastAPI, context: GrantContext) -> None:
-    app.state.grant_context = context
-
-
-def context_of(app: FastAPI) -> GrantContext:
-    """The context :func:`install_context` gave ``app``."""
-    context = getattr(app.state, "grant_context", None)
-    if not isinstance(context, GrantContext):
-        raise RuntimeError("this app has no GrantContext; build it with create_app")
-    return context
-
-
-async def grant_context(request: Request) -> GrantContext:
-    return context_of(request.app)
-
-
-Context = Annotated[GrantContext, Depends(grant_context)]
+Context = Annotated[GrantContext, Depends(service_context(GrantContext))]
 
 
 async def grant_service(context: Context) -> GrantService:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from faststream.kafka import KafkaBroker
 
 from carveout_contracts import topics
 from carveout_runtime import telemetry
@@ -20,18 +21,22 @@ from .store import GrantStore
 log = logging.getLogger("carveout.grant.relay")
 
 
+Publish = Callable[[bytes, str, bytes, str | None], Awaitable[Any]]
+"""``(value, topic, key, traceparent)``: publish one event, signed, and wait for the broker."""
+
+
 class OutboxRelay:
     """Publishes the outbox's unpublished events, oldest first, and says when one is out."""
 
     def __init__(
         self,
         store: GrantStore,
-        broker: KafkaBroker,
+        publish: Publish,
         poll_seconds: float,
         clock: Clock = system_clock,
     ) -> None:
         self.store = store
-        self.broker = broker
+        self.publish = publish
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._wake = asyncio.Event()
@@ -90,11 +95,8 @@ class OutboxRelay:
                 row.traceparent,
                 attributes={"carveout.event_id": row.event_id, "carveout.grant_id": row.grant_id},
             ):
-                await self.broker.publish(
-                    row.payload.encode(),
-                    row.topic,
-                    key=row.key.encode(),
-                    headers=telemetry.kafka_headers(row.traceparent),
+                await self.publish(
+                    row.payload.encode(), row.topic, row.key.encode(), row.traceparent
                 )
         seqs = [row.seq for row in rows if row.seq is not None]
         self.store.mark_published(seqs, self.clock())

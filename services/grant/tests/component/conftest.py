@@ -25,9 +25,10 @@ from httpx import ASGITransport, AsyncClient
 from carveout_contracts import topics
 from carveout_grant.app import create_app
 from carveout_grant.clock import Clock, system_clock
-from carveout_grant.deps import context_of
+from carveout_grant.deps import GrantContext
 from carveout_grant.service import GrantService
 from carveout_grant.settings import GrantSettings
+from carveout_runtime.composition import context_of
 
 REGULATOR = {"Authorization": "Bearer r"}
 GATEWAY = {"Authorization": "Bearer g"}
@@ -52,7 +53,7 @@ class GrantHarness:
 
     @property
     def service(self) -> GrantService:
-        return context_of(self.app).service
+        return context_of(self.app, GrantContext).service
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> GrantSettings:
@@ -93,7 +94,11 @@ def start_grant(tmp_path: Path) -> Starter:
             published.append(Record(body, raw.key, headers))  # type: ignore[union-attr]
 
         async with TestKafkaBroker(broker) as br:
-            relay = asyncio.create_task(context_of(app).service.relay.run()) if run_relay else None
+            relay = (
+                asyncio.create_task(context_of(app, GrantContext).service.relay.run())
+                if run_relay
+                else None
+            )
             try:
                 transport = ASGITransport(app=app)
                 async with AsyncClient(transport=transport, base_url="http://grant") as client:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from carveout_runtime.edge import edge_state
+
 from .conftest import Starter
 
 REGULATOR = {"Authorization": "Bearer r"}
@@ -32,7 +34,7 @@ async def test_a_contact_carveout_will_not_write_to_is_422(
     start_grant: Starter, demo_body: dict[str, Any], kind: str, address: str, named: str
 ) -> None:
     async with start_grant() as harness:
-        harness.app.state.resolve = lambda host, port: ["127.0.0.1"]
+        edge_state(harness.app).resolve = lambda host, port: ["127.0.0.1"]
         response = await harness.client.post(
             "/v1/grants", json=with_contact(demo_body, kind, address), headers=REGULATOR
         )
@@ -45,7 +47,7 @@ async def test_the_allow_list_opens_loopback_contacts(
     start_grant: Starter, demo_body: dict[str, Any]
 ) -> None:
     async with start_grant(webhook_allow_networks="127.0.0.0/8,::1/128") as harness:
-        harness.app.state.resolve = lambda host, port: ["127.0.0.1"]
+        edge_state(harness.app).resolve = lambda host, port: ["127.0.0.1"]
         body = with_contact(demo_body, "webhook", "https://hooks.example.com/hook")
         response = await harness.client.post("/v1/grants", json=body, headers=REGULATOR)
         assert response.status_code == 201, response.text

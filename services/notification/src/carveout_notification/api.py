@@ -106,7 +106,7 @@ async def subscribe(
     only here: keep it (``rotate-secret`` makes a new one).
     """
     if body.channel == "webhook":
-        await check_webhook(request, body.address)  # by the allow_networks on app.state
+        await check_webhook(request, body.address)  # by the service's allowed networks
     subscription = Subscription(
         subscription_id="sub_" + uuid.uuid4().hex,
         channel=body.channel,

@@ -1,7 +1,7 @@
 """What the notification service's routes depend on, typed: its context, store and clock.
 
-The composition root builds one :class:`NotificationContext` and installs it on the app;
-routes take ``Store`` and ``Clock`` parameters instead of reading ``app.state``, and a test
+The composition root builds one :class:`NotificationContext` and gives it to the app;
+routes take ``Store`` and ``Clock`` parameters and never read ``app.state``, and a test
 can replace either through ``app.dependency_overrides``.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends
 from faststream.kafka import KafkaBroker
 
 from carveout_contracts.common import utcnow
-from carveout_runtime.auth import TokenBook
+from carveout_runtime.composition import service_context
 from carveout_runtime.consumers import EventHandler
 
 from .settings import NotificationSettings
@@ -28,7 +28,6 @@ class NotificationContext:
     """Everything the running service is made of, built once by ``create_app``."""
 
     settings: NotificationSettings
-    tokens: TokenBook
     store: NotificationStore
     broker: KafkaBroker
     consumers: Mapping[str, EventHandler]
@@ -36,23 +35,7 @@ class NotificationContext:
     clock: Callable[[], datetime] = utcnow
 
 
-def install_context(app: FastAPI, context: NotificationContext) -> None:
-    app.state.context = context
-    # carveout_runtime's bearer checks, edge guard and webhook check read these by name.
-    app.state.tokens = context.tokens
-    app.state.settings = context.settings
-
-
-def context_of(app: FastAPI) -> NotificationContext:
-    context: NotificationContext = app.state.context
-    return context
-
-
-def request_context(request: Request) -> NotificationContext:
-    return context_of(request.app)
-
-
-Context = Annotated[NotificationContext, Depends(request_context)]
+Context = Annotated[NotificationContext, Depends(service_context(NotificationContext))]
 
 
 def store(context: Context) -> NotificationStore:

@@ -20,8 +20,9 @@ from httpx import ASGITransport, AsyncClient
 
 from carveout_contracts import MessageDeadLettered, decode, topics
 from carveout_notification.app import create_app
-from carveout_notification.deps import NotificationContext, context_of
+from carveout_notification.deps import NotificationContext
 from carveout_notification.settings import NotificationSettings
+from carveout_runtime.composition import context_of
 
 GOLDEN = Path(__file__).resolve().parents[4] / "contracts" / "golden"
 AUDITOR = {"Authorization": "Bearer a"}
@@ -46,7 +47,7 @@ class NotificationHarness:
     @property
     def context(self) -> NotificationContext:
         """The service's store, settings and consumers, as ``create_app`` made them."""
-        return context_of(self.app)
+        return context_of(self.app, NotificationContext)
 
     async def publish(
         self,

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from carveout_runtime.edge import edge_state
+
 from .conftest import NotificationHarness, Starter
 
 REGULATOR = {"Authorization": "Bearer r"}
@@ -43,7 +45,7 @@ async def subscribe(harness: NotificationHarness, to: str, **body: Any) -> Any:
 async def test_webhooks_to_internal_addresses_are_refused(
     notification: NotificationHarness, address: str, named: str
 ) -> None:
-    notification.app.state.resolve = resolving_to("127.0.0.1")
+    edge_state(notification.app).resolve = resolving_to("127.0.0.1")
     response = await subscribe(notification, address)
     assert response.status_code == 422, response.text
     assert named in response.text
@@ -53,14 +55,14 @@ async def test_webhooks_to_internal_addresses_are_refused(
 
 async def test_the_allow_list_opens_the_ranges_it_names(start_notification: Starter) -> None:
     async with start_notification(webhook_allow_networks="127.0.0.0/8,::1/128") as harness:
-        harness.app.state.resolve = resolving_to("127.0.0.1")
+        edge_state(harness.app).resolve = resolving_to("127.0.0.1")
         assert (await subscribe(harness, "http://hooks.example.com/hook")).status_code == 201
         assert (await subscribe(harness, "http://[::1]:9/hook")).status_code == 201
         assert (await subscribe(harness, "http://10.0.0.1/hook")).status_code == 422
 
 
 async def test_a_public_webhook_is_accepted(notification: NotificationHarness) -> None:
-    notification.app.state.resolve = resolving_to("93.184.215.14")
+    edge_state(notification.app).resolve = resolving_to("93.184.215.14")
     assert (await subscribe(notification, "https://hooks.example.com/hook")).status_code == 201
 
 
@@ -95,7 +97,7 @@ async def test_an_email_address_that_cannot_be_a_header_is_422(
 async def test_subscription_limits_are_named(
     notification: NotificationHarness, body: dict[str, Any], limit: str
 ) -> None:
-    notification.app.state.resolve = resolving_to("93.184.215.14")
+    edge_state(notification.app).resolve = resolving_to("93.184.215.14")
     response = await subscribe(notification, "https://hooks.example.com/hook", **body)
     assert response.status_code == 422, response.text
     assert limit in response.text
@@ -104,7 +106,7 @@ async def test_subscription_limits_are_named(
 async def test_a_secret_is_shown_once_and_rotation_answers_the_new_one_once(
     notification: NotificationHarness,
 ) -> None:
-    notification.app.state.resolve = resolving_to("93.184.215.14")
+    edge_state(notification.app).resolve = resolving_to("93.184.215.14")
     made = await subscribe(notification, "https://hooks.example.com/hook")
     assert made.status_code == 201
     sid, secret = made.json()["subscription_id"], made.json()["secret"]

@@ -13,8 +13,15 @@ from typing import Any
 
 import orjson
 
-from carveout_runtime.auth import AuthError, Role, TokenBook, bound_gateway_id
-from carveout_runtime.edge import CLOSE, BodyLimit, auth_refusal, declared_length, respond
+from carveout_runtime.auth import AuthError, Role, bound_gateway_id
+from carveout_runtime.edge import (
+    CLOSE,
+    BodyLimit,
+    auth_refusal,
+    declared_length,
+    edge_state,
+    respond,
+)
 
 from ..clock import Clock, system_clock
 from .decide import DecisionState, decide
@@ -43,9 +50,8 @@ class DecisionEndpoint:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
         # The app's token book, read as the edge reads it, at each request.
-        tokens: TokenBook = scope["app"].state.tokens
         try:
-            caller = tokens.authenticate(authorization, _GATEWAY)
+            caller = edge_state(scope["app"]).tokens.authenticate(authorization, _GATEWAY)
         except AuthError as exc:
             return auth_refusal(exc)
         body = await self._body(scope, receive)
