@@ -178,6 +178,23 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
     return dead_letter
 
 
+def group_options(settings: SharedSettings, group_id: str) -> dict[str, Any]:
+    """How every Carveout consumer reads in its group: from the earliest record, its offset
+    committed once the handler returns (nacked on error: the record comes again), and
+    rebalanced within the settings' session timeout."""
+    from faststream import AckPolicy
+
+    session_ms = settings.session_timeout_ms
+    return dict(
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(100, session_ms // 6),
+        rebalance_timeout_ms=session_ms,
+    )
+
+
 def subscribe(
     broker: KafkaBroker,
     topic: str,
@@ -198,8 +215,6 @@ def subscribe(
     record once it is handled (for progress tracking). Each record counts in
     ``carveout_events_consumed`` under ``service`` (the group id when not given).
     """
-    from faststream import AckPolicy
-
     from .telemetry import EVENTS_CONSUMED
 
     consumed = EVENTS_CONSUMED.labels(service or group_id, topic)
@@ -207,18 +222,13 @@ def subscribe(
     async def raw_body(message: Any) -> bytes:
         return bytes(message.body)
 
-    subscriber = broker.subscriber(
+    subscriber: DefaultSubscriber = broker.subscriber(
         topic,
-        group_id=group_id,
         decoder=raw_body,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
-        rebalance_timeout_ms=settings.session_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms or settings.fetch_max_wait_ms,
         title=f"{group_id}/{topic}",
         description=description,
+        **group_options(settings, group_id),
     )
 
     @subscriber
@@ -240,17 +250,16 @@ def consume(
     dead_letter: DeadLetter,
     group_id: str,
     settings: SharedSettings,
-    description: str,
     retry_attempts: int | None = None,
     signatures: EventSigning | None = None,
-    after: Callable[[Any], None] | None = None,
-    fetch_max_wait_ms: int | None = None,
     service: str | None = None,
+    **options: Any,
 ) -> tuple[EventHandler, DefaultSubscriber]:
     """An :class:`EventHandler` for ``topic`` and the subscriber feeding it.
 
     A record is tried ``retry_attempts`` times (``settings.consumer_retry_attempts`` unless
-    given) before it is dead-lettered ``failed``.
+    given) before it is dead-lettered ``failed``. ``options`` are :func:`subscribe`'s
+    (``description``, ``after``, ``fetch_max_wait_ms``).
     """
     handler = EventHandler(
         topic=topic,
@@ -263,14 +272,6 @@ def consume(
         signatures=signatures,
     )
     subscriber = subscribe(
-        broker,
-        topic,
-        handler,
-        group_id=group_id,
-        settings=settings,
-        description=description,
-        after=after,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        service=service,
+        broker, topic, handler, group_id=group_id, settings=settings, service=service, **options
     )
     return handler, subscriber

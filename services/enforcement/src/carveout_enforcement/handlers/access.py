@@ -17,13 +17,13 @@ from functools import partial
 from typing import Any
 
 import msgspec
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 from carveout_contracts import limits, topics
 from carveout_runtime import telemetry
+from carveout_runtime.consumers import group_options
 from carveout_runtime.retries import ConsumerHealth, describe_error, retrying, with_retries
 
 from ..access import Arrival, read_batch
@@ -258,22 +258,17 @@ def subscribe(
     async def no_body(message: KafkaMessage) -> None:
         return None
 
-    subscriber = broker.subscriber(
+    subscriber: BatchSubscriber = broker.subscriber(
         topics.ACCESS,
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
-        group_id=settings.access_group_id,
         decoder=no_body,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
-        rebalance_timeout_ms=settings.session_timeout_ms,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         title=f"{settings.access_group_id}/{topics.ACCESS}",
         description="Access events from gateways, judged a batch at a time.",
+        **group_options(settings, settings.access_group_id),
     )
 
     @subscriber

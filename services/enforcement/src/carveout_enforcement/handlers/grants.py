@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import Histogram
@@ -86,23 +87,18 @@ class GrantIndex:
         return True
 
 
+@dataclass
 class GrantProjector:
-    def __init__(
-        self,
-        store: EnforcementStore,
-        index: GrantIndex,
-        retry_attempts: int,
-        on_applied: Callable[[Inbound], None] | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.store = store
-        self.index = index
-        self.retry_attempts = retry_attempts
-        self.on_applied = on_applied
-        self.clock = clock
-        self._unsaved: dict[str, tuple[GrantView, str]] = {}
-        """Views in memory whose store write failed, with the event that changed them:
-        written when that event is tried again."""
+    """Folds each grant event into the projection: memory first, then the store."""
+
+    store: EnforcementStore
+    index: GrantIndex
+    retry_attempts: int
+    on_applied: Callable[[Inbound], None] | None = None
+    clock: Callable[[], datetime] = utcnow
+    _unsaved: dict[str, tuple[GrantView, str]] = field(default_factory=dict, init=False)
+    """Views in memory whose store write failed, with the event that changed them:
+    written when that event is tried again."""
 
     async def __call__(self, event: GrantEvent, inbound: Inbound) -> None:
         changed = []
