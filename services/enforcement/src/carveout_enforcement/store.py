@@ -15,7 +15,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
-from carveout_runtime.stores import create_tables
+from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
 
 from .domain import GrantView
 from .rows import BreachRow, DecisionRow, UsageRow
@@ -91,32 +91,22 @@ class UsageRecord(EnforcementTable, table=True):
     units: int
 
 
-class ProcessedEvent(EnforcementTable, table=True):
+class ProcessedEvent(ProcessedEventColumns, EnforcementTable, table=True):
     __tablename__ = "processed_events"
 
-    event_id: str = Field(primary_key=True)
-    topic: str
-    processed_at: str
 
+class EnforcementStore(ServiceStore):
+    tables = EnforcementTable
+    processed_events = ProcessedEvent
 
-class EnforcementStore:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        create_tables(engine, EnforcementTable.metadata)
+        super().__init__(engine)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._decisions = _BulkInsert.of(DecisionRow, DecisionRecord, mark)
         self._breaches = _BulkInsert.of(BreachRow, BreachRecord, mark)
         self._usage = _BulkInsert.of(
             UsageRow, UsageRecord, mark, upsert_key=("grant_id", "window", "window_start")
         )
-
-    def ping(self) -> None:
-        with Session(self.engine) as session:
-            session.exec(select(1)).one()
-
-    def is_processed(self, event_id: str) -> bool:
-        with Session(self.engine) as session:
-            return session.get(ProcessedEvent, event_id) is not None
 
     def save_grants(
         self, views: Sequence[GrantView], *, event_id: str, topic: str, at: datetime

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts import Envelope
 from carveout_contracts.common import iso_utc as iso
-from carveout_runtime.stores import create_tables
+from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
 
 from .domain import Grant, PublicStatus
 
@@ -65,12 +65,8 @@ class PolicyBreach(GrantTable, table=True):
     occurred_at: str
 
 
-class ProcessedEvent(GrantTable, table=True):
+class ProcessedEvent(ProcessedEventColumns, GrantTable, table=True):
     __tablename__ = "processed_events"
-
-    event_id: str = Field(primary_key=True)
-    topic: str
-    processed_at: str
 
 
 class StaleGrant(Exception):
@@ -103,19 +99,14 @@ class GrantListing:
     offset: int = 0
 
 
-class GrantStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        create_tables(engine, GrantTable.metadata)
+class GrantStore(ServiceStore):
+    tables = GrantTable
+    processed_events = ProcessedEvent
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
-
-    def ping(self) -> None:
-        with self._session() as session:
-            session.exec(select(1)).one()
 
     def record(
         self,
@@ -214,10 +205,6 @@ class GrantStore:
                 .limit(listing.limit)
             ).all()
         return [Grant.model_validate_json(r.document) for r in rows], int(total)
-
-    def is_processed(self, event_id: str) -> bool:
-        with self._session() as session:
-            return session.get(ProcessedEvent, event_id) is not None
 
     def critical_breaches(self, grant_id: str, since: datetime) -> list[tuple[str, datetime]]:
         with self._session() as session:

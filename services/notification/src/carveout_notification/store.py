@@ -11,7 +11,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
-from carveout_runtime.stores import create_tables
+from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
 
 from .domain import GrantContacts, Subscription
 from .fanout import Notification, Subscribed
@@ -72,26 +72,13 @@ class NotificationRecord(NotificationTable, table=True):
     """The W3C context its delivery continues: that of the event it tells of."""
 
 
-class ProcessedEvent(NotificationTable, table=True):
+class ProcessedEvent(ProcessedEventColumns, NotificationTable, table=True):
     __tablename__ = "processed_events"
 
-    event_id: str = Field(primary_key=True)
-    topic: str
-    processed_at: str
 
-
-class NotificationStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        create_tables(engine, NotificationTable.metadata)
-
-    def ping(self) -> None:
-        with Session(self.engine) as session:
-            session.exec(select(1)).one()
-
-    def is_processed(self, event_id: str) -> bool:
-        with Session(self.engine) as session:
-            return session.get(ProcessedEvent, event_id) is not None
+class NotificationStore(ServiceStore):
+    tables = NotificationTable
+    processed_events = ProcessedEvent
 
     def get_contacts(self, grant_id: str) -> GrantContacts | None:
         with Session(self.engine) as session:
