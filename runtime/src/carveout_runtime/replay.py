@@ -3,7 +3,8 @@
 A replay rebuilds one service's store from the topics into a database of the operator's
 choosing, side-effect free: it creates no producer, sends nothing and publishes nothing.
 Each service's ``replay`` module folds the log with the same projection code its live
-handlers use.
+handlers use: its ``replay(**options)`` takes the :class:`ReplayOptions` and works in a
+:func:`rebuilding` block, and its ``digest`` is a :class:`StoreDigest`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from sqlalchemy import Engine, inspect
 
@@ -191,16 +192,66 @@ def finish(
     return report
 
 
+class ReplayOptions(TypedDict, total=False):
+    """What every service's ``replay`` takes, by keyword (as ``carveout replay`` passes it)."""
+
+    bootstrap: Required[str]
+    """The broker whose topics are read."""
+    database_url: Required[str]
+    """Where to rebuild: a fresh database, or a restored copy when ``since`` is given."""
+    since: datetime | None
+    """Skip the records the log received before this time (grant events excepted)."""
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """A replay under way: its report, its target store, and the log it reads."""
+
+    report: ReplayReport
+    engine: Engine
+    bootstrap: str
+    progress: Progress
+    first_ms: int | None
+    """``since`` as a record timestamp (see :func:`since_ms`)."""
+
+    async def fold(
+        self,
+        topic_names: Sequence[str],
+        *,
+        is_processed: Callable[[str], bool],
+        process: Process,
+        first_ms: int | None = None,
+    ) -> None:
+        """:func:`fold_topics` over this replay's log, counted in its report."""
+        await fold_topics(
+            self.bootstrap,
+            topic_names,
+            self.report,
+            self.progress,
+            is_processed=is_processed,
+            process=process,
+            first_ms=first_ms,
+        )
+
+
 @contextlib.contextmanager
 def rebuilding(
-    service: str, database_url: str, since: datetime | None, tables: Sequence[CoveredTable]
-) -> Iterator[tuple[ReplayReport, Engine]]:
+    service: str, tables: Sequence[CoveredTable], options: ReplayOptions
+) -> Iterator[Rebuild]:
     """A replay's report and target store; timed and digested when the block completes."""
     started = time.perf_counter()
+    database_url, since = options["database_url"], options.get("since")
     report = ReplayReport(service, database_url)
     engine = open_target(database_url, since, tables)
     try:
-        yield report, engine
+        yield Rebuild(
+            report,
+            engine,
+            options["bootstrap"],
+            options.get("progress", no_progress),
+            since_ms(since),
+        )
         finish(report, engine, tables, started)
     finally:
         engine.dispose()
@@ -219,7 +270,3 @@ class StoreDigest:
             return store_digest(engine, self.service, self.tables)
         finally:
             engine.dispose()
-
-
-def digest_of(service: str, database_url: str, tables: Sequence[CoveredTable]) -> dict[str, Any]:
-    return StoreDigest(service, tables)(database_url)

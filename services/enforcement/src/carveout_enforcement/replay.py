@@ -13,20 +13,12 @@ accepted on replay however much later the replay runs, and one refused live is r
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from carveout_contracts import topics
 from carveout_runtime.digest import CoveredTable
-from carveout_runtime.logread import by_append_time, read_all, read_topics
-from carveout_runtime.replay import (
-    Progress,
-    ReplayReport,
-    digest_of,
-    fold,
-    no_progress,
-    rebuilding,
-    since_ms,
-)
+from carveout_runtime.logread import read_topics
+from carveout_runtime.replay import ReplayOptions, ReplayReport, StoreDigest, rebuilding
 
 from .freshness import WholeLogRead
 from .handlers.access import AccessPipeline, PipelineSettings
@@ -77,19 +69,14 @@ DIGEST_TABLES = (
     CoveredTable("processed_events", ("event_id", "topic"), why_not="processed_at"),
 )
 
-
-def digest(database_url: str) -> dict[str, Any]:
-    return digest_of(SERVICE, database_url, DIGEST_TABLES)
+digest = StoreDigest(SERVICE, DIGEST_TABLES)
 
 
 async def replay(
     *,
-    bootstrap: str,
-    database_url: str,
-    since: datetime | None = None,
-    progress: Progress = no_progress,
     batch_records: int = 20_000,
     max_future_skew_s: float | None = None,
+    **options: Unpack[ReplayOptions],
 ) -> ReplayReport:
     """Rebuild the store at ``database_url`` from the topics; publish nothing.
 
@@ -99,20 +86,12 @@ async def replay(
     settings = EnforcementSettings()
     if max_future_skew_s is None:
         max_future_skew_s = settings.max_future_skew_seconds
-    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
-        store = EnforcementStore(engine)
+    with rebuilding(SERVICE, DIGEST_TABLES, options) as rebuild:
+        report = rebuild.report
+        store = EnforcementStore(rebuild.engine)
         index = GrantIndex(list(store.load_grants()))
         projector = GrantProjector(store, index, retry_attempts=3)
-        await fold(
-            by_append_time(
-                await read_all(
-                    bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t)
-                )
-            ),
-            report,
-            is_processed=store.is_processed,
-            process=projector,
-        )
+        await rebuild.fold([topics.GRANTS], is_processed=store.is_processed, process=projector)
 
         async def count_poison(_record: Any, _reason: str, _error: str) -> None:
             report.poison += 1
@@ -131,12 +110,12 @@ async def replay(
             ),
         )
         report.records[topics.ACCESS] = 0
-        first = since_ms(since)
+        first = rebuild.first_ms
         async for batch in read_topics(
-            bootstrap,
+            rebuild.bootstrap,
             [topics.ACCESS],
             batch_records=batch_records,
-            on_progress=lambda d, t: progress(topics.ACCESS, d, t),
+            on_progress=lambda d, t: rebuild.progress(topics.ACCESS, d, t),
         ):
             report.records[topics.ACCESS] += len(batch)
             if first is not None:

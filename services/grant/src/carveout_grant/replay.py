@@ -9,22 +9,12 @@ are already in the grants log).
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from carveout_contracts import GrantIssued, affected_grants, topics
 from carveout_runtime.digest import CoveredTable
 from carveout_runtime.inbound import Inbound
-from carveout_runtime.logread import by_append_time, read_all
-from carveout_runtime.replay import (
-    Progress,
-    ReplayReport,
-    digest_of,
-    fold,
-    no_progress,
-    rebuilding,
-    since_ms,
-)
+from carveout_runtime.replay import ReplayOptions, ReplayReport, StoreDigest, rebuilding
 
 from .clock import Clock, system_clock
 from .domain import Grant, apply
@@ -57,23 +47,15 @@ DIGEST_TABLES = (
     CoveredTable("processed_events", ("event_id", "topic"), why_not="processed_at"),
 )
 
-
-def digest(database_url: str) -> dict[str, Any]:
-    return digest_of(SERVICE, database_url, DIGEST_TABLES)
+digest = StoreDigest(SERVICE, DIGEST_TABLES)
 
 
-async def replay(
-    *,
-    bootstrap: str,
-    database_url: str,
-    since: datetime | None = None,
-    progress: Progress = no_progress,
-    clock: Clock = system_clock,
-) -> ReplayReport:
+async def replay(*, clock: Clock = system_clock, **options: Unpack[ReplayOptions]) -> ReplayReport:
     """Rebuild the store at ``database_url`` from the topics; publish nothing. ``clock``
     stamps the outbox's rows as published and the breaches as processed."""
-    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
-        store = GrantStore(engine)
+    with rebuilding(SERVICE, DIGEST_TABLES, options) as rebuild:
+        report = rebuild.report
+        store = GrantStore(rebuild.engine)
 
         async def fold_grant_event(event: Any, inbound: Inbound) -> None:
             if isinstance(event, GrantIssued):
@@ -90,23 +72,15 @@ async def replay(
         async def count_breach(breach: Any, _inbound: Inbound) -> None:
             store.record_breach(breach, counted_breach(breach), None, at=clock())
 
-        await fold(
-            by_append_time(
-                await read_all(
-                    bootstrap, [topics.GRANTS], lambda d, t: progress(topics.GRANTS, d, t)
-                )
-            ),
-            report,
+        await rebuild.fold(
+            [topics.GRANTS],
             is_processed=store.has_event,  # a repeat: the history re-published after a restart
             process=fold_grant_event,
         )
-        await fold(
-            await read_all(
-                bootstrap, [topics.BREACHES], lambda d, t: progress(topics.BREACHES, d, t)
-            ),
-            report,
+        await rebuild.fold(
+            [topics.BREACHES],
             is_processed=store.is_processed,
             process=count_breach,
-            first_ms=since_ms(since),
+            first_ms=rebuild.first_ms,
         )
     return report

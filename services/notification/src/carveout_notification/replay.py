@@ -9,22 +9,12 @@ published: the rebuilt store has no delivery worker.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from carveout_contracts import NotificationDelivered, topics
 from carveout_runtime.digest import CoveredTable
 from carveout_runtime.inbound import Inbound
-from carveout_runtime.logread import by_append_time, read_all
-from carveout_runtime.replay import (
-    Progress,
-    ReplayReport,
-    digest_of,
-    fold,
-    no_progress,
-    rebuilding,
-    since_ms,
-)
+from carveout_runtime.replay import ReplayOptions, ReplayReport, StoreDigest, rebuilding
 from carveout_runtime.stores import make_engine
 
 from .handlers.grants import Notifier
@@ -56,22 +46,17 @@ DIGEST_TABLES = (
     CoveredTable("processed_events", ("event_id", "topic"), why_not="processed_at"),
 )
 
-
-def digest(database_url: str) -> dict[str, Any]:
-    return digest_of(SERVICE, database_url, DIGEST_TABLES)
+digest = StoreDigest(SERVICE, DIGEST_TABLES)
 
 
 async def replay(
-    *,
-    bootstrap: str,
-    database_url: str,
-    source_database_url: str | None = None,
-    since: datetime | None = None,
-    progress: Progress = no_progress,
+    *, source_database_url: str | None = None, **options: Unpack[ReplayOptions]
 ) -> ReplayReport:
-    """Rebuild the store at ``database_url`` from the topics; deliver and publish nothing."""
-    with rebuilding(SERVICE, database_url, since, DIGEST_TABLES) as (report, engine):
-        store = NotificationStore(engine)
+    """Rebuild the store at ``database_url`` from the topics; deliver and publish nothing.
+    The subscriptions are carried over from the store at ``source_database_url``."""
+    with rebuilding(SERVICE, DIGEST_TABLES, options) as rebuild:
+        report = rebuild.report
+        store = NotificationStore(rebuild.engine)
         if source_database_url:
             source = make_engine(source_database_url)
             try:
@@ -92,26 +77,14 @@ async def replay(
             ):
                 report.skipped += 1  # its notification is not in this rebuild
 
-        await fold(
-            by_append_time(
-                await read_all(
-                    bootstrap,
-                    [topics.GRANTS, topics.BREACHES],
-                    lambda d, t: progress("grants and breaches", d, t),
-                )
-            ),
-            report,
+        await rebuild.fold(
+            [topics.GRANTS, topics.BREACHES],
             is_processed=store.is_processed,
             process=notifier,
-            first_ms=since_ms(since),
+            first_ms=rebuild.first_ms,
         )
-        await fold(
-            await read_all(
-                bootstrap,
-                [topics.NOTIFICATIONS],
-                lambda d, t: progress(topics.NOTIFICATIONS, d, t),
-            ),
-            report,
+        await rebuild.fold(
+            [topics.NOTIFICATIONS],
             is_processed=lambda _event_id: False,
             process=record_outcome,
         )
