@@ -69,14 +69,23 @@ def _b64decode(text: str) -> bytes | None:
 
 
 @dataclass(frozen=True)
-class NoteVerifier:
-    """A trusted public key under its key name."""
+class _NamedKey:
+    """A key under a key name, which every note key's must be (checked when made)."""
 
     name: str
-    public_key: bytes
 
     def __post_init__(self) -> None:
         _check_key_name(self.name)
+
+
+@dataclass(frozen=True)
+class NoteVerifier(_NamedKey):
+    """A trusted public key under its key name."""
+
+    public_key: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if len(self.public_key) != 32:
             raise NoteError("an Ed25519 public key has 32 bytes")
 
@@ -117,14 +126,10 @@ class NoteVerifier:
 
 
 @dataclass(frozen=True)
-class NoteSigner:
+class NoteSigner(_NamedKey):
     """A private key that signs notes under a key name."""
 
-    name: str
     private_key: Ed25519PrivateKey
-
-    def __post_init__(self) -> None:
-        _check_key_name(self.name)
 
     @property
     def verifier(self) -> NoteVerifier:
