@@ -6,11 +6,28 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from carveout_contracts import codec
+from carveout_runtime.event_signing import SIGNED_BY, EventSigning
+
+KEYS_BY_BOOTSTRAP: dict[str, Path] = {}
+"""The signing keys of the system on each broker (``carveout up`` makes them)."""
+
+
+def signature(bootstrap: str, topic: str, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers that sign ``value`` as its topic's service would, with the keys of the
+    system on ``bootstrap``: what a test that stands in for a service publishes with. A
+    topic nobody signs, or a broker with no system, gets none."""
+    keys = KEYS_BY_BOOTSTRAP.get(bootstrap)
+    service = SIGNED_BY.get(topic)
+    if keys is None or service is None:
+        return []
+    signed = EventSigning.of(service, keys, None).sign(value, {})
+    return [(name, text.encode()) for name, text in signed.items()]
 
 
 def access_event(
@@ -53,7 +70,8 @@ async def produce(
         pending = []
         for value in values:
             raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-            pending.append(await producer.send(topic, raw, key=key.encode()))
+            headers = signature(bootstrap, topic, raw)
+            pending.append(await producer.send(topic, raw, key=key.encode(), headers=headers))
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

@@ -18,6 +18,8 @@ import httpx
 
 from carveout_ops.broker import free_port
 
+from .kafka import KEYS_BY_BOOTSTRAP
+
 T = TypeVar("T")
 SERVICES = ("grant", "enforcement", "notification")
 
@@ -69,6 +71,7 @@ class System:
         return env
 
     def start(self, within: float = 60) -> None:
+        KEYS_BY_BOOTSTRAP[self.bootstrap] = self.var_dir / "keys"
         self.log_path = self.var_dir / f"up-{int(time.time() * 1000)}.log"
         self.var_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:

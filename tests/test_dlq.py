@@ -24,7 +24,7 @@ from carveout_ops import dlq, tail
 from carveout_ops.broker import ensure_topics
 from carveout_ops.cli import app
 
-from .kafka import access_event
+from .kafka import access_event, signature
 
 pytestmark = pytest.mark.broker
 
@@ -45,6 +45,7 @@ async def _produce(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
+        headers = [*headers, *signature(bootstrap, topic, value)]
         return await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()

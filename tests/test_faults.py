@@ -29,7 +29,7 @@ from aiokafka.structs import ConsumerRecord
 from carveout_contracts import codec, topics
 from carveout_ops.load import publish
 
-from .kafka import access_event
+from .kafka import access_event, signature
 from .receivers import WebhookReceiver, signature_verifies
 from .system import SERVICES, System, wait_for
 
@@ -192,13 +192,22 @@ def to_bytes(event: dict[str, Any]) -> bytes:
 
 
 async def produce_at(
-    bootstrap: str, topic: str, values: list[bytes], key: str
+    bootstrap: str, topic: str, values: list[bytes], key: str, *, signed: bool = True
 ) -> list[tuple[int, int]]:
-    """Produce in order; returns each message's (partition, offset)."""
+    """Produce in order, signed as the topic's service signs (unless ``signed`` is false);
+    returns each message's (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=2)
     await producer.start()
     try:
-        sent = [await producer.send(topic, value, key=key.encode()) for value in values]
+        sent = [
+            await producer.send(
+                topic,
+                value,
+                key=key.encode(),
+                headers=signature(bootstrap, topic, value) if signed else [],
+            )
+            for value in values
+        ]
         metadata = await asyncio.gather(*sent)
     finally:
         await producer.stop()

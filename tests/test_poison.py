@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from carveout_contracts import codec, topics
 
+from .kafka import signature
 from .system import System, wait_for
 
 pytestmark = pytest.mark.broker
@@ -25,7 +26,9 @@ async def produce(bootstrap: str, values: list[bytes], key: bytes) -> None:
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topics.GRANTS, value, key=key)
+            # Signed with the grant service's key: the poison is in what it says.
+            headers = signature(bootstrap, topics.GRANTS, value)
+            await producer.send_and_wait(topics.GRANTS, value, key=key, headers=headers)
     finally:
         await producer.stop()
 

@@ -26,7 +26,7 @@ from carveout_contracts.events import MessageDeadLettered
 from carveout_ops import dlq
 from carveout_ops.cli import app
 
-from .kafka import access_event
+from .kafka import access_event, signature
 from .system import System, wait_for
 
 pytestmark = pytest.mark.broker
@@ -42,7 +42,8 @@ async def _produce(bootstrap: str, topic: str, value: bytes, key: bytes) -> Any:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
-        return await producer.send_and_wait(topic, value, key=key, headers=codec.headers())
+        headers = [*codec.headers(), *signature(bootstrap, topic, value)]
+        return await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 

@@ -7,6 +7,8 @@ module only puts them together, in the order ``carveout --help`` lists them.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from . import access, demo, dlq, grant, keys, replay, tail, topics, up
@@ -27,6 +29,15 @@ app.add_typer(grant.app, name="grant")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(keys.app, name="keys")
+
+
+@app.callback()
+def trust_this_systems_keys() -> None:
+    """Commands that read the log (replay, digest) check signatures as the services do:
+    with this system's trusted keys, unless CARVEOUT_TRUSTED_KEYS names others."""
+    trusted = keys.trusted_keys_file()
+    if "CARVEOUT_TRUSTED_KEYS" not in os.environ and trusted.is_file():
+        os.environ["CARVEOUT_TRUSTED_KEYS"] = str(trusted.resolve())
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from .broker import (
     partitions_from_env,
     wait_for_broker,
 )
+from .keys import keys_dir, prepare_keys, trusted_keys_file
 from .system import SERVICES, address, database_url, tokens_file, var_dir
 
 STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
@@ -96,6 +97,9 @@ class Supervisor:
         env.setdefault("CARVEOUT_SESSION_TIMEOUT_MS", "3000")
         env["CARVEOUT_KAFKA_BOOTSTRAP"] = bootstrap
         env["CARVEOUT_TOKENS_FILE"] = str(tokens_file().resolve())
+        # Every service signs what it publishes and checks what it consumes (DESIGN §12).
+        env["CARVEOUT_KEYS_DIR"] = str(keys_dir().resolve())
+        env["CARVEOUT_TRUSTED_KEYS"] = str(trusted_keys_file().resolve())
         # Webhooks to this machine (local receivers, the demo's) work; every other private
         # or reserved range stays closed unless the operator opens it.
         env.setdefault("CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS", LOOPBACK_NETWORKS)
@@ -160,6 +164,7 @@ class Supervisor:
         var_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         var_dir().chmod(0o700)
         book, created = TokenBook.load_or_create(tokens_file())
+        prepare_keys()
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         try:
