@@ -98,39 +98,15 @@ def _announce(
 
 
 def issue(request: GrantRequest, *, grant_id: str, by: str, now: datetime) -> GrantIssued:
-    data = GrantIssuedData(
-        grant_id=grant_id,
-        carveout_id=request.carveout_id,
-        grantee=request.grantee,
-        model_id=request.model_id,
-        valid_from=request.valid_from,
-        valid_until=request.valid_until,
-        conditions=request.conditions,
-        breach_policy=request.breach_policy,
-        issued_by=by,
-    )
+    data = GrantIssuedData(**dict(request), grant_id=grant_id, issued_by=by)
     return _announce(GrantIssued, data, now)
 
 
 def apply(state: Grant | None, event: GrantEvent) -> Grant:
     """Fold one grant event into the grant's state. Pure: no I/O, no clock."""
     if isinstance(event, GrantIssued):
-        d = event.data
-        return Grant(
-            grant_id=d.grant_id,
-            carveout_id=d.carveout_id,
-            version=d.version,
-            lifecycle="active",
-            grantee=d.grantee,
-            model_id=d.model_id,
-            valid_from=d.valid_from,
-            valid_until=d.valid_until,
-            conditions=d.conditions,
-            breach_policy=d.breach_policy,
-            issued_by=d.issued_by,
-            issued_at=event.occurred_at,
-            updated_at=event.occurred_at,
-        )
+        at = event.occurred_at  # a grant starts as its grant.issued data, in force
+        return Grant(**dict(event.data), lifecycle="active", issued_at=at, updated_at=at)
     if state is None:
         raise ValueError(f"{event.type} for a grant that was never issued")
     update: dict[str, object] = {"updated_at": event.occurred_at}
@@ -177,21 +153,14 @@ class ActionRequest(Frozen):
 def amend(grant: Grant, request: AmendRequest, *, by: str, now: datetime) -> GrantAmended:
     if grant.lifecycle == "revoked":
         raise GrantConflict(f"grant {grant.grant_id} is revoked; a revoked grant cannot be amended")
-    return _announce(
-        GrantAmended,
-        GrantAmendedData(
-            grant_id=grant.grant_id,
-            version=grant.version + 1,
-            valid_from=request.valid_from,
-            valid_until=request.valid_until,
-            conditions=request.conditions,
-            breach_policy=request.breach_policy,
-            amended_by=by,
-            reason=request.reason,
-            effective_at=now,
-        ),
-        now,
+    data = GrantAmendedData(
+        **dict(request),
+        grant_id=grant.grant_id,
+        version=grant.version + 1,
+        amended_by=by,
+        effective_at=now,
     )
+    return _announce(GrantAmended, data, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
 
 from .domain import GrantContacts, Subscription
-from .fanout import Notification, Subscribed
+from .fanout import EventEffects, Notification, Subscribed
 
 
 class NotificationTable(SQLModel, registry=registry()):
@@ -157,19 +157,12 @@ class NotificationStore(ServiceStore):
     # ----------------------------------------------------------------- notifications
 
     def record_event(
-        self,
-        *,
-        event_id: str,
-        topic: str,
-        contacts: Sequence[GrantContacts],
-        new_subscriptions: Sequence[Subscription],
-        notifications: Sequence[Notification],
-        at: datetime,
+        self, effects: EventEffects, *, event_id: str, topic: str, at: datetime
     ) -> None:
         """An event's effects (contacts, their subscriptions, notifications due) and its
         processed mark, in one transaction; a notification already queued stays as it is."""
         with Session(self.engine) as session:
-            for view in contacts:
+            for view in effects.contacts:
                 session.merge(
                     GrantContactsRecord(
                         grant_id=view.grant_id,
@@ -179,10 +172,10 @@ class NotificationStore(ServiceStore):
                         document=view.model_dump_json(),
                     )
                 )
-            for subscription in new_subscriptions:
+            for subscription in effects.new_subscriptions:
                 if session.get(SubscriptionRecord, subscription.subscription_id) is None:
                     session.add(_subscription_row(subscription, at))
-            for notification in notifications:
+            for notification in effects.notifications:
                 if session.get(NotificationRecord, notification.notification_id) is None:
                     session.add(queued_row(notification))
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
@@ -303,19 +296,13 @@ class NotificationStore(ServiceStore):
 
 def queued_row(notification: Notification) -> NotificationRecord:
     """A notification as the store queues it: pending, never attempted, due at once."""
+    due = iso(notification.due_at)
     return NotificationRecord(
-        notification_id=notification.notification_id,
-        subscription_id=notification.subscription_id,
-        event_id=notification.event_id,
-        event_type=notification.event_type,
-        channel=notification.channel,
-        address=notification.address,
-        payload=notification.payload,
-        traceparent=notification.traceparent,
+        **notification.model_dump(exclude={"due_at"}),
         status="pending",
         attempts=0,
-        next_attempt_at=iso(notification.due_at),
-        created_at=iso(notification.due_at),
+        next_attempt_at=due,
+        created_at=due,
     )
 
 

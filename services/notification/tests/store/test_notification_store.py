@@ -7,6 +7,7 @@ from pathlib import Path
 
 from carveout_contracts import codec, topics
 from carveout_notification.domain import apply
+from carveout_notification.fanout import EventEffects
 from carveout_notification.store import NotificationStore
 from carveout_runtime.stores import make_engine
 
@@ -20,11 +21,9 @@ def test_contacts_and_processed_marks_are_stored(database_url: str) -> None:
     assert view is not None
     store = NotificationStore(make_engine(database_url))
     store.record_event(
+        EventEffects(contacts=[view], new_subscriptions=[], notifications=[]),
         event_id=str(event.event_id),
         topic=topics.GRANTS,
-        contacts=[view],
-        new_subscriptions=[],
-        notifications=[],
         at=NOW,
     )
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from carveout_contracts import topics
 from carveout_notification.domain import Subscription, notification_id
-from carveout_notification.fanout import Notification
+from carveout_notification.fanout import EventEffects, Notification
 from carveout_notification.store import NotificationRecord, NotificationStore, queued_row
 
 
@@ -32,11 +32,9 @@ def queue_notification(
         due_at=at,
     )
     store.record_event(
+        EventEffects(contacts=[], new_subscriptions=[], notifications=[notification]),
         event_id=event_id,
         topic=topics.GRANTS,
-        contacts=[],
-        new_subscriptions=[],
-        notifications=[notification],
         at=at,
     )
     return queued_row(notification)

@@ -44,12 +44,7 @@ class Notifier:
         )
         await with_retries(
             lambda: self.store.record_event(
-                event_id=str(event.event_id),
-                topic=event.TOPIC,
-                contacts=effects.contacts,
-                new_subscriptions=effects.new_subscriptions,
-                notifications=effects.notifications,
-                at=now,
+                effects, event_id=str(event.event_id), topic=event.TOPIC, at=now
             ),
             attempts=self.retry_attempts,
             health=inbound.health,
