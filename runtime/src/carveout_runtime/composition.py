@@ -134,7 +134,6 @@ class ServiceShell:
     def app(
         self,
         *,
-        title: str,
         description: str,
         router: APIRouter,
         context: object,
@@ -142,9 +141,9 @@ class ServiceShell:
         body_limits: Mapping[tuple[str, str], BodyLimit] | None = None,
         mount: Callable[[FastAPI], None] | None = None,
     ) -> FastAPI:
-        """The service's ASGI app: ``router`` behind the edge guard, ``context`` (the typed
-        parts its routes depend on: :func:`service_context`) on ``app.state.context``, the
-        operator routes beside.
+        """The service's ASGI app, titled after the service: ``router`` behind the edge
+        guard, ``context`` (the typed parts its routes depend on: :func:`service_context`)
+        on ``app.state.context``, the operator routes beside.
 
         ``mount`` adds what must sit outside the routes but inside the HTTP tracing (the
         decision endpoint's fast path).
@@ -155,6 +154,7 @@ class ServiceShell:
         from .edge import install_edge
         from .http import install_error_handlers
 
+        title = f"Carveout {self.name} service"
         app = FastAPI(title=title, description=description, version="1", lifespan=self._lifespan)
         app.state.context = context
         install_error_handlers(app)

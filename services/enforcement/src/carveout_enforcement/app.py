@@ -119,7 +119,6 @@ def create_app(
         settings.access_body_max_bytes, "CARVEOUT_ENFORCEMENT_ACCESS_BODY_MAX_BYTES"
     )
     return shell.app(
-        title="Carveout enforcement service",
         description="Judges every access against the grants in force when it happened.",
         router=api.router,
         context=context,

@@ -56,7 +56,6 @@ def create_app(
     shell.background["outbox-relay"] = relay.run
     shell.checks["outbox"] = outbox_relayed
     return shell.app(
-        title="Carveout grant service",
         description="System of record for regulator actions on carveout grants.",
         router=api.router,
         context=GrantContext(service, clock),

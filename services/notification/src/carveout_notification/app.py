@@ -80,7 +80,6 @@ def create_app(
     shell.background["deliveries"] = deliverer.run
     shell.checks["deliveries"] = deliveries_running
     return shell.app(
-        title="Carveout notification service",
         description="Tells every party concerned of grant changes and breaches, exactly once.",
         router=api.router,
         context=NotificationContext(settings, store, shell.broker, consumers, clock),
