@@ -114,18 +114,9 @@ class EnforcementStore(ServiceStore):
         """Store the changed views and mark the event processed, in one transaction."""
         with Session(self.engine) as session:
             for view in views:
-                session.merge(
-                    GrantViewRecord(
-                        grant_id=view.grant_id,
-                        carveout_id=view.carveout_id,
-                        grantee_id=view.grantee_id,
-                        model_id=view.model_id,
-                        status=view.status,
-                        version=view.version,
-                        updated_at=iso(view.updated_at),
-                        document=view.model_dump_json(),
-                    )
-                )
+                # The view fills the columns named after its fields; these two are text.
+                as_text = {"updated_at": iso(view.updated_at), "document": view.model_dump_json()}
+                session.merge(GrantViewRecord.model_validate(view, update=as_text))
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
             session.commit()
 

@@ -163,15 +163,11 @@ class NotificationStore(ServiceStore):
         processed mark, in one transaction; a notification already queued stays as it is."""
         with Session(self.engine) as session:
             for view in effects.contacts:
-                session.merge(
-                    GrantContactsRecord(
-                        grant_id=view.grant_id,
-                        grantee_id=view.grantee_id,
-                        status=view.status,
-                        version=view.version,
-                        document=view.model_dump_json(),
-                    )
+                # The view fills the columns named after its fields, and is kept whole as JSON.
+                row = GrantContactsRecord.model_validate(
+                    view, update={"document": view.model_dump_json()}
                 )
+                session.merge(row)
             for subscription in effects.new_subscriptions:
                 if session.get(SubscriptionRecord, subscription.subscription_id) is None:
                     session.add(_subscription_row(subscription, at))
@@ -297,20 +293,10 @@ class NotificationStore(ServiceStore):
 def queued_row(notification: Notification) -> NotificationRecord:
     """A notification as the store queues it: pending, never attempted, due at once."""
     due = iso(notification.due_at)
-    return NotificationRecord(
-        **notification.model_dump(exclude={"due_at"}),
-        status="pending",
-        attempts=0,
-        next_attempt_at=due,
-        created_at=due,
-    )
+    schedule = {"status": "pending", "attempts": 0, "next_attempt_at": due, "created_at": due}
+    return NotificationRecord.model_validate(notification, update=schedule)
 
 
 def _subscription_row(subscription: Subscription, at: datetime) -> SubscriptionRecord:
-    return SubscriptionRecord(
-        subscription_id=subscription.subscription_id,
-        grantee_id=subscription.grantee_id,
-        grant_id=subscription.grant_id,
-        created_at=iso(at),
-        document=subscription.model_dump_json(),
-    )
+    kept = {"created_at": iso(at), "document": subscription.model_dump_json()}
+    return SubscriptionRecord.model_validate(subscription, update=kept)
