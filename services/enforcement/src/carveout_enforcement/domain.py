@@ -13,8 +13,10 @@ from carveout_contracts import (
     BreachPolicy,
     Condition,
     GrantAmended,
+    GrantAmendedData,
     GrantEvent,
     GrantIssued,
+    GrantIssuedData,
     GrantReinstated,
     GrantSuspended,
 )
@@ -39,6 +41,8 @@ class GrantPeriod(Frozen):
 
 
 class GrantView(Frozen):
+    """A grant as enforcement projects it: its identity, its policy and every period."""
+
     grant_id: str
     carveout_id: str
     grantee_id: str
@@ -53,6 +57,21 @@ class GrantView(Frozen):
     for an access is decided by the log itself, the same live and in a replay, however
     far behind the access consumer runs.
     """
+
+    @classmethod
+    def issued(cls, event: GrantIssued, appended_ms: int | None) -> GrantView:
+        """The view a ``grant.issued`` starts: one period, in force for the whole validity."""
+        d = event.data
+        return cls(
+            grant_id=d.grant_id,
+            carveout_id=d.carveout_id,
+            grantee_id=d.grantee.id,
+            model_id=d.model_id,
+            breach_policy=d.breach_policy,
+            periods=[period_of(d, "active", effective_at=None)],
+            updated_at=event.occurred_at,
+            issued_ms=appended_ms,
+        )
 
     @property
     def current(self) -> GrantPeriod:
@@ -77,6 +96,20 @@ class GrantView(Frozen):
         return found
 
 
+def period_of(
+    terms: GrantIssuedData | GrantAmendedData, status: Lifecycle, effective_at: datetime | None
+) -> GrantPeriod:
+    """The version whose terms an issue or an amendment sets, in force from ``effective_at``."""
+    return GrantPeriod(
+        version=terms.version,
+        status=status,
+        effective_at=effective_at,
+        valid_from=terms.valid_from,
+        valid_until=terms.valid_until,
+        conditions=terms.conditions,
+    )
+
+
 def apply(
     view: GrantView | None, event: GrantEvent, grant_id: str, appended_ms: int | None = None
 ) -> GrantView | None:
@@ -86,28 +119,8 @@ def apply(
     ``None`` when the event concerns a grant this view has never seen issued.
     """
     if isinstance(event, GrantIssued):
-        if view is not None:
-            return view  # issued once; a repeat must never reset later versions
-        d = event.data
-        return GrantView(
-            grant_id=d.grant_id,
-            carveout_id=d.carveout_id,
-            grantee_id=d.grantee.id,
-            model_id=d.model_id,
-            breach_policy=d.breach_policy,
-            periods=[
-                GrantPeriod(
-                    version=d.version,
-                    status="active",
-                    effective_at=None,
-                    valid_from=d.valid_from,
-                    valid_until=d.valid_until,
-                    conditions=d.conditions,
-                )
-            ],
-            updated_at=event.occurred_at,
-            issued_ms=appended_ms,
-        )
+        # Issued once: a repeat must never reset later versions.
+        return view if view is not None else GrantView.issued(event, appended_ms)
     if view is None:
         return None
     current = view.current
@@ -115,16 +128,8 @@ def apply(
         return view  # revocation is final
     policy = view.breach_policy
     if isinstance(event, GrantAmended):
-        a = event.data
-        period = GrantPeriod(
-            version=a.version,
-            status=current.status,
-            effective_at=a.effective_at,
-            valid_from=a.valid_from,
-            valid_until=a.valid_until,
-            conditions=a.conditions,
-        )
-        policy = a.breach_policy
+        period = period_of(event.data, current.status, event.data.effective_at)
+        policy = event.data.breach_policy
     elif isinstance(event, GrantSuspended | GrantReinstated):
         status: Lifecycle = "suspended" if isinstance(event, GrantSuspended) else "active"
         period = current.model_copy(

@@ -36,14 +36,11 @@ class GrantContacts(Frozen):
     contacts: list[Contact]
     updated_at: UtcDatetime
 
-
-def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> GrantContacts | None:
-    """Fold one grant event into grant ``grant_id``'s contacts. Pure: no I/O, no clock."""
-    if isinstance(event, GrantIssued):
-        if view is not None:
-            return view  # issued once; a repeat must never reset later versions
+    @classmethod
+    def issued(cls, event: GrantIssued) -> GrantContacts:
+        """A grant's contacts as its ``grant.issued`` names them: active, version 1."""
         d = event.data
-        return GrantContacts(
+        return cls(
             grant_id=d.grant_id,
             carveout_id=d.carveout_id,
             grantee_id=d.grantee.id,
@@ -54,6 +51,13 @@ def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> Grant
             contacts=d.grantee.contacts,
             updated_at=event.occurred_at,
         )
+
+
+def apply(view: GrantContacts | None, event: GrantEvent, grant_id: str) -> GrantContacts | None:
+    """Fold one grant event into grant ``grant_id``'s contacts. Pure: no I/O, no clock."""
+    if isinstance(event, GrantIssued):
+        # Issued once: a repeat must never reset later versions.
+        return view if view is not None else GrantContacts.issued(event)
     if view is None:
         return None
     if view.status == "revoked":
