@@ -172,15 +172,23 @@ def labelled(samples: list[Any], name: str, **labels: str) -> float:
 
 
 EXPECTED = {
-    "grant": {"carveout_events_consumed", "carveout_consumer_lag", "carveout_policy_actions"},
+    "grant": {
+        "carveout_kafka_received_messages",
+        "carveout_consumer_lag",
+        "carveout_policy_actions",
+    },
     "enforcement": {
-        "carveout_events_consumed",
+        "carveout_kafka_received_messages",
         "carveout_consumer_lag",
         "carveout_decisions",
         "carveout_breaches",
         "carveout_revocation_propagation_seconds",
     },
-    "notification": {"carveout_events_consumed", "carveout_consumer_lag", "carveout_deliveries"},
+    "notification": {
+        "carveout_kafka_received_messages",
+        "carveout_consumer_lag",
+        "carveout_deliveries",
+    },
 }
 
 
@@ -199,8 +207,8 @@ def assert_the_story_is_counted(system: System) -> None:
     """The access, breach, revocation and delivery of the trace test, in the metrics."""
     grant, enforcement, notification = (scrape(system, s) for s in SERVICES)
     for service, metrics in zip(SERVICES, (grant, enforcement, notification), strict=True):
-        consumed = metrics["carveout_events_consumed"]
-        assert labelled(consumed, "carveout_events_consumed_total", service=service) > 0
+        consumed = metrics["carveout_kafka_received_messages"]
+        assert labelled(consumed, "carveout_kafka_received_messages_total", app_name=service) > 0
     decisions = enforcement["carveout_decisions"]
     assert labelled(decisions, "carveout_decisions_total", decision="deny") >= 3
     breaches = enforcement["carveout_breaches"]

@@ -40,7 +40,7 @@ def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         logger=_faststream_logger(),
         log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines only when asked for
-        middlewares=broker_middlewares(settings),
+        middlewares=broker_middlewares(settings, client_id.removeprefix("carveout-")),
     )
 
 

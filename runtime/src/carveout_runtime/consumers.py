@@ -205,19 +205,15 @@ def subscribe(
     description: str,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
-    service: str | None = None,
 ) -> DefaultSubscriber:
     """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
 
     A handler dead-letters what it cannot process and waits out an unavailable dependency,
     so it raises only when stopped; then it is nacked: the consumer seeks back and the
     message comes again, instead of being skipped. ``after`` is told of each
-    record once it is handled (for progress tracking). Each record counts in
-    ``carveout_events_consumed`` under ``service`` (the group id when not given).
+    record once it is handled (for progress tracking). FastStream's Prometheus middleware
+    counts and times each record (``carveout_kafka_received_messages_total``).
     """
-    from .telemetry import EVENTS_CONSUMED
-
-    consumed = EVENTS_CONSUMED.labels(service or group_id, topic)
 
     async def raw_body(message: Any) -> bytes:
         return bytes(message.body)
@@ -233,7 +229,6 @@ def subscribe(
 
     @subscriber
     async def on_message(body: bytes, message: KafkaMessage) -> None:
-        consumed.inc()
         await handler.handle(body, message)
         if after is not None:
             after(message.raw_message)
@@ -271,7 +266,5 @@ def consume(
         health=ConsumerHealth(service or group_id, topic),
         signatures=signatures,
     )
-    subscriber = subscribe(
-        broker, topic, handler, group_id=group_id, settings=settings, service=service, **options
-    )
+    subscriber = subscribe(broker, topic, handler, group_id=group_id, settings=settings, **options)
     return handler, subscriber

@@ -27,7 +27,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 from carveout_contracts import codec
 
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 Exporter = Literal["none", "console", "otlp"]
 TRACEPARENT = "traceparent"
 
-EVENTS_CONSUMED = Counter(
-    "carveout_events_consumed",
-    "Events consumed from Kafka, by service and topic.",
-    ["service", "topic"],
-)
 CONSUMER_LAG = Gauge(
     "carveout_consumer_lag",
     "Records between a consumer's position and the end of its partition (at the last scrape).",
@@ -120,14 +115,28 @@ def flush_tracing() -> None:
         _provider.force_flush(5000)
 
 
-def broker_middlewares(settings: Any) -> tuple[Any, ...]:
-    """FastStream's Kafka telemetry middleware when tracing is on: a span per publish and per
-    consumed record (per batch, linked to its records, for batch subscribers); none when off."""
+KAFKA_METRICS_PREFIX = "carveout_kafka"
+"""FastStream's Kafka metrics: ``carveout_kafka_received_messages_total{app_name,handler}``,
+``..._received_processed_messages_total{status}``, ``..._published_messages_total`` and
+their durations, labelled with the service as ``app_name``."""
+
+
+def broker_middlewares(settings: Any, service: str) -> tuple[Any, ...]:
+    """FastStream's Prometheus middleware (records received, processed and published, with
+    durations: the Kafka handler metrics, kept by FastStream rather than by hand), and its
+    telemetry middleware when tracing is on: a span per publish and per consumed record (per
+    batch, linked to its records, for batch subscribers)."""
+    from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+    from prometheus_client import REGISTRY
+
+    metrics = KafkaPrometheusMiddleware(
+        registry=REGISTRY, app_name=service, metrics_prefix=KAFKA_METRICS_PREFIX
+    )
     if getattr(settings, "otel_exporter", "none") == "none":
-        return ()
+        return (metrics,)
     from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 
-    return (KafkaTelemetryMiddleware(),)
+    return (metrics, KafkaTelemetryMiddleware())
 
 
 def instrument_http(app: Any) -> None:

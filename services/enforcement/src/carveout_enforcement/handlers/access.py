@@ -40,7 +40,6 @@ from .grants import GrantIndex
 log = logging.getLogger("carveout.enforcement.access")
 SERVICE = "enforcement"
 
-EVENTS = telemetry.EVENTS_CONSUMED
 
 JUDGE_SLICE = 128
 """Accesses judged between two yields to the event loop (a few milliseconds of work)."""
@@ -114,7 +113,6 @@ class AccessPipeline:
         :meth:`_bisect`), so that only the accesses that fail on their own are
         dead-lettered ``failed``.
         """
-        EVENTS.labels(SERVICE, topics.ACCESS).inc(len(records))
         batch = read_batch(
             records,
             self.clock(),
