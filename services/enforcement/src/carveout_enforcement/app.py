@@ -1,5 +1,5 @@
-"""Composition root of the enforcement service: settings, store, grant projection, access
-pipeline, breach outbox, decision endpoint, HTTP."""
+"""Composition root of the enforcement service: settings, store, grant projection and its
+acknowledgements, access pipeline, breach outbox, decision endpoint, HTTP."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from carveout_runtime.retries import ConsumerHealth
 from carveout_runtime.stores import make_engine
 
 from . import api
+from .acks import Acknowledger, default_enforcer_id
 from .context import EnforcementContext
 from .decision.decide import DecisionState
 from .decision.endpoint import DecisionEndpoint, ServedFirst
@@ -43,10 +44,24 @@ def create_app(
     index = grants.GrantIndex(list(store.load_grants()))
     usage = store.load_usage(0)
     grants_log = GrantsLog(settings.kafka_bootstrap)
+
+    async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> Any:
+        return await shell.publish(value, topic, key, traceparent, no_confirm=True)
+
+    acks = Acknowledger(
+        settings.enforcer_id or default_enforcer_id(settings.port),
+        grants_log.applied_positions,
+        publish,
+        queue_max=settings.ack_queue_max,
+    )
     grant_events = shell.consume(
         topics.GRANTS,
         grants.GrantProjector(
-            store, index, settings.store_retry_attempts, on_applied=grants_log.applied
+            store,
+            index,
+            settings.store_retry_attempts,
+            on_applied=grants_log.applied,
+            on_versions=acks.applied,
         ),
         store.is_processed,
         "Grant events, folded into the projection of grants over time.",
@@ -54,9 +69,6 @@ def create_app(
         fetch_max_wait_ms=settings.grants_fetch_max_wait_ms,
     )
     grants_log.subscriber = shell.subscribers[-1]
-
-    async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> Any:
-        return await shell.publish(value, topic, key, traceparent, no_confirm=True)
 
     async def set_aside(record: Any, reason: str, error: str) -> None:
         await shell.dead_letter(record.value, reason, error, record)
@@ -115,6 +127,8 @@ def create_app(
     shell.resources.append(grants_log)
     shell.on_start.append(settle)
     shell.background["breach-republisher"] = outbox.republish_forever
+    shell.background["acknowledgements"] = acks.publish_acks
+    shell.background["heartbeat"] = acks.beat_forever
     access_limit = BodyLimit(
         settings.access_body_max_bytes, "CARVEOUT_ENFORCEMENT_ACCESS_BODY_MAX_BYTES"
     )
@@ -122,7 +136,7 @@ def create_app(
         description="Judges every access against the grants in force when it happened.",
         router=api.router,
         context=context,
-        produces=[topics.BREACHES],
+        produces=[topics.BREACHES, topics.ACKS],
         body_limits={("POST", "/v1/access"): access_limit},
         mount=mount_decisions,
     )

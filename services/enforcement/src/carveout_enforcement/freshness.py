@@ -110,6 +110,16 @@ class GrantsLog:
             if committed is not None:
                 self.applied_next.setdefault(partition, committed)
 
+    async def applied_positions(self) -> dict[int, int]:
+        """For each grants partition, the next offset the projection has applied: what it
+        handled since it started, else the group's committed offset (what the store it
+        loaded at start holds)."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is not None:
+            assigned = [tp.partition for tp in consumer.assignment()]
+            await self._baseline([p for p in assigned if p not in self.applied_next])
+        return dict(self.applied_next)
+
     async def wait_caught_up(self, within_s: float) -> bool:
         """Wait until every grant event published before now has been applied."""
         ends = await self.ends()

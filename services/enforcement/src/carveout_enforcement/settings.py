@@ -50,6 +50,20 @@ class EnforcementSettings(SharedSettings):
         ge=1024,
         description="Largest body of POST /v1/access (a batch of accesses); 413 beyond.",
     )
+    enforcer_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=limits.MAX_ID,
+        description="This replica's name in its acknowledgements and heartbeats (DESIGN §12); "
+        "by default the host name and the service's port.",
+    )
+    ack_queue_max: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Acknowledgements waiting to be published; beyond, they are left to the "
+        "heartbeats (the grants consumer never waits for them).",
+    )
     decision_body_max_bytes: int = Field(
         limits.DEFAULT_DECISION_BODY_BYTES,
         ge=1024,

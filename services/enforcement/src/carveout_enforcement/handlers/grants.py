@@ -95,6 +95,8 @@ class GrantProjector:
     index: GrantIndex
     retry_attempts: int
     on_applied: Callable[[Inbound], None] | None = None
+    on_versions: Callable[[GrantEvent, Sequence[GrantView], Inbound], None] | None = None
+    """Told of the versions an event made, once decisions reflect them (acknowledgements)."""
     clock: Callable[[], datetime] = utcnow
     _unsaved: dict[str, tuple[GrantView, str]] = field(default_factory=dict, init=False)
     """Views in memory whose store write failed, with the event that changed them:
@@ -113,6 +115,8 @@ class GrantProjector:
         # so if the write below fails the redelivered event changes memory no further.
         for view in changed:
             self.index.put(view)
+        if changed and self.on_versions is not None:
+            self.on_versions(event, changed, inbound)
         if changed and isinstance(event, GrantSuspended | CarveoutRevoked):
             applied = self.clock()
             PROPAGATION.observe(max(0.0, (applied - event.data.effective_at).total_seconds()))
