@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -16,6 +17,7 @@ from carveout_runtime.logread import partitions
 from carveout_runtime.retries import wait_set
 
 from .clock import Clock, system_clock
+from .propagation import LogPosition
 from .store import GrantStore
 
 log = logging.getLogger("carveout.grant.relay")
@@ -87,6 +89,7 @@ class OutboxRelay:
         # is the order the grant service recorded, and every event is its own record
         # batch, so a broker's end offsets always count it (Tansu reports the start of
         # the last batch as the end, and enforcement's catch-up check reads end offsets).
+        positions: dict[int, LogPosition] = {}
         for row in rows:
             # Each event continues the trace its row recorded (the regulator's request, or
             # the breach that tripped a policy).
@@ -95,11 +98,14 @@ class OutboxRelay:
                 row.traceparent,
                 attributes={"carveout.event_id": row.event_id, "carveout.grant_id": row.grant_id},
             ):
-                await self.publish(
+                sent = await self.publish(
                     row.payload.encode(), row.topic, row.key.encode(), row.traceparent
                 )
+            position = log_position(sent, self.clock)
+            if position is not None and row.seq is not None:
+                positions[row.seq] = position
         seqs = [row.seq for row in rows if row.seq is not None]
-        self.store.mark_published(seqs, self.clock())
+        self.store.mark_published(seqs, self.clock(), positions)
         async with self._progress:
             self._published_up_to = max(self._published_up_to, max(seqs))
             self._progress.notify_all()
@@ -113,6 +119,24 @@ class OutboxRelay:
         except TimeoutError:
             return False
         return True
+
+
+LOG_APPEND_TIME = 1
+"""Kafka's timestamp type of a record stamped by the broker when appended."""
+
+
+def log_position(sent: Any, clock: Clock) -> LogPosition | None:
+    """Where and when the log received a published record, from the broker's record
+    metadata: its append time when the topic stamps LogAppendTime, else the time the
+    publish was acknowledged. ``None`` when the broker said nothing (an in-memory one)."""
+    partition, offset = getattr(sent, "partition", None), getattr(sent, "offset", None)
+    if not isinstance(partition, int) or not isinstance(offset, int) or offset < 0:
+        return None
+    stamp = getattr(sent, "timestamp", None)
+    by_broker = getattr(sent, "timestamp_type", None) == LOG_APPEND_TIME
+    if by_broker and isinstance(stamp, int) and stamp >= 0:
+        return LogPosition(partition, offset, datetime.fromtimestamp(stamp / 1000, UTC))
+    return LogPosition(partition, offset, clock())
 
 
 async def grants_log_size(bootstrap: str) -> int:

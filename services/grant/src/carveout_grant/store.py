@@ -6,7 +6,7 @@ announcing it are written in one transaction, and the relay publishes rows in or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
 
 from .domain import Grant, PublicStatus
+from .propagation import LogPosition
 
 
 class GrantTable(SQLModel, registry=registry()):
@@ -53,6 +54,10 @@ class GrantEventRecord(GrantTable, table=True):
     traceparent: str | None = None
     created_at: str
     published_at: str | None = Field(default=None, index=True)
+    log_partition: int | None = None
+    """Where and when the grants log received the event (``None`` until published)."""
+    log_offset: int | None = None
+    appended_at: str | None = None
 
 
 class PolicyBreach(GrantTable, table=True):
@@ -124,10 +129,19 @@ class GrantStore(ServiceStore):
             session.commit()
             return seq
 
-    def record_from_log(self, change: GrantChange, payload: str, published_at: datetime) -> None:
-        """A grant change read back from the log (replay): recorded as published already."""
+    def record_from_log(
+        self,
+        change: GrantChange,
+        payload: str,
+        published_at: datetime,
+        position: LogPosition | None = None,
+    ) -> None:
+        """A grant change read back from the log (replay): recorded as published already,
+        at ``position``."""
         with self._session() as session:
-            self._write_change(session, change, payload=payload, published_at=published_at)
+            seq = self._write_change(session, change, payload=payload, published_at=published_at)
+            if position is not None:
+                _place(session, seq, position)
             session.commit()
 
     def _write_change(
@@ -267,13 +281,19 @@ class GrantStore(ServiceStore):
                 ).all()
             )
 
-    def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+    def mark_published(
+        self, seqs: Sequence[int], at: datetime, positions: Mapping[int, LogPosition] | None = None
+    ) -> None:
+        """Mark events published at ``at``; ``positions`` says, by sequence, where and when
+        the log received them."""
         with self._session() as session:
             session.exec(
                 update(GrantEventRecord)
                 .where(col(GrantEventRecord.seq).in_(seqs))
                 .values(published_at=iso(at))
             )
+            for seq, position in (positions or {}).items():
+                _place(session, seq, position)
             session.commit()
 
     def counts(self) -> tuple[int, int]:
@@ -301,6 +321,18 @@ class GrantStore(ServiceStore):
         with self._session() as session:
             value = session.exec(select(func.max(GrantEventRecord.seq))).one()
         return int(value or 0)
+
+
+def _place(session: Session, seq: int, position: LogPosition) -> None:
+    session.exec(
+        update(GrantEventRecord)
+        .where(col(GrantEventRecord.seq) == seq)
+        .values(
+            log_partition=position.partition,
+            log_offset=position.offset,
+            appended_at=iso(position.appended_at),
+        )
+    )
 
 
 def _has_event(session: Session, event_id: str) -> bool:
