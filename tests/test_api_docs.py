@@ -16,8 +16,12 @@ from carveout_contracts.events import EVENT_BY_TYPE
 
 # (service, topics it receives, topics it sends to)
 SERVICES = [
-    ("grant", {topics.BREACHES}, {topics.GRANTS, topics.DEADLETTER}),
-    ("enforcement", {topics.GRANTS, topics.ACCESS}, {topics.BREACHES, topics.DEADLETTER}),
+    ("grant", {topics.BREACHES, topics.ACKS}, {topics.GRANTS, topics.DEADLETTER}),
+    (
+        "enforcement",
+        {topics.GRANTS, topics.ACCESS},
+        {topics.BREACHES, topics.ACKS, topics.DEADLETTER},
+    ),
     (
         "notification",
         {topics.GRANTS, topics.BREACHES},

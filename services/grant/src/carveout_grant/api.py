@@ -21,8 +21,6 @@ from carveout_runtime.http import (
 
 from .deps import Action, CheckWebhook, Grants, Now, RegulatorAction, WebhookCheck
 from .domain import (
-    ActionRequest,
-    AmendRequest,
     Grant,
     GrantConflict,
     GrantRequest,
@@ -36,6 +34,17 @@ from .domain import (
     revoke_grant,
     suspend,
 )
+from .propagation_api import (
+    ActionBody,
+    AmendBody,
+    IssueBody,
+    Propagations,
+    VersionPropagationAnswer,
+    WaitForApplied,
+    wait_for_applied,
+)
+from .propagation_api import router as propagation_router
+from .propagation_book import PropagationBook
 from .store import GrantListing, StaleGrant
 
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
@@ -71,6 +80,8 @@ class GrantIssuedAnswer(GrantPublic):
     effective_at: datetime
     consistency_token: str
     published: bool
+    propagation: VersionPropagationAnswer | None = None
+    """With ``"wait": "applied"``: how far the new version has reached enforcement."""
 
 
 class GrantPage(BaseModel):
@@ -92,13 +103,19 @@ async def check_contacts(body: GrantRequest, check_webhook: CheckWebhook) -> Non
 
 @router.post("/grants", status_code=201, response_model=GrantIssuedAnswer)
 async def issue_grant(
-    body: GrantRequest, response: Response, action: Action, webhooks: WebhookCheck
+    body: IssueBody,
+    response: Response,
+    action: Action,
+    webhooks: WebhookCheck,
+    book: Propagations,
 ) -> GrantIssuedAnswer:
-    """Issue a grant under a carveout (regulator)."""
+    """Issue a grant under a carveout (regulator); with ``"wait": "applied"``, answer once
+    every live enforcement replica applies it (or after ``wait_seconds``)."""
     await check_contacts(body, webhooks)
-    event = issue(body, grant_id=new_grant_id(), by=action.by, now=action.now)
+    event = issue(body.request(), grant_id=new_grant_id(), by=action.by, now=action.now)
     grant = apply(None, event)
     published = await action.service.record([grant], event, action.trace)
+    propagation = await wait_for_applied(book, {grant.grant_id: grant.version}, body)
     response.headers["Location"] = f"/v1/grants/{grant.grant_id}"
     return GrantIssuedAnswer.model_validate(
         {
@@ -107,6 +124,7 @@ async def issue_grant(
             "effective_at": event.occurred_at,
             "consistency_token": encode_token({grant.grant_id: grant.version}),
             "published": published,
+            "propagation": propagation.get(grant.grant_id) if propagation else None,
         }
     )
 
@@ -158,6 +176,8 @@ class ActionAnswer(BaseModel):
     effective_at: datetime
     consistency_token: str
     published: bool
+    propagation: VersionPropagationAnswer | None = None
+    """With ``"wait": "applied"``: how far the new version has reached enforcement."""
 
 
 class CarveoutRevokedAnswer(BaseModel):
@@ -167,6 +187,8 @@ class CarveoutRevokedAnswer(BaseModel):
     effective_at: datetime
     consistency_token: str
     published: bool
+    propagation: dict[str, VersionPropagationAnswer] | None = None
+    """With ``"wait": "applied"``: each revoked grant's propagation, by grant id."""
 
 
 def _answers(
@@ -203,18 +225,33 @@ async def _order(
 
 
 async def _act_on_grant(
-    action: RegulatorAction, grant_id: str, command: Callable[[Grant], GrantEvent]
+    action: RegulatorAction,
+    grant_id: str,
+    command: Callable[[Grant], GrantEvent],
+    book: PropagationBook,
+    wait: WaitForApplied,
 ) -> ActionAnswer:
     grant = _found(action.service.store.get(grant_id), grant_id)
     event, after, published = await _order(action, [grant], lambda: command(grant))
-    return _answers(after, event, published, action.now)[0]
+    [answer] = _answers(after, event, published, action.now)
+    propagation = await wait_for_applied(book, {grant_id: answer.version}, wait)
+    if propagation:
+        answer.propagation = propagation.get(grant_id)
+    return answer
 
 
 @router.post("/grants/{grant_id}/amend", response_model=ActionAnswer, responses=CONFLICT)
-async def amend_grant(grant_id: str, body: AmendRequest, action: Action) -> ActionAnswer:
+async def amend_grant(
+    grant_id: str, body: AmendBody, action: Action, book: Propagations
+) -> ActionAnswer:
     """Replace a grant's validity, conditions and breach policy (regulator)."""
+    terms = body.request()
     return await _act_on_grant(
-        action, grant_id, lambda grant: amend(grant, body, by=action.by, now=action.now)
+        action,
+        grant_id,
+        lambda grant: amend(grant, terms, by=action.by, now=action.now),
+        book,
+        body,
     )
 
 
@@ -227,11 +264,15 @@ class ReasonedCommand(Protocol):
 def _reasoned_action(command: ReasonedCommand) -> Callable[..., Awaitable[ActionAnswer]]:
     """The route of a :class:`ReasonedCommand`: a reason in, the action's answer out."""
 
-    async def act(grant_id: str, body: ActionRequest, action: Action) -> ActionAnswer:
+    async def act(
+        grant_id: str, body: ActionBody, action: Action, book: Propagations
+    ) -> ActionAnswer:
         return await _act_on_grant(
             action,
             grant_id,
             lambda grant: command(grant, body.reason, by=action.by, now=action.now),
+            book,
+            body,
         )
 
     return act
@@ -265,9 +306,11 @@ for verb, reasoned, description in REASONED_ACTIONS:
     "/carveouts/{carveout_id}/revoke", response_model=CarveoutRevokedAnswer, responses=CONFLICT
 )
 async def revoke_carveout(
-    carveout_id: str, body: ActionRequest, action: Action
+    carveout_id: str, body: ActionBody, action: Action, book: Propagations
 ) -> CarveoutRevokedAnswer:
-    """Revoke a whole carveout: every grant under it, in one event (regulator)."""
+    """Revoke a whole carveout: every grant under it, in one event (regulator). With
+    ``"wait": "applied"``, answer once every live enforcement replica applies each revoked
+    grant's new version (or after ``wait_seconds``): ``propagation`` maps grant id to it."""
     grants = action.service.store.of_carveout(carveout_id)
     if not grants:
         raise ApiError(404, "not_found", f"no grants under carveout {carveout_id!r}")
@@ -278,6 +321,9 @@ async def revoke_carveout(
         lambda: revoke(live, body.reason, carveout_id=carveout_id, by=action.by, now=action.now),
     )
     answers = _answers(after, event, published, action.now)
+    propagation = await wait_for_applied(book, {a.grant_id: a.version for a in answers}, body)
+    for answer in answers:
+        answer.propagation = (propagation or {}).get(answer.grant_id)
     return CarveoutRevokedAnswer(
         carveout_id=carveout_id,
         grants=answers,
@@ -285,4 +331,8 @@ async def revoke_carveout(
         effective_at=answers[0].effective_at,
         consistency_token=answers[0].consistency_token,
         published=published,
+        propagation=propagation,
     )
+
+
+router.include_router(propagation_router)

@@ -1,4 +1,5 @@
-"""Composition root of the grant service: settings, store, relay, breach policy, HTTP."""
+"""Composition root of the grant service: settings, store, relay, breach policy,
+enforcement's acknowledgements, HTTP."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from carveout_runtime.composition import ServiceShell
 from carveout_runtime.stores import make_engine
 
 from . import api
+from .acks_store import AckStore
 from .clock import Clock, system_clock
 from .deps import GrantContext
+from .handlers.acks import AckFolder, never_processed
 from .handlers.breaches import BreachPolicy
+from .propagation_book import PropagationBook
 from .relay import OutboxRelay, grants_log_size
 from .service import GrantService
 from .settings import GrantSettings
@@ -44,6 +48,14 @@ def create_app(
         "Breaches, counted against each grant's breach policy.",
         max_lag=100,
     )
+    propagation = PropagationBook(AckStore(store.engine), clock)
+    shell.consume(
+        topics.ACKS,
+        AckFolder(propagation.store, propagation, clock),
+        never_processed,
+        "Enforcement's acknowledgements and heartbeats: how far each grant version reached.",
+        max_lag=100,
+    )
 
     async def restore_log_if_lost() -> None:
         await relay.restore_log_if_lost(await grants_log_size(settings.kafka_bootstrap))
@@ -58,6 +70,6 @@ def create_app(
     return shell.app(
         description="System of record for regulator actions on carveout grants.",
         router=api.router,
-        context=GrantContext(service, clock),
+        context=GrantContext(service, clock, propagation),
         produces=[topics.GRANTS],
     )

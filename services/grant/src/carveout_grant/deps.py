@@ -22,6 +22,7 @@ from carveout_runtime.composition import service_context
 from carveout_runtime.http import Regulator, check_webhook
 
 from .clock import Clock
+from .propagation_book import PropagationBook
 from .service import GrantService
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -33,6 +34,8 @@ class GrantContext:
 
     service: GrantService
     clock: Clock
+    propagation: PropagationBook | None = None
+    """Propagation to enforcement, read and waited on (DESIGN §12)."""
 
 
 Context = Annotated[GrantContext, Depends(service_context(GrantContext))]
