@@ -26,7 +26,7 @@ from .system import SERVICES, System, wait_for
 pytestmark = pytest.mark.broker
 
 GROUPS = {
-    "carveout-grant": [topics.BREACHES],
+    "carveout-grant": [topics.BREACHES, topics.ACKS],
     "carveout-enforcement": [topics.GRANTS],
     "carveout-enforcement-access": [topics.ACCESS],
     "carveout-notification": [topics.GRANTS, topics.BREACHES],
@@ -160,7 +160,11 @@ def test_replay_of_every_service_matches_its_live_digest(
         # The rebuilt store, digested by the digest command, says the same.
         again = carveout(after_demo, "digest", service, "--database-url", target, "--json")
         assert json.loads(again.stdout)["digest"] == live_digest["digest"]
-    assert asyncio.run(_ends(after_demo.bootstrap)) == ends_before, "a replay published"
+    ends_after = asyncio.run(_ends(after_demo.bootstrap))
+    # Live enforcement beats every second on carveout.acks: that topic grows regardless.
+    for grows in (ends_before, ends_after):
+        del grows[topics.ACKS]
+    assert ends_after == ends_before, "a replay published"
     assert len(receiver.deliveries) == hooks_before, "a replay sent a webhook"
     assert len(smtp.inbox.messages) == mails_before, "a replay sent an email"
 

@@ -60,6 +60,14 @@ def breach(
     return json.dumps(event).encode()
 
 
+def ack_record(kind: str, data: dict[str, Any], key: str, at: datetime) -> bytes:
+    """An enforcement.applied or enforcement.heartbeat, as enforcement would publish it."""
+    event: dict[str, Any] = json.loads((GOLDEN / f"enforcement.{kind}.v1.json").read_text())
+    event.update(event_id=str(uuid.uuid4()), key=key, occurred_at=iso_utc(at))
+    event["data"].update(data)
+    return json.dumps(event).encode()
+
+
 def breach_id(value: bytes) -> str:
     return str(json.loads(value)["data"]["breach_id"])
 
@@ -180,6 +188,32 @@ async def test_replay_rebuilds_the_live_grant_store_and_publishes_nothing(
         await settled(live, 6)
         grant_events = list(live.published)
 
+        # Enforcement's acks: one applied twice (a restarted replica's store was lost: the
+        # earlier time stands), one more, and a heartbeat (kept, but not in the digest).
+        enforcer = f"enf-replay-{suffix}"
+        issued_event = json.loads(grant_events[0].value)["event_id"]
+
+        def applied(grant_id: str, version: int, event_id: str, at: datetime) -> dict[str, Any]:
+            return {
+                "enforcer_id": enforcer,
+                "grant_id": grant_id,
+                "version": version,
+                "grant_event_id": event_id,
+                "applied_at": iso_utc(at),
+            }
+
+        beat = {"enforcer_id": enforcer, "grants_positions": {"0": 3}, "at": iso_utc(now)}
+        acks = [
+            ack_record("applied", applied(g1, 1, issued_event, now), g1, now),
+            ack_record(
+                "applied", applied(g1, 1, issued_event, now + timedelta(seconds=9)), g1, now
+            ),
+            ack_record("applied", applied(g2, 1, issued_event, now), g2, now),
+            ack_record("heartbeat", beat, enforcer, now),
+        ]
+        for value in acks:
+            await live.broker.publish(value, topics.ACKS, key=g1.encode(), headers=json_headers)
+
     assert [json.loads(r.value)["type"] for r in grant_events] == [
         "grant.issued",
         "grant.issued",
@@ -191,6 +225,7 @@ async def test_replay_rebuilds_the_live_grant_store_and_publishes_nothing(
     await append(bootstrap, topics.GRANTS, [(r.value, r.key, r.headers) for r in grant_events])
     await append(bootstrap, topics.BREACHES, [(v, g2.encode(), json_headers) for v in first])
     await append(bootstrap, topics.BREACHES, [(v, g1.encode(), json_headers) for v in second])
+    await append(bootstrap, topics.ACKS, [(v, g1.encode(), json_headers) for v in acks])
 
     live_digest = grant_replay.digest(live_url)
     ends = await log_ends(bootstrap, topics.ALL_TOPICS)
@@ -213,6 +248,7 @@ async def test_replay_rebuilds_the_live_grant_store_and_publishes_nothing(
     # Counted: g2's two, g1's four (one after the revocation), the unknown grant's one.
     assert rows["policy_breaches"] - rows_before["policy_breaches"] == 7
     assert rows["grants"] - rows_before["grants"] == 2
+    assert rows["enforcement_acks"] - rows_before["enforcement_acks"] == 2
 
     rebuilt = GrantStore(make_engine(rebuilt_url))
     try:
