@@ -36,7 +36,16 @@ def token_for(operation: Any, tokens: dict[str, str]) -> str:
     return tokens[role]
 
 
-def fuzz(operation: Any, mode: GenerationMode, token: str) -> list[str]:
+def headers_for(operation: Any, tokens: dict[str, str]) -> dict[str, str]:
+    """A bearer token the operation admits; and for the authorization endpoint, which
+    reads the gateway's token from a header of its own, the gateway's token there."""
+    headers = {"Authorization": f"Bearer {token_for(operation, tokens)}"}
+    if {"gatewayToken": []} in operation.definition.raw.get("security", []):
+        headers["x-carveout-gateway-token"] = tokens["gateway"]
+    return headers
+
+
+def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> list[str]:
     """Run one operation's examples; returns the failures schemathesis found, as text."""
     failures: list[str] = []
 
@@ -50,7 +59,7 @@ def fuzz(operation: Any, mode: GenerationMode, token: str) -> list[str]:
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         case.call_and_validate(
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
             excluded_checks=[positive_data_acceptance],
             timeout=10,
         )
@@ -73,5 +82,5 @@ def test_no_request_breaks_the_api(system: System, service: str) -> None:
     assert operations, f"{service} documents no operations"
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            failures += fuzz(operation, mode, token_for(operation, tokens))
+            failures += fuzz(operation, mode, headers_for(operation, tokens))
     assert not failures, "\n\n".join(failures)

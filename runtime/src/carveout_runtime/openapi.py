@@ -97,6 +97,8 @@ def document_errors(app: FastAPI) -> None:
                     continue
                 responses = operation.setdefault("responses", {})
                 for status in sorted(_statuses(method, path, roles, set(responses))):
+                    if status != "422" and "content" in responses.get(status, {}):
+                        continue  # the route documents a body of its own for this status
                     responses[status] = _error(status)  # 422 too: ours, not FastAPI's shape
                 if roles:
                     admitted = sorted({role.value for check in roles for role in check})

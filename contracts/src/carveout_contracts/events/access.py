@@ -3,6 +3,8 @@ grantee id."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -49,3 +51,13 @@ class AccessRecorded(Envelope, topic=topics.ACCESS, key=lambda data: data.grante
 
 AccessEvent = Annotated[AccessRecorded, Field(discriminator="type")]
 """The events of ``carveout.access``."""
+
+GATEWAY_REQUESTS = uuid.UUID("0c1b3f52-8f4e-5a55-9d0c-6a7e2b1f4c10")
+"""The UUID namespace of :func:`access_event_id`."""
+
+
+def access_event_id(gateway_id: str, request_id: str) -> uuid.UUID:
+    """The ``event_id`` of the access a gateway served for one of its requests: a retried
+    request gets the same id, so it is recorded once (consumers are idempotent by event id).
+    The two ids are joined as a JSON array, so no pair of ids spells another pair's name."""
+    return uuid.uuid5(GATEWAY_REQUESTS, json.dumps([gateway_id, request_id]))

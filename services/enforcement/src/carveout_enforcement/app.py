@@ -20,6 +20,7 @@ from carveout_runtime.stores import make_engine
 from . import api
 from .acks import Acknowledger, default_enforcer_id
 from .context import EnforcementContext
+from .decision.authz import serve_authz
 from .decision.decide import DecisionState
 from .decision.endpoint import DecisionEndpoint, ServedFirst
 from .freshness import GrantsLog
@@ -123,6 +124,8 @@ def create_app(
         )
         endpoint = DecisionEndpoint(context.decisions, limit, context.clock)
         app.add_middleware(ServedFirst, method="POST", path="/v1/decisions", endpoint=endpoint)
+        # /v1/authz/ (Envoy ext_authz, nginx auth_request) the same way, on the same state.
+        serve_authz(app, context.decisions, shell.broker, shell.background, context.clock)
 
     shell.resources.append(grants_log)
     shell.on_start.append(settle)

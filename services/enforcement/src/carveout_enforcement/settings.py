@@ -69,3 +69,10 @@ class EnforcementSettings(SharedSettings):
         ge=1024,
         description="Largest body of POST /v1/decisions; 413 beyond.",
     )
+    authz_record_buffer: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Accesses /v1/authz/ recorded (x-carveout-record: true) and not yet "
+        "published; while it is full, requests asking to be recorded are refused with 503.",
+    )

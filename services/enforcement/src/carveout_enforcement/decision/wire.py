@@ -5,11 +5,14 @@ access happened is held to.
 The fast path is msgspec (typed, strict, in C) mirroring :class:`DecisionRequest`; a
 request it does not read plainly (a missing field, padded text, an unusual time) goes
 through the pydantic model, which accepts it normalised or answers 422 naming the field.
+The authorization endpoint's headers, once parsed into fields, take the same two paths
+(:func:`read_fields`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,16 +102,75 @@ def read_question(body: bytes, now: float, max_future_skew_s: float) -> Question
     plain = _plain(body)
     if plain is not None:
         wire, occurred = plain
-        facts: AccessFacts = wire
-        request_id, token = wire.request_id, wire.min_consistency
-    else:
-        try:
-            request = DecisionRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise BadRequest(422, validation_error_body(exc.errors())) from None
-        facts, occurred = facts_of(request), request.occurred_at
-        request_id, token = request.request_id, request.min_consistency
-    error = occurred_at_error(occurred, now, max_future_skew_s, ("occurred_at",))
+        return _checked(
+            wire, wire.request_id, occurred, wire.min_consistency, now, max_future_skew_s
+        )
+    try:
+        request = DecisionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(422, validation_error_body(exc.errors())) from None
+    return _checked_request(request, now, max_future_skew_s)
+
+
+def read_fields(
+    fields: dict[str, Any],
+    now: float,
+    max_future_skew_s: float,
+    names: Mapping[str, str] | None = None,
+) -> Question:
+    """Read and check a decision request given as fields (already parsed, as the
+    authorization endpoint reads its headers) rather than JSON: the same types, bounds and
+    checks as :func:`read_question`. ``names`` renames fields in the errors (a field to the
+    header that carried it); raises :class:`BadRequest`."""
+    try:
+        wire: _WireDecision | None = msgspec.convert(fields, _WireDecision)
+    except msgspec.ValidationError:
+        wire = None  # the documented model names the problem
+    if wire is not None and plainly_written(wire, wire.request_id):
+        token = wire.min_consistency
+        return _checked(wire, wire.request_id, None, token, now, max_future_skew_s, names)
+    try:
+        request = DecisionRequest.model_validate(fields)
+    except ValidationError as exc:
+        errors = [{**e, "loc": _renamed(e["loc"], names)} for e in exc.errors()]
+        raise BadRequest(422, validation_error_body(errors)) from None
+    return _checked_request(request, now, max_future_skew_s, names)
+
+
+def _renamed(loc: tuple[Any, ...], names: Mapping[str, str] | None) -> tuple[Any, ...]:
+    if not names or not loc or loc[0] not in names:
+        return loc
+    return (names[loc[0]], *loc[1:])
+
+
+def _checked_request(
+    request: DecisionRequest,
+    now: float,
+    max_future_skew_s: float,
+    names: Mapping[str, str] | None = None,
+) -> Question:
+    return _checked(
+        facts_of(request),
+        request.request_id,
+        request.occurred_at,
+        request.min_consistency,
+        now,
+        max_future_skew_s,
+        names,
+    )
+
+
+def _checked(
+    facts: AccessFacts,
+    request_id: str,
+    occurred: datetime | None,
+    token: str | None,
+    now: float,
+    max_future_skew_s: float,
+    names: Mapping[str, str] | None = None,
+) -> Question:
+    """The checks past the types and bounds: ``occurred_at`` in its window, a readable token."""
+    error = occurred_at_error(occurred, now, max_future_skew_s, _renamed(("occurred_at",), names))
     if error is not None:
         raise _refused(error)
     versions = None
@@ -116,9 +178,8 @@ def read_question(body: bytes, now: float, max_future_skew_s: float) -> Question
         try:
             versions = decode_token(token)
         except BadConsistencyToken as exc:
-            raise _refused(
-                {"loc": ("min_consistency",), "msg": str(exc), "type": "value_error"}
-            ) from None
+            loc = _renamed(("min_consistency",), names)
+            raise _refused({"loc": loc, "msg": str(exc), "type": "value_error"}) from None
     return Question(
         facts=facts,
         request_id=request_id,
