@@ -102,10 +102,11 @@ class NoteVerifier(_NamedKey):
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Read a verifier key text; its key id must match its name and key."""
-        parts = vkey[:1024].split("+")
-        if len(vkey) > 1024 or len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+        # The name has no "+" and the key id is hex, but base64 may hold "+": split twice.
+        name, _, rest = vkey[:1024].partition("+")
+        key_id, _, encoded = rest.partition("+")
+        if len(vkey) > 1024 or not re.fullmatch(r"[0-9a-f]{8}", key_id):
             raise NoteError("a verifier key is <name>+<8 hex digits>+<base64 key>")
-        name, key_id, encoded = parts
         raw = _b64decode(encoded)
         if raw is None or len(raw) != 33 or raw[0] != ED25519:
             raise NoteError("the verifier key is not an Ed25519 key (type 0x01, 32 bytes)")
