@@ -58,6 +58,8 @@ class ServiceShell:
     """Run once the broker is up, before the app serves."""
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
     """Tasks that run as long as the process, by name; cancelled at shutdown."""
+    routers: list[APIRouter] = field(default_factory=list)
+    """Routes beside the service's own router (its transparency logs')."""
     dead_letter: DeadLetter = field(init=False)
     signing: EventSigning = field(init=False)
     """The key the service signs its events with, and the keys it checks others' against."""
@@ -164,6 +166,8 @@ class ServiceShell:
         install_edge(app, self.settings, body_limits, allow_networks=allow_networks)
         install_asyncapi(app, self.broker, produces=[*produces, topics.DEADLETTER])
         app.include_router(router)
+        for more in self.routers:
+            app.include_router(more)
         app.include_router(keys_router(self.signing))
         if mount is not None:
             mount(app)

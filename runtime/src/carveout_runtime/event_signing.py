@@ -18,7 +18,7 @@ from typing import Any
 from carveout_contracts import topics
 
 from .keyfiles import current_signing_key, load_signing_keys, load_trusted_keys
-from .notes import NoteVerifier
+from .notes import NoteSigner, NoteVerifier
 from .signing import SIGNATURE_HEADER, SigningKey, TrustedKeys, raw_public_key
 
 log = logging.getLogger("carveout.signing")
@@ -104,6 +104,14 @@ class EventSigning:
             return None
         check = self.trusted.current().verify_headers(value, list(headers or ()), service=signer)
         return None if check.ok else f"{check.reason}: {check.detail}"
+
+    def note_signer(self) -> NoteSigner | None:
+        """What signs the service's checkpoints: its current key under its note key name,
+        or ``None`` when it has no key or signs no checkpoints."""
+        name = NOTE_KEY_NAMES.get(self.service)
+        if self.key is None or name is None:
+            return None
+        return NoteSigner(name, self.key.private_key)
 
     def public_keys(self) -> list[dict[str, Any]]:
         """The service's public keys, newest first, for ``GET /v1/keys``."""

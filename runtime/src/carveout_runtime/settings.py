@@ -77,6 +77,13 @@ class SharedSettings(BaseSettings):
         description="Attempts at a record that keeps failing before it is dead-lettered "
         "with reason 'failed' (an unavailable store or broker is retried without bound).",
     )
+    checkpoint_interval_seconds: float = Field(
+        1.0,
+        ge=0.05,
+        le=1.0,
+        description="How often the grant and enforcement services sign a checkpoint of each "
+        "transparency log that grew (DESIGN §12: at least every second).",
+    )
     otel_console_file: str | None = Field(
         None,
         validation_alias="CARVEOUT_OTEL_CONSOLE_FILE",
