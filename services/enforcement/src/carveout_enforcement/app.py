@@ -17,7 +17,7 @@ from carveout_runtime.edge import BodyLimit
 from carveout_runtime.retries import ConsumerHealth
 from carveout_runtime.stores import make_engine
 
-from . import api
+from . import api, transparency
 from .acks import Acknowledger, default_enforcer_id
 from .context import EnforcementContext
 from .decision.authz import serve_authz
@@ -78,6 +78,7 @@ def create_app(
     outbox = BreachOutbox(
         store, publish, retry_attempts=settings.consumer_retry_attempts, health=access_health
     )
+    decision_log = transparency.install(shell, store, settings)
     pipeline = AccessPipeline(
         store,
         index,
@@ -87,6 +88,7 @@ def create_app(
         set_aside=set_aside,
         settings=PipelineSettings.of(settings),
         health=access_health,
+        decision_log=decision_log,
     )
     shell.watch(
         topics.ACCESS,

@@ -19,7 +19,9 @@ from carveout_contracts import topics
 from carveout_runtime.digest import CoveredTable
 from carveout_runtime.logread import read_topics
 from carveout_runtime.replay import ReplayOptions, ReplayReport, StoreDigest, rebuilding
+from carveout_runtime.tlog import TransparencyLogs
 
+from .decision_log import DecisionLeaves, DecisionLog
 from .freshness import WholeLogRead
 from .handlers.access import AccessPipeline, PipelineSettings
 from .handlers.grants import GrantIndex, GrantProjector
@@ -49,6 +51,9 @@ DIGEST_TABLES = (
             "user_id",
             "gateway_id",
             "units",
+            "log_partition",
+            "leaf_index",
+            "leaf_hash",
         ),
         why_not="judged_at (when this copy judged the access)",
     ),
@@ -96,6 +101,10 @@ async def replay(
         async def count_poison(_record: Any, _reason: str, _error: str) -> None:
             report.poison += 1
 
+        # The decision logs as the live service keeps them (a --since replay goes on from
+        # the leaves its restored copy holds): the same leaves, the same trees.
+        logs = TransparencyLogs(DecisionLeaves(rebuild.engine))
+        logs.load()
         pipeline = AccessPipeline(
             store,
             index,
@@ -108,6 +117,7 @@ async def replay(
                 max_future_skew_s=max_future_skew_s,
                 record_max_bytes=settings.record_max_bytes,  # as live: the same too large
             ),
+            decision_log=DecisionLog(logs) if settings.decision_log else None,
         )
         report.records[topics.ACCESS] = 0
         first = rebuild.first_ms

@@ -28,6 +28,13 @@ class DecisionRow(msgspec.Struct, frozen=True, gc=False):
     user_id: str
     gateway_id: str
     units: int
+    log_partition: int | None = None
+    """The access partition whose decision log holds this decision (DESIGN §12); ``None``
+    when it was judged with the log off."""
+    leaf_index: int | None = None
+    """Its leaf's index in that log."""
+    leaf_hash: str | None = None
+    """The RFC 6962 hash of its leaf, hex: what the log's tree is rebuilt from."""
 
 
 class BreachRow(msgspec.Struct, frozen=True, gc=False):

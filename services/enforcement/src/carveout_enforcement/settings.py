@@ -64,6 +64,11 @@ class EnforcementSettings(SharedSettings):
         description="Acknowledgements waiting to be published; beyond, they are left to the "
         "heartbeats (the grants consumer never waits for them).",
     )
+    decision_log: bool = Field(
+        True,
+        description="Keep the decision logs (DESIGN §12: a Merkle tree per access partition, "
+        "signed checkpoints); off only to measure what they cost.",
+    )
     decision_body_max_bytes: int = Field(
         limits.DEFAULT_DECISION_BODY_BYTES,
         ge=1024,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,12 +10,13 @@ from typing import Any
 import msgspec
 import orjson
 from msgspec.structs import astuple
-from sqlalchemy import BigInteger, Engine, Index, func, update
+from sqlalchemy import BigInteger, Connection, Engine, Index, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
+from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import GrantView
 from .rows import BreachRow, DecisionRow, UsageRow
@@ -46,6 +47,10 @@ class DecisionRecord(EnforcementTable, table=True):
     __table_args__ = (
         Index("ix_decisions_grantee_time", "grantee_id", "occurred_at"),
         Index("ix_decisions_grant_time", "grant_id", "occurred_at"),
+        # A leaf's place in its log: unique, so two writers can never take the same one.
+        # In the decision's own row rather than a table of its own, which would cost every
+        # insert a second row and an index keyed by random event ids (twice the writes).
+        Index("ux_decisions_leaf", "log_partition", "leaf_index", unique=True),
     )
 
     access_event_id: str = Field(primary_key=True)
@@ -61,6 +66,11 @@ class DecisionRecord(EnforcementTable, table=True):
     user_id: str
     gateway_id: str
     units: int
+    log_partition: int | None = None
+    """The decision log holding this decision: ``carveout.decisions/<log_partition>``."""
+    leaf_index: int | None = Field(default=None, sa_type=BigInteger)
+    leaf_hash: str | None = None
+    """Its leaf's RFC 6962 hash, hex."""
 
 
 class BreachRecord(EnforcementTable, table=True):
@@ -93,6 +103,12 @@ class UsageRecord(EnforcementTable, table=True):
 
 class ProcessedEvent(ProcessedEventColumns, EnforcementTable, table=True):
     __tablename__ = "processed_events"
+
+
+class DecisionCheckpoint(CheckpointColumns, EnforcementTable, table=True):
+    """A signed checkpoint of a decision log."""
+
+    __tablename__ = "checkpoints"
 
 
 class EnforcementStore(ServiceStore):
@@ -148,12 +164,18 @@ class EnforcementStore(ServiceStore):
         decisions: Sequence[DecisionRow],
         breaches: Sequence[BreachRow],
         usage: Mapping[tuple[str, str, int], int],
+        place: Callable[[Connection], Sequence[DecisionRow]] | None = None,
     ) -> None:
         """Decisions, breaches and the new usage totals of one batch, in one transaction.
 
-        Rows go straight to the driver's ``executemany``: the batch is the hot path.
+        ``place`` gives the decisions their leaves in the decision logs, from the logs'
+        sizes as this transaction reads them (``DecisionLog.prepare``), so the logs and
+        the decisions are written together. Rows go straight to the driver's
+        ``executemany``: the batch is the hot path.
         """
         with self.engine.begin() as connection:
+            if place is not None:
+                decisions = place(connection)
             if decisions:
                 self._decisions.write(connection, decisions)
             if breaches:

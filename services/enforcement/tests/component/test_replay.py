@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from carveout_contracts import codec, topics
 from carveout_enforcement import replay as enforcement_replay
+from carveout_enforcement.decision_log import DecisionLeaves, DecisionLog
 from carveout_enforcement.freshness import WholeLogRead
 from carveout_enforcement.handlers.access import AccessPipeline, PipelineSettings
 from carveout_enforcement.handlers.grants import GrantIndex, GrantProjector
@@ -39,6 +40,7 @@ from carveout_runtime.consumers import EventHandler
 from carveout_runtime.logread import by_append_time, log_ends, read_all, read_topics
 from carveout_runtime.replay import NotAFreshStore, ReplayReport
 from carveout_runtime.stores import make_engine
+from carveout_runtime.tlog import TransparencyLogs
 
 pytestmark = pytest.mark.broker
 
@@ -176,6 +178,7 @@ async def run_live(bootstrap: str, database_url: str) -> Live:
         breaches=BreachOutbox(store, live.publish, retry_attempts=1),
         set_aside=live.dead_letter,
         settings=PipelineSettings(retry_attempts=1),
+        decision_log=DecisionLog(TransparencyLogs(DecisionLeaves(store.engine))),
     )
     sizes = random.Random(11)
     async for batch in read_topics(bootstrap, [topics.ACCESS], batch_records=997):

@@ -28,11 +28,12 @@ from carveout_runtime.retries import ConsumerHealth, describe_error, retrying, w
 
 from ..access import Arrival, read_batch
 from ..clock import Clock, Sleep, system_clock, system_sleep
+from ..decision_log import DecisionLog
 from ..freshness import ProjectionCatchUp, late_grant_wait
 from ..judge import UsageKey
 from ..outbox import BreachSink
 from ..outcomes import Judgement, judge_batch
-from ..rows import BreachRow
+from ..rows import BreachRow, DecisionRow
 from ..settings import EnforcementSettings
 from ..store import EnforcementStore
 from .grants import GrantIndex
@@ -101,6 +102,8 @@ class AccessPipeline:
     health: ConsumerHealth = field(default_factory=lambda: ConsumerHealth(SERVICE, topics.ACCESS))
     clock: Clock = system_clock
     sleep: Sleep = system_sleep
+    decision_log: DecisionLog | None = None
+    """Where each batch's decisions are appended as leaves (DESIGN §12), if anywhere."""
     judged: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -199,13 +202,20 @@ class AccessPipeline:
             ready.done = True
         judged = await self._judge_in_slices(todo)
         breaches = [_traced(breach, sources) for breach in judged.breaches]
+        decisions, placement = judged.decisions, None
+        place: tuple[Callable[[Any], Sequence[DecisionRow]], ...] = ()
+        if self.decision_log is not None:
+            placement = await self.decision_log.prepare(decisions, sources)
+            decisions, place = placement.decisions, (placement.settle,)
         await with_retries(
-            lambda: self.store.record_judgements(judged.decisions, breaches, judged.usage),
+            lambda: self.store.record_judgements(decisions, breaches, judged.usage, *place),
             attempts=self.settings.retry_attempts,
             health=self.health,
             what="recording decisions",
             in_thread=True,
         )
+        if self.decision_log is not None and placement is not None:
+            self.decision_log.placed(placement)  # committed: the trees follow
         self.usage.update(judged.usage)  # recorded: decisions and later batches count it
         self.judged += len(todo)
         await self.breaches.send(breaches)

@@ -1,0 +1,296 @@
+"""Enforcement's decision logs (DESIGN §12): one RFC 6962 log per ``carveout.access``
+partition, origin ``carveout.decisions/<partition>``, its leaves the decisions in the
+order the partition holds their accesses.
+
+A leaf is the RFC 8785 canonical JSON of::
+
+    {"access_event_id", "occurred_at", "grantee_id", "model_id", "grant_id",
+     "grant_version", "decision", "violations": [{"condition_id", "kind"}]}
+
+with ``occurred_at`` written one way only: RFC 3339 in UTC with six fractional digits
+and ``Z`` (``2026-09-10T11:04:59.000000Z``), as every store writes times. Everything in
+it is a column of the decision's row, so the store can always show the leaf again, and
+an auditor can tell a row that was changed from the leaf that was logged.
+
+A decision's leaf index and hash are columns of its row, written in the batch's one
+transaction (:class:`Placement`), so the store and the log never disagree; the trees in
+memory follow once it commits, and are rebuilt from those columns at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+import orjson
+from msgspec.structs import replace
+from sqlalchemy import Connection, Engine, func, text
+from sqlmodel import Session, col, select
+
+from carveout_contracts.common import iso_utc
+from carveout_runtime.merkle import leaf_hash
+from carveout_runtime.tlog import LeafEntry, TransparencyLogs
+
+from .rows import DecisionRow
+from .store import DecisionRecord
+
+ORIGIN_PREFIX: Final = "carveout.decisions/"
+_MAX_PARTITION = 2**31 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400_000_000
+_LOCK_BASE = 0x6361_7276_6F75_7400  # "carvout\0": the advisory locks of decision logs
+YIELD_EVERY = 256
+"""Leaves hashed between two yields to the event loop."""
+
+
+def origin(partition: int) -> str:
+    """The origin of the decision log of an access partition."""
+    return f"{ORIGIN_PREFIX}{partition}"
+
+
+def partition_of(name: str) -> int | None:
+    """The partition whose decision log ``name`` is, or ``None`` for another name."""
+    digits = name.removeprefix(ORIGIN_PREFIX)
+    if digits == name or not digits.isascii() or not digits.isdigit() or len(digits) > 10:
+        return None
+    if digits != str(int(digits)) or int(digits) > _MAX_PARTITION:
+        return None
+    return int(digits)
+
+
+_day_prefixes: dict[int, str] = {}
+
+
+def occurred_text(micros: int) -> str:
+    """Epoch microseconds as a leaf writes them: what :func:`iso_utc` writes, built from a
+    per-day prefix (five times cheaper than formatting a datetime, on the hot path)."""
+    day, rest = divmod(micros, _DAY_US)
+    prefix = _day_prefixes.get(day)
+    if prefix is None:
+        if len(_day_prefixes) > 4096:
+            _day_prefixes.clear()
+        prefix = _day_prefixes[day] = iso_utc(_EPOCH + timedelta(days=day))[:11]
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
+
+
+class DecisionFields(Protocol):
+    """What a leaf is made of: a decision row (``DecisionRow`` or its stored record)."""
+
+    @property
+    def access_event_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> int: ...
+    @property
+    def grantee_id(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def grant_id(self) -> str | None: ...
+    @property
+    def grant_version(self) -> int | None: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def violations(self) -> str: ...
+
+
+def leaf_object(decision: DecisionFields) -> dict[str, Any]:
+    """The leaf's JSON object, its keys in RFC 8785 order (UTF-16 code units; here ASCII)."""
+    violations = decision.violations
+    return {
+        "access_event_id": decision.access_event_id,
+        "decision": decision.decision,
+        "grant_id": decision.grant_id,
+        "grant_version": decision.grant_version,
+        "grantee_id": decision.grantee_id,
+        "model_id": decision.model_id,
+        "occurred_at": occurred_text(decision.occurred_at),
+        "violations": []
+        if violations == "[]"
+        else [
+            {"condition_id": v["condition_id"], "kind": v["kind"]} for v in orjson.loads(violations)
+        ],
+    }
+
+
+def decision_leaf(decision: DecisionFields) -> bytes:
+    """The leaf of a decision: the RFC 8785 canonical JSON of :func:`leaf_object`.
+
+    Made by hand for this one shape rather than by the ``rfc8785`` package, which takes
+    about 12 µs a leaf, over a third of the ~33 µs a decision costs in all (measured at
+    27,000 decisions/s). For objects whose keys are written in order and whose values
+    are strings, integers below 2**53, null and such objects and lists, orjson's output
+    is RFC 8785's: no white space, UTF-8 unescaped, the same escapes (``\\"``, ``\\\\``,
+    ``\\b\\t\\n\\f\\r``, other controls as ``\\u00xx``). A property test holds the two to
+    equality over arbitrary Unicode; lone surrogates, which neither accepts, never pass
+    the access readers.
+    """
+    return orjson.dumps(leaf_object(decision))
+
+
+@dataclass(slots=True)
+class LeafRun:
+    """The leaves one batch adds to one decision log: from ``start``, in order."""
+
+    partition: int
+    start: int
+    hashes: list[bytes] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    """Where each leaf's decision is in the batch."""
+
+
+@dataclass(slots=True)
+class Placement:
+    """A batch's decisions with their leaves, placed where the logs in memory end; the
+    transaction that records them checks the stored logs end there too (:meth:`settle`)."""
+
+    decisions: list[DecisionRow]
+    runs: dict[int, LeafRun]
+
+    def settle(self, connection: Connection) -> list[DecisionRow]:
+        """The decisions as they are written, read in the recording transaction: a log that
+        grew in the store meanwhile (another replica sharing it) moves this batch's leaves
+        after its end. In PostgreSQL each log's appenders take turns (an advisory lock)."""
+        postgres = connection.dialect.name == "postgresql"
+        for run in self.runs.values():
+            if postgres:
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                connection.execute(lock, {"key": _LOCK_BASE + run.partition})
+            last = connection.execute(
+                select(func.max(col(DecisionRecord.leaf_index))).where(
+                    col(DecisionRecord.log_partition) == run.partition
+                )
+            ).scalar()
+            stored = 0 if last is None else int(last) + 1
+            if stored != run.start:
+                run.start = stored
+                for offset, row in enumerate(run.rows):
+                    self.decisions[row] = replace(self.decisions[row], leaf_index=stored + offset)
+        return self.decisions
+
+
+def record_partition(record: Any) -> int:
+    """The access partition a record came from (0 for one without, as in-memory tests make)."""
+    partition = getattr(record, "partition", None)
+    return partition if isinstance(partition, int) and partition >= 0 else 0
+
+
+@dataclass(eq=False)
+class DecisionLog:
+    """The decision logs of the partitions this replica judges."""
+
+    logs: TransparencyLogs
+
+    async def prepare(
+        self, decisions: Sequence[DecisionRow], sources: Mapping[str, Any]
+    ) -> Placement:
+        """Each decision with its log (its access record's partition), leaf index and leaf
+        hash; hashed a slice at a time, yielding in between like judging does."""
+        runs: dict[int, LeafRun] = {}
+        placed = []
+        for n, row in enumerate(decisions):
+            partition = record_partition(sources.get(row.access_event_id))
+            run = runs.get(partition)
+            if run is None:
+                run = runs[partition] = LeafRun(partition, self.logs.size(origin(partition)))
+            hashed = leaf_hash(decision_leaf(row))
+            run.rows.append(n)
+            run.hashes.append(hashed)
+            placed.append(
+                replace(
+                    row,
+                    log_partition=partition,
+                    leaf_index=run.start + len(run.hashes) - 1,
+                    leaf_hash=hashed.hex(),
+                )
+            )
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        return Placement(placed, runs)
+
+    def placed(self, placement: Placement) -> None:
+        """The trees follow a committed batch."""
+        for run in placement.runs.values():
+            self.logs.place(origin(run.partition), run.start, run.hashes)
+
+
+def stored_hash(text: str | None) -> bytes | None:
+    """A leaf hash as the store keeps it (hex), or ``None`` when it is not one."""
+    try:
+        raw = bytes.fromhex(text or "")
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+class DecisionLeaves:
+    """The decision logs as the store keeps them (a ``LeafSource``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def log_names(self) -> list[str]:
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(DecisionRecord.log_partition)
+                .where(col(DecisionRecord.log_partition).is_not(None))
+                .distinct()
+            )
+            return [origin(int(p)) for p in found if p is not None]
+
+    def _range(self, name: str, start: int, limit: int) -> Any:
+        return (
+            select(DecisionRecord)
+            .where(
+                col(DecisionRecord.log_partition) == partition_of(name),
+                col(DecisionRecord.leaf_index) >= start,
+            )
+            .order_by(col(DecisionRecord.leaf_index))
+            .limit(limit)
+        )
+
+    def leaf_hashes(self, name: str, start: int, limit: int) -> list[tuple[int, bytes]]:
+        if partition_of(name) is None:
+            return []
+        query = (
+            select(DecisionRecord.leaf_index, DecisionRecord.leaf_hash)
+            .where(
+                col(DecisionRecord.log_partition) == partition_of(name),
+                col(DecisionRecord.leaf_index) >= start,
+            )
+            .order_by(col(DecisionRecord.leaf_index))
+            .limit(limit)
+        )
+        found = []
+        with Session(self.engine) as session:
+            for index, stored in session.exec(query):
+                hashed = stored_hash(stored)
+                if hashed is None or index is None:
+                    break  # unreadable: the tree stops before it, as before a missing leaf
+                found.append((int(index), hashed))
+        return found
+
+    def leaves(self, name: str, start: int, limit: int) -> list[LeafEntry]:
+        if partition_of(name) is None:
+            return []
+        with Session(self.engine) as session:
+            rows = session.exec(self._range(name, start, limit)).all()
+        return [
+            LeafEntry(
+                int(row.leaf_index or 0),
+                row.access_event_id,
+                decision_leaf(row).decode(),
+                stored_hash(row.leaf_hash) or b"",
+            )
+            for row in rows
+        ]
+
+    def of_access(self, access_event_id: str) -> DecisionRecord | None:
+        with Session(self.engine) as session:
+            return session.get(DecisionRecord, access_event_id)
