@@ -1,7 +1,8 @@
 """``make bench``: measure on the embedded broker, one machine; write ``var/bench.json``.
 
 Figures (DESIGN targets in brackets): enforcement throughput and CPU cost (>= 25,000/s and
-per CPU-second), decision API p99 over HTTP at 1,000 req/s (<= 3 ms), in-process decision
+per CPU-second), decision API and gateway authorization p99 over HTTP at 1,000 req/s
+(<= 3 ms each), in-process decision
 p99 (<= 50 us, and no slower than Cedar deciding the same rules), and the broker's own
 round trip, the floor every latency is read against; and the replay rebuild of the
 enforcement store from the log the throughput run left (>= 25,000 events/s).
@@ -25,12 +26,13 @@ from rich.table import Table
 from carveout_enforcement.replay import replay as replay_enforcement
 from carveout_ops.broker import EmbeddedBroker, ensure_topics, free_port, wait_for_broker
 
-from . import decide, enforcement, propagation
+from . import authz, decide, enforcement, propagation
 
 TARGETS = {
     "enforcement_events_per_s": ">= 25000",
     "enforcement_events_per_cpu_s": ">= 30000",
     "decision_http_p99_ms": "<= 3",
+    "authz_http_p99_ms": "<= 3",
     "propagation_p50_ms": "<= 10",
     "propagation_p99_ms": "<= 25",
     "decide_p99_us": "<= 50, <= cedar",
@@ -120,6 +122,15 @@ def main() -> None:
             step("decision API", 1, 1)
             figures["decision_http_p50_ms"] = round(statistics.median(latency), 3)
             figures["decision_http_p99_ms"] = round(decide.percentile(latency, 0.99), 3)
+
+            step("authorization endpoint", 0, 2)
+            for n, (key, record) in enumerate(
+                [("authz_http", False), ("authz_recorded_http", True)]
+            ):
+                latency = asyncio.run(authz.authz_latency_ms(service.port, record=record))
+                step("authorization endpoint", n + 1, 2)
+                figures[f"{key}_p50_ms"] = round(statistics.median(latency), 3)
+                figures[f"{key}_p99_ms"] = round(decide.percentile(latency, 0.99), 3)
             service.stop()
             service = None
 

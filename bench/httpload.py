@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 
 async def _connection(
@@ -40,8 +41,10 @@ async def fixed_rate(
     seconds: float,
     connections: int = 16,
     warmup: int = 300,
+    vary: Callable[[int], bytes] | None = None,
 ) -> list[float]:
-    """Send ``request`` at ``rate`` per second for ``seconds``; latency of each, in ms."""
+    """Send ``request`` at ``rate`` per second for ``seconds``; latency of each, in ms.
+    With ``vary``, the n-th request is ``vary(n)`` instead (a request id of its own, say)."""
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     warm: list[float] = []
     workers = [asyncio.create_task(_connection(host, port, queue, warm)) for _ in range(4)]
@@ -61,7 +64,7 @@ async def fixed_rate(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        queue.put_nowait((due, request))
+        queue.put_nowait((due, request if vary is None else vary(n)))
     for _ in workers:
         queue.put_nowait(None)
     await asyncio.gather(*workers)
