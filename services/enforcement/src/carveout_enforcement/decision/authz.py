@@ -49,12 +49,16 @@ reads them into a 4 or 8 KiB buffer), and the body has the violations whole."""
 ERROR_HEADER_MAX = 512
 
 
+_ENCODED = frozenset('%"\\')
+
+
 def _header_text(text: str, most: int) -> bytes:
     """``text`` as a header value: printable ASCII kept, anything else percent-encoded (an
-    id may hold any character, and a header cannot), cut to ``most`` bytes."""
+    id may hold any character, and a header cannot), cut to ``most`` bytes. Quotes and
+    backslashes are encoded too, so a proxy may put the value inside a JSON string."""
     out = []
     for char in text:
-        if " " <= char <= "~" and char != "%":
+        if " " <= char <= "~" and char not in _ENCODED:
             out.append(char)
         else:
             out.extend(f"%{byte:02X}" for byte in char.encode())
