@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from carveout_contracts import GrantEvent, encode_token
 from carveout_runtime.addresses import email_address_problem
@@ -50,6 +50,7 @@ from .store import GrantListing, StaleGrant
 router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {}}
 """Regulator actions answer 409 when the grant's state or version forbids them."""
+WAITED = "With wait 'applied': how far the new version has reached enforcement (else null)."
 
 
 class GrantPublic(BaseModel):
@@ -80,8 +81,7 @@ class GrantIssuedAnswer(GrantPublic):
     effective_at: datetime
     consistency_token: str
     published: bool
-    propagation: VersionPropagationAnswer | None = None
-    """With ``"wait": "applied"``: how far the new version has reached enforcement."""
+    propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
 
 
 class GrantPage(BaseModel):
@@ -176,8 +176,7 @@ class ActionAnswer(BaseModel):
     effective_at: datetime
     consistency_token: str
     published: bool
-    propagation: VersionPropagationAnswer | None = None
-    """With ``"wait": "applied"``: how far the new version has reached enforcement."""
+    propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
 
 
 class CarveoutRevokedAnswer(BaseModel):
@@ -187,8 +186,9 @@ class CarveoutRevokedAnswer(BaseModel):
     effective_at: datetime
     consistency_token: str
     published: bool
-    propagation: dict[str, VersionPropagationAnswer] | None = None
-    """With ``"wait": "applied"``: each revoked grant's propagation, by grant id."""
+    propagation: dict[str, VersionPropagationAnswer] | None = Field(
+        None, description="With wait 'applied': each revoked grant's propagation, by grant id."
+    )
 
 
 def _answers(

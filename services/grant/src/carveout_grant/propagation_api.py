@@ -61,9 +61,10 @@ class ActionBody(ActionRequest, WaitForApplied):
 
 class EnforcerApplied(BaseModel):
     enforcer_id: str
-    applied_at: datetime
-    """When the enforcer's decisions started reflecting the version; shown by a heartbeat
-    (``via``), the time of the first heartbeat past it: at the latest then."""
+    applied_at: datetime = Field(
+        description="When the enforcer's decisions started reflecting the version; shown by "
+        "a heartbeat (via), the time of the first heartbeat past it: at the latest then."
+    )
     via: Literal["ack", "heartbeat"]
 
 
