@@ -456,3 +456,19 @@ async def test_a_body_is_never_read_and_a_large_one_closes_the_connection(
     assert response.headers["connection"] == "close"
     small = await gate.client.post("/v1/authz/upload", content=b"{}", headers=headers)
     assert "connection" not in small.headers
+
+
+async def test_the_proxys_request_id_is_recorded_without_a_carveout_one(gate: Gate) -> None:
+    """Envoy gives every request an x-request-id; x-carveout-request-id wins over it."""
+    raw = [(k.encode(), v.encode()) for k, v in ALLOWED.items()]
+    record = [(b"x-carveout-record", b"true")]
+    envoy = await gate.client.get("/v1/authz/", headers=[*raw, *record, (b"x-request-id", b"e-1")])
+    assert envoy.status_code == 200, envoy.text
+    assert envoy.headers["x-carveout-event-id"] == str(access_event_id("gw-edge", "e-1"))
+    both = [*raw, *record, (b"x-request-id", b"e-2"), (b"x-carveout-request-id", b"c-2")]
+    answer = await gate.client.get("/v1/authz/", headers=both)
+    assert answer.headers["x-carveout-event-id"] == str(access_event_id("gw-edge", "c-2"))
+    long = [*raw, *record, (b"x-request-id", b"e" * 201)]
+    refused = await gate.client.get("/v1/authz/", headers=long)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "x-request-id"

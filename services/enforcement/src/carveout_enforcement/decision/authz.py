@@ -306,7 +306,11 @@ async def authorize(
         ),
     ] = None,
     request_id: Annotated[
-        str | None, _id_header("x-carveout-request-id", "The gateway's request id.")
+        str | None,
+        _id_header(
+            "x-carveout-request-id",
+            "The gateway's request id (else the x-request-id Envoy gives every request).",
+        ),
     ] = None,
     gateway: Annotated[
         str | None,

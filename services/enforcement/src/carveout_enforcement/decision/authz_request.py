@@ -27,6 +27,9 @@ TOKEN = b"x-carveout-gateway-token"
 RECORD = b"x-carveout-record"
 SAFEGUARDS = b"x-carveout-safeguards"
 UNITS = b"x-carveout-units"
+PROXY_REQUEST_ID = b"x-request-id"
+"""The request id Envoy (and many proxies) give every request: the one recorded when the
+gateway sends no ``x-carveout-request-id``."""
 
 FIELDS: dict[bytes, str] = {
     b"x-carveout-grantee": "grantee_id",
@@ -59,11 +62,12 @@ _UNITS_DIGITS = len(str(MAX_UNITS))
 
 
 def carveout_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
-    """The request's ``x-carveout-*`` headers by name (ASGI gives names in lower case),
-    each with its values in the order sent. Nothing is judged yet: the token comes first."""
+    """The request's ``x-carveout-*`` headers (and ``x-request-id``) by name (ASGI gives
+    names in lower case), each with its values in the order sent. Nothing is judged yet:
+    the token comes first."""
     found: dict[bytes, list[bytes]] = {}
     for name, value in headers:
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) or name == PROXY_REQUEST_ID:
             found.setdefault(name, []).append(value)
     return found
 
@@ -172,15 +176,21 @@ def read_authz(
             "missing",
         )
     fields["gateway_id"] = gateway_id
+    names = HEADER_OF
     if "request_id" not in fields:
-        if record:
+        proxy_request_id = _one(found, PROXY_REQUEST_ID)
+        if proxy_request_id is not None:
+            fields["request_id"] = proxy_request_id
+            names = {**HEADER_OF, "request_id": PROXY_REQUEST_ID.decode()}
+        elif record:
             raise _problem(
                 422,
                 "x-carveout-request-id",
-                "header required with x-carveout-record: true, so that a retried request is "
-                "recorded once",
+                "header required with x-carveout-record: true (or x-request-id), so that a "
+                "retried request is recorded once",
                 "missing",
             )
-        fields["request_id"] = f"authz_{uuid.uuid4().hex}"
-    question = read_fields(fields, now, max_future_skew_s, HEADER_OF)
+        else:
+            fields["request_id"] = f"authz_{uuid.uuid4().hex}"
+    question = read_fields(fields, now, max_future_skew_s, names)
     return AuthzRequest(question, record)
