@@ -36,6 +36,7 @@ class WaitForApplied(BaseModel):
         DEFAULT_WAIT_SECONDS,
         gt=0,
         le=MAX_WAIT_SECONDS,
+        strict=True,  # a JSON number: neither true nor "3" is a number of seconds
         description=f"With wait: the longest to wait, in seconds (at most {MAX_WAIT_SECONDS:g}).",
     )
 

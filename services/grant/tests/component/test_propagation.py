@@ -266,6 +266,8 @@ async def test_a_carveout_revocation_waits_for_each_revoked_grant(
     [
         ({"wait": "applied", "wait_seconds": 31}, "wait_seconds"),
         ({"wait": "applied", "wait_seconds": 0}, "wait_seconds"),
+        ({"wait": "applied", "wait_seconds": True}, "wait_seconds"),
+        ({"wait": "applied", "wait_seconds": "3"}, "wait_seconds"),
         ({"wait": "soon"}, "wait"),
     ],
 )
