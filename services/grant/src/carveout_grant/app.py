@@ -11,7 +11,7 @@ from carveout_runtime.brokers import kafka_broker
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.stores import make_engine
 
-from . import api
+from . import api, transparency
 from .acks_store import AckStore
 from .clock import Clock, system_clock
 from .deps import GrantContext
@@ -66,6 +66,7 @@ def create_app(
 
     shell.on_start.append(restore_log_if_lost)
     shell.background["outbox-relay"] = relay.run
+    transparency.install(shell, store, settings)
     shell.checks["outbox"] = outbox_relayed
     return shell.app(
         description="System of record for regulator actions on carveout grants.",

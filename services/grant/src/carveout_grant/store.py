@@ -11,13 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import BigInteger, func, text, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts import Envelope
 from carveout_contracts.common import iso_utc as iso
+from carveout_runtime.merkle import leaf_hash
 from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
+from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import Grant, PublicStatus
 from .propagation import LogPosition
@@ -58,6 +60,24 @@ class GrantEventRecord(GrantTable, table=True):
     """Where and when the grants log received the event (``None`` until published)."""
     log_offset: int | None = None
     appended_at: str | None = None
+
+
+class GrantLogLeaf(GrantTable, table=True):
+    """A recorded grant event as a leaf of the grant history log, ``carveout.grants``
+    (DESIGN §12): the leaf is the event's value bytes, as the relay publishes them."""
+
+    __tablename__ = "grant_log_leaves"
+
+    leaf_index: int = Field(primary_key=True, sa_type=BigInteger)
+    event_id: str = Field(unique=True)
+    leaf_hash: str
+    """The leaf's RFC 6962 hash, hex."""
+
+
+class GrantCheckpoint(CheckpointColumns, GrantTable, table=True):
+    """A signed checkpoint of the grant history log."""
+
+    __tablename__ = "checkpoints"
 
 
 class PolicyBreach(GrantTable, table=True):
@@ -185,6 +205,7 @@ class GrantStore(ServiceStore):
         session.add(outbox)
         session.flush()
         assert outbox.seq is not None
+        append_history_leaf(session, outbox.event_id, outbox.payload)
         return outbox.seq
 
     def get(self, grant_id: str) -> Grant | None:
@@ -333,6 +354,21 @@ def _place(session: Session, seq: int, position: LogPosition) -> None:
             appended_at=iso(position.appended_at),
         )
     )
+
+
+HISTORY_LOCK = 0x6361_7276_6F75_7467  # the grant history's appenders take turns on it
+
+
+def append_history_leaf(session: Session, event_id: str, payload: str) -> int:
+    """Append a grant event to the grant history log in the transaction recording it:
+    the store and the log never disagree. In PostgreSQL, appenders (replicas) take turns."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HISTORY_LOCK})
+    last = session.exec(select(func.max(GrantLogLeaf.leaf_index))).one()
+    index = 0 if last is None else int(last) + 1
+    hashed = leaf_hash(payload.encode()).hex()
+    session.add(GrantLogLeaf(leaf_index=index, event_id=event_id, leaf_hash=hashed))
+    return index
 
 
 def _has_event(session: Session, event_id: str) -> bool:
