@@ -244,7 +244,7 @@ async def test_a_named_gateway_token_is_its_gateway(gate: Gate) -> None:
         ({"x_carveout_units": "1e3"}, 422, "x-carveout-units", "9007199254740991"),
         ({"x_carveout_units": str(2**53)}, 422, "x-carveout-units", "9007199254740991"),
         ({"x_carveout_units": "9" * 5000}, 422, "x-carveout-units", "9007199254740991"),
-        ({"x_carveout_units": "١٢"}, 422, "x-carveout-units", "digits"),  # not ASCII digits
+        ({"x_carveout_units": "\u0661\u0662"}, 422, "x-carveout-units", "digits"),  # not ASCII digits
         ({"x_carveout_safeguards": ",".join(["s"] * 65)}, 422, "x-carveout-safeguards", "64"),
         (
             {"x_carveout_safeguards": "s" * 201},
