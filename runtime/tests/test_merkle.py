@@ -360,3 +360,28 @@ def test_appending_costs_at_most_one_plus_log2_n_hashes(monkeypatch: pytest.Monk
     calls = 0
     log.root()
     assert calls <= 13
+
+
+@settings(max_examples=100, deadline=None)
+@given(leaves=leaf_lists, cut=st.integers(min_value=0, max_value=64))
+def test_extending_by_a_batch_grows_the_tree_appending_one_by_one_does(
+    leaves: list[bytes], cut: int
+) -> None:
+    one_by_one, batched = MerkleLog(), MerkleLog()
+    for leaf in leaves:
+        one_by_one.append(leaf)
+    hashed = [leaf_hash(leaf) for leaf in leaves]
+    batched.extend_hashes(hashed[:cut])
+    batched.extend_hashes(hashed[cut:])
+    assert batched.size == one_by_one.size
+    for size in range(1, len(leaves) + 1):
+        assert batched.root(size) == one_by_one.root(size)
+    if leaves:
+        assert batched.inclusion_proof(0) == one_by_one.inclusion_proof(0)
+
+
+def test_a_batch_with_a_malformed_hash_adds_nothing() -> None:
+    log = MerkleLog()
+    with pytest.raises(ValueError, match="32 bytes"):
+        log.extend_hashes([leaf_hash(b"a"), b"short"])
+    assert log.size == 0

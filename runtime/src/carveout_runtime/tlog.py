@@ -131,8 +131,7 @@ class TransparencyLogs:
         if tree.size < start:
             self.sync(name)  # someone else appended before them: the store has it all
             return
-        for hashed in hashes[tree.size - start :]:
-            tree.append_hash(hashed)
+        tree.extend_hashes(hashes[tree.size - start :])
 
     def at_least(self, name: str, size: int) -> MerkleLog | None:
         """The tree of ``name`` holding at least ``size`` leaves (caught up from the store

@@ -20,6 +20,7 @@ memory follow once it commits, and are rebuilt from those columns at start.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,6 @@ from sqlalchemy import Connection, Engine, func, text
 from sqlmodel import Session, col, select
 
 from carveout_contracts.common import iso_utc
-from carveout_runtime.merkle import leaf_hash
 from carveout_runtime.tlog import LeafEntry, TransparencyLogs
 
 from .rows import DecisionRow
@@ -62,21 +62,26 @@ def partition_of(name: str) -> int | None:
 
 
 _day_prefixes: dict[int, str] = {}
+_clock_times: dict[int, str] = {}
 
 
 def occurred_text(micros: int) -> str:
-    """Epoch microseconds as a leaf writes them: what :func:`iso_utc` writes, built from a
-    per-day prefix (five times cheaper than formatting a datetime, on the hot path)."""
+    """Epoch microseconds as a leaf writes them: what :func:`iso_utc` writes, built from the
+    day's date and the second's clock time, each formatted once (on the hot path; four
+    times cheaper than formatting a datetime). At most 86,400 clock times are kept."""
     day, rest = divmod(micros, _DAY_US)
-    prefix = _day_prefixes.get(day)
-    if prefix is None:
+    date = _day_prefixes.get(day)
+    if date is None:
         if len(_day_prefixes) > 4096:
             _day_prefixes.clear()
-        prefix = _day_prefixes[day] = iso_utc(_EPOCH + timedelta(days=day))[:11]
-    seconds, fraction = divmod(rest, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
+        date = _day_prefixes[day] = iso_utc(_EPOCH + timedelta(days=day))[:11]
+    second, fraction = divmod(rest, 1_000_000)
+    clock = _clock_times.get(second)
+    if clock is None:
+        hours, within = divmod(second, 3600)
+        minutes, seconds = divmod(within, 60)
+        clock = _clock_times[second] = f"{hours:02d}:{minutes:02d}:{seconds:02d}."
+    return f"{date}{clock}{fraction:06d}Z"
 
 
 class DecisionFields(Protocol):
@@ -111,7 +116,7 @@ def leaf_object(decision: DecisionFields) -> dict[str, Any]:
         "grantee_id": decision.grantee_id,
         "model_id": decision.model_id,
         "occurred_at": occurred_text(decision.occurred_at),
-        "violations": []
+        "violations": _NONE
         if violations == "[]"
         else [
             {"condition_id": v["condition_id"], "kind": v["kind"]} for v in orjson.loads(violations)
@@ -119,19 +124,26 @@ def leaf_object(decision: DecisionFields) -> dict[str, Any]:
     }
 
 
+_NONE: Final[list[Any]] = []
+"""The violations of an allowed access (never changed: serialised only)."""
+
+
 def decision_leaf(decision: DecisionFields) -> bytes:
     """The leaf of a decision: the RFC 8785 canonical JSON of :func:`leaf_object`.
 
     Made by hand for this one shape rather than by the ``rfc8785`` package, which takes
     about 12 µs a leaf, over a third of the ~33 µs a decision costs in all (measured at
-    27,000 decisions/s). For objects whose keys are written in order and whose values
-    are strings, integers below 2**53, null and such objects and lists, orjson's output
-    is RFC 8785's: no white space, UTF-8 unescaped, the same escapes (``\\"``, ``\\\\``,
-    ``\\b\\t\\n\\f\\r``, other controls as ``\\u00xx``). A property test holds the two to
-    equality over arbitrary Unicode; lone surrogates, which neither accepts, never pass
-    the access readers.
+    27,000 decisions/s); this takes about 1 µs. For objects whose keys are written in
+    order and whose values are strings, integers below 2**53, null and such objects and
+    lists, orjson's output is RFC 8785's: no white space, UTF-8 unescaped, the same escapes
+    (``\\"``, ``\\\\``, ``\\b\\t\\n\\f\\r``, other controls as ``\\u00xx``). A property test
+    holds the two to equality over arbitrary Unicode; lone surrogates, which neither
+    accepts, never pass the access readers.
     """
-    return orjson.dumps(leaf_object(decision))
+    return _dumps(leaf_object(decision))
+
+
+_dumps = orjson.dumps
 
 
 @dataclass(slots=True)
@@ -168,7 +180,9 @@ class Placement:
                 )
             ).scalar()
             stored = 0 if last is None else int(last) + 1
-            if stored != run.start:
+            # Never below the tree in memory, which holds only committed leaves: a store
+            # that holds fewer lost some, and their indexes are not given again.
+            if stored > run.start:
                 run.start = stored
                 for offset, row in enumerate(run.rows):
                     self.decisions[row] = replace(self.decisions[row], leaf_index=stored + offset)
@@ -191,27 +205,32 @@ class DecisionLog:
         self, decisions: Sequence[DecisionRow], sources: Mapping[str, Any]
     ) -> Placement:
         """Each decision with its log (its access record's partition), leaf index and leaf
-        hash; hashed a slice at a time, yielding in between like judging does."""
+        hash; a slice at a time, yielding in between like judging does."""
         runs: dict[int, LeafRun] = {}
-        placed = []
-        for n, row in enumerate(decisions):
-            partition = record_partition(sources.get(row.access_event_id))
-            run = runs.get(partition)
-            if run is None:
-                run = runs[partition] = LeafRun(partition, self.logs.size(origin(partition)))
-            hashed = leaf_hash(decision_leaf(row))
-            run.rows.append(n)
-            run.hashes.append(hashed)
-            placed.append(
-                replace(
-                    row,
-                    log_partition=partition,
-                    leaf_index=run.start + len(run.hashes) - 1,
-                    leaf_hash=hashed.hex(),
-                )
-            )
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
+        placed: list[DecisionRow] = []
+        # The RFC 6962 leaf hash, SHA-256(0x00 ‖ leaf), inlined: this loop is the log's
+        # whole cost on the hot path.
+        sha256, leaf_of, get = hashlib.sha256, decision_leaf, sources.get
+        for first in range(0, len(decisions), YIELD_EVERY):
+            if first:
                 await asyncio.sleep(0)
+            for n in range(first, min(first + YIELD_EVERY, len(decisions))):
+                row = decisions[n]
+                partition = record_partition(get(row.access_event_id))
+                run = runs.get(partition)
+                if run is None:
+                    run = runs[partition] = LeafRun(partition, self.logs.size(origin(partition)))
+                hashed = sha256(b"\x00" + leaf_of(row)).digest()
+                run.rows.append(n)
+                run.hashes.append(hashed)
+                placed.append(
+                    replace(
+                        row,
+                        log_partition=partition,
+                        leaf_index=run.start + len(run.rows) - 1,
+                        leaf_hash=hashed.hex(),
+                    )
+                )
         return Placement(placed, runs)
 
     def placed(self, placement: Placement) -> None:
