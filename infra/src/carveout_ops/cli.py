@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from . import access, demo, dlq, grant, keys, replay, tail, topics, up
+from . import access, audit, demo, dlq, grant, keys, replay, tail, topics, up
 
 app = typer.Typer(
     help="Carveout: conditional access to restricted AI models.",
@@ -29,6 +29,7 @@ app.add_typer(grant.app, name="grant")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 
 
 @app.callback()
