@@ -72,6 +72,10 @@ class Findings:
         }
 
 
+def count_leaves(count: int) -> str:
+    return "1 leaf" if count == 1 else f"{count:,} leaves"
+
+
 def owner_of(log: str) -> str | None:
     """The service whose log ``log`` is."""
     if log == GRANTS_LOG:
@@ -300,7 +304,9 @@ def check_growth(
             findings.add(what, False, f"shrank from {old.size} to {new.size} leaves")
         elif new.size == old.size:
             same = new.root == old.root
-            detail = f"still {old.size} leaves, the same root" if same else "another root: a fork"
+            detail = "another root: a fork"
+            if same:
+                detail = f"still {count_leaves(old.size)}, the same root"
             if findings.add(what, same, detail):
                 grown.add(log)
         else:

@@ -34,6 +34,7 @@ from .audit_checks import (
     Findings,
     Seen,
     Services,
+    count_leaves,
     decode_b64,
 )
 
@@ -237,7 +238,7 @@ def _judge_rebuilt(
         findings.add(what, False, f"{log}: {first}")
         return
     if checkpoint is None:
-        findings.add(what, True, f"{tree.size} leaves, no checkpoint signed yet")
+        findings.add(what, True, f"{count_leaves(tree.size)}, no checkpoint signed yet")
         return
     if tree.size < checkpoint.size:
         findings.add(
@@ -266,5 +267,5 @@ def _judge_rebuilt(
     findings.add(
         what,
         first is None,
-        f"{tree.size} leaves; the root signed at size {checkpoint.size}{later}",
+        f"{count_leaves(tree.size)}; the root signed at size {checkpoint.size}{later}",
     )
