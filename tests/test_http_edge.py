@@ -207,3 +207,18 @@ async def test_store_files_are_the_owners_only(service: str, tmp_path: Path) -> 
         found = modes(tmp_path, f"{service}.db*")  # with the store open: -wal and -shm too
     assert f"{service}.db" in found
     assert found == dict.fromkeys(found, 0o600)
+
+
+async def test_a_listing_refuses_a_filter_it_does_not_take_or_one_given_twice(
+    tmp_path: Path,
+) -> None:
+    async with serve("enforcement", tmp_path) as client:
+        for query, words in [
+            ("grantee=org-a", "unknown query parameter"),
+            ("grantee_id=org-a&grantee_id=org-b", "given 2 times; it takes one"),
+        ]:
+            response = await client.get(f"/v1/decisions?{query}", headers=AUDITOR)
+            assert response.status_code == 422, response.text
+            assert words in response.json()["message"]
+        response = await client.get("/v1/decisions?grantee_id=org-a&limit=5", headers=AUDITOR)
+        assert response.status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Protocol, TypeVar, cast
+from typing import Annotated, Any, Protocol, TypeVar, cast, get_origin
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -189,12 +189,14 @@ QueryTime = Annotated[UtcDatetime | None, BeforeValidator(_rfc3339_only), Query(
 
 async def known_query_only(request: Request) -> None:
     """Refuse a query parameter the route does not take (422 naming it), so that a
-    mistyped filter (``?grantee=`` for ``?grantee_id=``) is not silently a listing of all."""
+    mistyped filter (``?grantee=`` for ``?grantee_id=``) is not silently a listing of all;
+    and one that takes a single value given several times (which one would count?)."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
         return
-    known = {param.alias for param in _query_params(dependant)}
+    params = {param.alias: param for param in _query_params(dependant)}
+    known = set(params)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise RequestValidationError(
@@ -207,6 +209,27 @@ async def known_query_only(request: Request) -> None:
                 for name in unknown[:10]
             ]
         )
+    repeated = [
+        name
+        for name in sorted(known & set(request.query_params))
+        if len(request.query_params.getlist(name)) > 1 and not _takes_many(params[name])
+    ]
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "repeated",
+                    "loc": ("query", name),
+                    "msg": f"given {len(request.query_params.getlist(name))} times; it takes one",
+                }
+                for name in repeated
+            ]
+        )
+
+
+def _takes_many(param: Any) -> bool:
+    annotation = getattr(getattr(param, "field_info", None), "annotation", None)
+    return get_origin(annotation) in {list, tuple, set, frozenset}
 
 
 def _query_params(dependant: Any) -> list[Any]:
