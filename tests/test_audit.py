@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from carveout_ops.evidence import Evidence, verify_evidence
+from carveout_runtime.keyfiles import load_trusted_keys
 from carveout_runtime.merkle import leaf_hash, verify_consistency, verify_inclusion
 from carveout_runtime.notes import NoteVerifier, open_checkpoint
 
@@ -183,6 +185,8 @@ def test_an_evidence_file_verifies_offline_and_not_once_tampered_with(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert json.loads(checked.stdout)["ok"] is True
 
+    assert tampering_is_named(json.loads(out.read_text()), system) == []
+
     tampered = json.loads(out.read_text())
     breach = json.loads(tampered["breaches"][0]["value"])
     breach["data"]["severity"] = "warning"
@@ -208,3 +212,41 @@ def test_an_evidence_file_verifies_offline_and_not_once_tampered_with(
     assert refused.returncode == 1
     said = " ".join(refused.stderr.split())
     assert "is not a Carveout evidence file: grant_id: Input should be a valid string" in said
+
+
+def tampering_is_named(original: dict[str, Any], system: System) -> list[str]:
+    """Change each part of an evidence file in turn: each change fails, naming the part.
+    Returns what the untouched file fails (nothing)."""
+    trusted = load_trusted_keys(system.var_dir / "keys" / "trusted-keys.json")
+
+    def failing(document: dict[str, Any]) -> list[str]:
+        findings = verify_evidence(Evidence.model_validate(document), trusted)
+        return [f"{f.check}: {f.detail}" for f in findings.failures()]
+
+    def changed(edit: Any) -> dict[str, Any]:
+        document = json.loads(json.dumps(original))
+        edit(document)
+        return document
+
+    other_key = base64.b64encode(bytes(range(32))).decode()
+    cases: dict[str, Any] = {
+        "grant_events[0]": lambda d: d.update(grant_id="grt_another"),
+        "checkpoints[0]": lambda d: d["checkpoints"].__setitem__(
+            0, d["checkpoints"][0].replace("\n", "\n\n", 1)
+        ),
+        "keys.enforcement[0]": lambda d: d["keys"]["enforcement"][0].update(public_key=other_key),
+        "breaches[1]": lambda d: d["breaches"][1]["decision"].update(
+            leaf=d["breaches"][1]["decision"]["leaf"].replace('"deny"', '"allow"')
+        ),
+        "grant_events[1]": lambda d: d["grant_events"][1].update(
+            signature=d["grant_events"][0]["signature"]
+        ),
+    }
+    if original["acknowledgements"]:
+        cases["acknowledgements[0]"] = lambda d: d["acknowledgements"][0].update(
+            value=d["acknowledgements"][0]["value"].replace('"version":1', '"version":3')
+        )
+    for part, edit in cases.items():
+        found = failing(changed(edit))
+        assert any(f.startswith(part) for f in found), (part, found)
+    return failing(original)

@@ -67,8 +67,11 @@ def read_leaves(
         if not page:
             return found
         for entry in page:
-            found.append(_stored_leaf(entry, service, log))
-        start = found[-1].index + 1
+            leaf = _stored_leaf(entry, service, log)
+            if leaf.index < start:  # a page that goes back would never end
+                raise AuditError(f"{service}: leaf {leaf.index} of {log} came before {start}")
+            start = leaf.index + 1
+            found.append(leaf)
         progress(f"leaves of {log}", len(found), max(expected, len(found)))
 
 
