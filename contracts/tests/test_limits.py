@@ -170,6 +170,19 @@ def test_an_access_safeguard_is_at_most_200_characters() -> None:
     assert "data.safeguards.0" in message_of(caught.value)
 
 
+def test_an_id_is_bounded_as_sent_and_its_surrounding_space_dropped() -> None:
+    """The JSON Schemas say "at most 200 characters": that holds for the text as sent, so a
+    client checking against the schema and the service agree on every value."""
+    payload = golden("access.recorded")
+    payload["data"]["grantee_id"] = "  org-spaced "
+    assert AccessRecorded.model_validate(payload).data.grantee_id == "org-spaced"
+    for sent in ("\r" + "x" * limits.MAX_ID, "   "):
+        payload["data"]["grantee_id"] = sent
+        with pytest.raises(ValidationError) as caught:
+            AccessRecorded.model_validate(payload)
+        assert "data.grantee_id" in message_of(caught.value)
+
+
 @pytest.mark.parametrize("units", [False, True, 1.5, "3"])
 def test_units_are_a_json_integer_and_nothing_else(units: Any) -> None:
     payload = golden("access.recorded")

@@ -138,14 +138,16 @@ def test_tracing_is_off_by_default_and_chosen_by_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert SharedSettings().otel_exporter == "none"
-    assert telemetry.broker_middlewares(SharedSettings()) == ()
+    def kinds(settings: SharedSettings) -> list[str]:
+        return [type(m).__name__ for m in telemetry.broker_middlewares(settings, "test")]
+
+    assert kinds(SharedSettings()) == ["KafkaPrometheusMiddleware"]  # metrics, no tracing
     monkeypatch.setenv("CARVEOUT_OTEL_EXPORTER", "otlp")
     monkeypatch.setenv("CARVEOUT_OTEL_CONSOLE_FILE", "var/spans-{service}.jsonl")
     settings = SharedSettings()
     assert settings.otel_exporter == "otlp"
     assert settings.otel_console_file == "var/spans-{service}.jsonl"
-    [middleware] = telemetry.broker_middlewares(settings)
-    assert type(middleware).__name__ == "KafkaTelemetryMiddleware"
+    assert kinds(settings) == ["KafkaPrometheusMiddleware", "KafkaTelemetryMiddleware"]
     monkeypatch.setenv("CARVEOUT_OTEL_EXPORTER", "jaeger")
     with pytest.raises(ValueError, match=r"otel_exporter|CARVEOUT_OTEL_EXPORTER"):
         SharedSettings()

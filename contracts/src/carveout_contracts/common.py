@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -26,21 +26,29 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 """A timezone-aware instant, normalised to UTC (serialised with a trailing ``Z``)."""
 
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=limits.MAX_ID, strip_whitespace=True)
-]
-ListString = Annotated[
-    str, StringConstraints(min_length=1, max_length=limits.MAX_LIST_STRING, strip_whitespace=True)
-]
+
+def _stripped(value: str) -> str:
+    """Surrounding white space is not part of a value: it is dropped once the raw text has
+    passed its bounds, so the limits hold for what was sent, as the schemas say."""
+    return value.strip()
+
+
+def _text(most: int) -> Any:
+    """Text of at most ``most`` characters as sent, with something besides white space."""
+    return StringConstraints(min_length=1, max_length=most, pattern=r"\S")
+
+
+Identifier = Annotated[str, _text(limits.MAX_ID), AfterValidator(_stripped)]
+ListString = Annotated[str, _text(limits.MAX_LIST_STRING), AfterValidator(_stripped)]
 """One value inside a condition's ``allow``/``deny``/``require`` list or an access's safeguards."""
 CountryCode = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True, strip_whitespace=True)
+    str,
+    StringConstraints(pattern=r"^\s*[A-Za-z]{2}\s*$"),
+    AfterValidator(lambda code: code.strip().upper()),
 ]
 Severity = Literal["warning", "critical"]
 Cause = Literal["regulator", "breach_policy"]
-Reason = Annotated[
-    str, StringConstraints(min_length=1, max_length=limits.MAX_REASON, strip_whitespace=True)
-]
+Reason = Annotated[str, _text(limits.MAX_REASON), AfterValidator(_stripped)]
 NonEmptyList = Field(min_length=1)
 
 
