@@ -269,3 +269,35 @@ def test_a_missing_table_on_postgresql_digests_as_on_sqlite(
         )
     finally:
         engine.dispose()
+
+
+def _leaves(engine: Engine, blob: str) -> Engine:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS leaves"))
+        connection.execute(text(f"CREATE TABLE leaves (leaf_index BIGINT, leaf_hash {blob})"))
+        for index in range(3):
+            connection.execute(
+                text("INSERT INTO leaves VALUES (:i, :h)"),
+                {"i": index, "h": bytes([index]) * 32},
+            )
+    return engine
+
+
+LEAVES = (CoveredTable("leaves", ("leaf_index", "leaf_hash")),)
+
+
+def test_binary_columns_are_digested_as_their_hex(engines: Any) -> None:
+    found = store_digest(_leaves(engines("a"), "BLOB"), "enforcement", LEAVES)
+    assert found["tables"]["leaves"]["rows"] == 3
+
+
+@pytest.mark.postgres
+def test_binary_columns_digest_alike_on_sqlite_and_postgresql(
+    engines: Any, postgres_url: str
+) -> None:
+    sqlite = store_digest(_leaves(engines("a"), "BLOB"), "enforcement", LEAVES)
+    engine = make_engine(postgres_url)
+    try:
+        assert store_digest(_leaves(engine, "BYTEA"), "enforcement", LEAVES) == sqlite
+    finally:
+        engine.dispose()

@@ -233,7 +233,7 @@ class DecisionLog:
                 run.hashes.extend(hashes)
                 placed.extend(
                     [
-                        replace(row, log_partition=partition, leaf_index=i, leaf_hash=h.hex())
+                        replace(row, log_partition=partition, leaf_index=i, leaf_hash=h)
                         for row, i, h in zip(part, indexes, hashes, strict=True)
                     ]
                 )
@@ -246,7 +246,7 @@ class DecisionLog:
                 run.hashes.append(hashed)
                 index = run.start + len(run.rows) - 1
                 placed.append(
-                    replace(row, log_partition=partition, leaf_index=index, leaf_hash=hashed.hex())
+                    replace(row, log_partition=partition, leaf_index=index, leaf_hash=hashed)
                 )
         return Placement(placed, runs)
 
@@ -260,12 +260,10 @@ class DecisionLog:
             self.logs.place(origin(run.partition), run.start, run.hashes)
 
 
-def stored_hash(text: str | None) -> bytes | None:
-    """A leaf hash as the store keeps it (hex), or ``None`` when it is not one."""
-    try:
-        raw = bytes.fromhex(text or "")
-    except ValueError:
-        return None
+def stored_hash(stored: bytes | memoryview | None) -> bytes | None:
+    """A leaf hash as the store keeps it (32 bytes; PostgreSQL's driver may give a view
+    of them), or ``None`` when it is not one."""
+    raw = bytes(stored) if stored is not None else b""
     return raw if len(raw) == 32 else None
 
 

@@ -33,8 +33,8 @@ class DecisionRow(msgspec.Struct, frozen=True, gc=False):
     when it was judged with the log off."""
     leaf_index: int | None = None
     """Its leaf's index in that log."""
-    leaf_hash: str | None = None
-    """The RFC 6962 hash of its leaf, hex: what the log's tree is rebuilt from."""
+    leaf_hash: bytes | None = None
+    """The RFC 6962 hash of its leaf (32 bytes): what the log's tree is rebuilt from."""
 
 
 class BreachRow(msgspec.Struct, frozen=True, gc=False):

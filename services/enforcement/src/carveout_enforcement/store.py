@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import orjson
 from msgspec.structs import astuple
-from sqlalchemy import BigInteger, Connection, Engine, Index, func, update
+from sqlalchemy import BigInteger, Connection, Engine, Index, LargeBinary, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -69,8 +69,8 @@ class DecisionRecord(EnforcementTable, table=True):
     log_partition: int | None = None
     """The decision log holding this decision: ``carveout.decisions/<log_partition>``."""
     leaf_index: int | None = Field(default=None, sa_type=BigInteger)
-    leaf_hash: str | None = None
-    """Its leaf's RFC 6962 hash, hex."""
+    leaf_hash: bytes | None = Field(default=None, sa_type=LargeBinary)
+    """Its leaf's RFC 6962 hash, 32 bytes (half what hex text would add to every row)."""
 
 
 class BreachRecord(EnforcementTable, table=True):
