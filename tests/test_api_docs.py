@@ -16,11 +16,15 @@ from carveout_contracts.events import EVENT_BY_TYPE
 
 # (service, topics it receives, topics it sends to)
 SERVICES = [
-    ("grant", {topics.BREACHES, topics.ACKS}, {topics.GRANTS, topics.DEADLETTER}),
+    (
+        "grant",
+        {topics.BREACHES, topics.ACKS},
+        {topics.GRANTS, topics.CHECKPOINTS, topics.DEADLETTER},
+    ),
     (
         "enforcement",
         {topics.GRANTS, topics.ACCESS},
-        {topics.BREACHES, topics.ACKS, topics.DEADLETTER},
+        {topics.BREACHES, topics.ACKS, topics.CHECKPOINTS, topics.DEADLETTER},
     ),
     (
         "notification",

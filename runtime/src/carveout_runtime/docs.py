@@ -36,6 +36,8 @@ TOPIC_DESCRIPTIONS: dict[str, str] = {
     topics.NOTIFICATIONS: "Outcomes of notifications, keyed by subscription id.",
     topics.DEADLETTER: "Messages a consumer could not process, with the reason and the "
     "original bytes, keyed by source topic; and the record of each re-drive.",
+    topics.CHECKPOINTS: "Signed checkpoints of the transparency logs (each decision log, the "
+    "grant history), keyed by the log's origin, at least every second while a log grows.",
 }
 
 _HEADERS_SCHEMA: dict[str, Any] = {

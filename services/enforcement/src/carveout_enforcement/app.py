@@ -141,7 +141,7 @@ def create_app(
         description="Judges every access against the grants in force when it happened.",
         router=api.router,
         context=context,
-        produces=[topics.BREACHES, topics.ACKS],
+        produces=[topics.BREACHES, topics.ACKS, topics.CHECKPOINTS],
         body_limits={("POST", "/v1/access"): access_limit},
         mount=mount_decisions,
     )

@@ -72,5 +72,5 @@ def create_app(
         description="System of record for regulator actions on carveout grants.",
         router=api.router,
         context=GrantContext(service, clock, propagation),
-        produces=[topics.GRANTS],
+        produces=[topics.GRANTS, topics.CHECKPOINTS],
     )
