@@ -330,3 +330,24 @@ def test_the_checkpointer_keeps_its_rate(book: CheckpointBook) -> None:
 
     asyncio.run(run_a_while())
     assert [c.size for c in book.latest()] == [1] and len(published.records) == 1
+
+
+async def test_a_proof_over_leaves_the_store_changed_since_is_refused(
+    book: CheckpointBook,
+) -> None:
+    source = ListSource({"log": leaves(10 * 1024 + 50)})  # the first tiles out of the cache
+    logs = TransparencyLogs(source)
+    logs.load()
+    app = FastAPI()
+    install_error_handlers(app)
+    install_edge(app, SharedSettings(regulator_token="r", gateway_token="g", auditor_token="a"))
+    app.include_router(transparency_router(LogsOf(logs, book)))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    params = {"log": "log", "from": 10, "to": 10 * 1024}
+    source.logs["log"][9] = b'{"x": "another"}'  # a row of the first tile changed since
+    answer = await client.get(CONSISTENCY, params=params, headers=AUDITOR)
+    assert (answer.status_code, answer.json()["error"]) == (409, "log_damaged")
+    assert "leaves 0 to 1023 are not those logged" in answer.json()["message"]
+
+
+CONSISTENCY = "/v1/checkpoints/consistency"

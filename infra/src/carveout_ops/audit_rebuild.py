@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from carveout_contracts import topics
 from carveout_runtime.logread import read_all
-from carveout_runtime.merkle import MerkleLog, leaf_hash
+from carveout_runtime.merkle import leaf_hash
 from carveout_runtime.signing import TrustedKeys
+from carveout_runtime.tiles import CompactRange
 
 from .audit_checks import (
     DECISIONS_PREFIX,
@@ -54,10 +55,9 @@ class StoredLeaf:
 
 def read_leaves(
     services: Services, service: str, log: str, expected: int, progress: Progress
-) -> list[StoredLeaf]:
-    """Every leaf of ``log`` the service's store holds, a page at a time."""
-    found: list[StoredLeaf] = []
-    start = 0
+) -> Iterator[StoredLeaf]:
+    """Every leaf of ``log`` the service's store holds, read a page at a time."""
+    start = read = 0
     while True:
         params = {"log": log, "start": start, "limit": LEAVES_PAGE}
         answer = services.get(service, "/v1/leaves", params)
@@ -65,14 +65,34 @@ def read_leaves(
         if not isinstance(page, list) or len(page) > LEAVES_PAGE:
             raise AuditError(f"{service}: GET /v1/leaves of {log} gave no page of leaves")
         if not page:
-            return found
+            return
         for entry in page:
             leaf = _stored_leaf(entry, service, log)
             if leaf.index < start:  # a page that goes back would never end
                 raise AuditError(f"{service}: leaf {leaf.index} of {log} came before {start}")
             start = leaf.index + 1
-            found.append(leaf)
-        progress(f"leaves of {log}", len(found), max(expected, len(found)))
+            yield leaf
+        read += len(page)
+        progress(f"leaves of {log}", read, max(expected, read))
+
+
+@dataclass
+class Rebuilt:
+    """A log rebuilt leaf by leaf in O(log n) memory, its roots kept at the sizes wanted
+    (those of signed checkpoints)."""
+
+    wanted: set[int]
+    edge: CompactRange = field(default_factory=CompactRange)
+    roots: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.edge.size
+
+    def add(self, hashed_leaf: bytes) -> None:
+        self.edge.append_hash(hashed_leaf)
+        if self.edge.size in self.wanted:
+            self.roots[self.edge.size] = self.edge.root()
 
 
 def _stored_leaf(entry: Any, service: str, log: str) -> StoredLeaf:
@@ -124,25 +144,29 @@ def check_grant_history(
 ) -> None:
     """The grant history rebuilt from the signed records of ``carveout.grants``."""
     expected = checkpoint.size if checkpoint else 0
-    leaves = read_leaves(services, "grant", GRANTS_LOG, expected, progress)
-    tree = MerkleLog()
+    rebuilt = Rebuilt({expected})
     first: str | None = None
-    for position, stored in enumerate(leaves):
+    done = False
+    logged: set[str] = set()  # every leaf's event, for the completeness check
+    for position, stored in enumerate(
+        read_leaves(services, "grant", GRANTS_LOG, expected, progress)
+    ):
+        logged.add(stored.entry_id)
+        if done:
+            continue
         value = signed.get(stored.entry_id)
         what = f"leaf {position} (grant event {stored.entry_id})"
         if stored.index != position:
             first = f"leaf {position} is missing from the grant service's store"
-        elif value is None:
-            if position >= expected:
-                break  # recorded after the checkpoint, perhaps not relayed yet
+        elif value is None and position < expected:
             first = f"{what} has no signed record on {topics.GRANTS}"
-        elif leaf_hash(value) != stored.leaf_hash:
+        elif value is not None and leaf_hash(value) != stored.leaf_hash:
             first = f"{what} is not the event's signed value"
-        if first is not None or value is None:
-            break
-        tree.append(value)
-    _judge_rebuilt(findings, GRANTS_LOG, tree, checkpoint, first, None, f"from {topics.GRANTS}")
-    logged = {stored.entry_id for stored in leaves}
+        # An event recorded after the checkpoint may not be relayed yet: the rebuild stops.
+        done = first is not None or value is None
+        if not done and value is not None:
+            rebuilt.add(leaf_hash(value))
+    _judge_rebuilt(findings, GRANTS_LOG, rebuilt, checkpoint, first, None, f"from {topics.GRANTS}")
     outside = sorted(set(signed) - logged)
     findings.add(
         f"{GRANTS_LOG} completeness",
@@ -192,16 +216,16 @@ def check_decision_log(
     log = checkpoint.log
     partition = _partition(log)
     on_topic = accesses.get(partition, {})
-    leaves = read_leaves(services, "enforcement", log, checkpoint.size, progress)
-    tree = MerkleLog()
+    rebuilt = Rebuilt({checkpoint.size, *([witnessed.size] if witnessed else [])})
     first: str | None = None
+    leaves = read_leaves(services, "enforcement", log, checkpoint.size, progress)
     for position, stored in enumerate(leaves):
         first = _decision_problem(position, stored, on_topic, partition)
         if first is not None:
             break
-        tree.append_hash(stored.leaf_hash)
+        rebuilt.add(stored.leaf_hash)
     source = f"from the stored decisions and {topics.ACCESS}"
-    _judge_rebuilt(findings, log, tree, checkpoint, first, witnessed, source)
+    _judge_rebuilt(findings, log, rebuilt, checkpoint, first, witnessed, source)
 
 
 def _decision_problem(
@@ -230,7 +254,7 @@ def _decision_problem(
 def _judge_rebuilt(
     findings: Findings,
     log: str,
-    tree: MerkleLog,
+    tree: Rebuilt,
     checkpoint: Seen | None,
     first: str | None,
     witnessed: Seen | None,
@@ -251,13 +275,9 @@ def _judge_rebuilt(
             f"leaves where {checkpoint.size} were signed",
         )
         return
-    if tree.root(checkpoint.size) != checkpoint.root:
+    if tree.roots.get(checkpoint.size) != checkpoint.root:
         where = "at or after leaf 0"
-        if (
-            witnessed is not None
-            and witnessed.size <= tree.size
-            and tree.root(witnessed.size) == witnessed.root
-        ):
+        if witnessed is not None and tree.roots.get(witnessed.size) == witnessed.root:
             where = f"at or after leaf {witnessed.size} (the witnessed size)"
         findings.add(
             what,

@@ -115,7 +115,7 @@ class MerkleLog:
     def leaf_hash(self, index: int) -> bytes:
         """The leaf hash stored at ``index``."""
         self._check_index(index, self.size)
-        return self._levels[0][index]
+        return self._node(0, index)
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head: MTH of the first ``size`` leaves (default: all of them)."""
@@ -180,12 +180,17 @@ class MerkleLog:
         position = start
         for level in range((end - start).bit_length() - 1, -1, -1):
             if (end - start) >> level & 1:
-                roots.append(self._levels[level][position >> level])
+                roots.append(self._node(level, position >> level))
                 position += 1 << level
         result = roots[-1]
         for left in reversed(roots[:-1]):
             result = node_hash(left, result)
         return result
+
+    def _node(self, level: int, index: int) -> bytes:
+        """The root of the ``index``-th perfect subtree of height ``level``: leaves
+        ``[index * 2**level, (index + 1) * 2**level)``."""
+        return self._levels[level][index]
 
     def _check_size(self, size: int | None) -> int:
         if size is None:

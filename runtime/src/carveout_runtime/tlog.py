@@ -3,9 +3,10 @@ and the signed checkpoints that commit it to each tree's size and root.
 
 A service appends a log's leaves in the same store transaction as the facts they record
 (enforcement's decisions, the grant service's events), so the store and the log never
-disagree. :class:`TransparencyLogs` holds each tree in memory, built from the leaf hashes
-the store keeps (at start, and whenever another replica sharing the store appended): the
-store is the record, the trees are how proofs are made in O(log n).
+disagree. :class:`TransparencyLogs` holds each tree (its upper levels in memory: a
+:class:`~.tiles.TiledLog`), built from the leaf hashes the store keeps (at start, and
+whenever another replica sharing the store appended): the store is the record, the trees
+are how proofs are made in O(log n).
 
 :class:`Checkpointer` signs, at least every second while a log grows, a C2SP
 ``tlog-checkpoint`` as a signed note with the service's own key, stores it
@@ -33,8 +34,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from carveout_contracts import CheckpointSigned, CheckpointSignedData, codec, topics
 from carveout_contracts.common import iso_utc
 
-from .merkle import MerkleLog
 from .notes import Checkpoint, NoteSigner, sign_checkpoint
+from .tiles import TiledLog
 
 log = logging.getLogger("carveout.tlog")
 
@@ -81,7 +82,7 @@ class TransparencyLogs:
     def __init__(self, source: LeafSource, names: Iterable[str] = ()) -> None:
         """``names``: the logs the service keeps whether or not they have leaves yet."""
         self.source = source
-        self._trees: dict[str, MerkleLog] = {name: MerkleLog() for name in names}
+        self._trees: dict[str, TiledLog] = {name: self._new(name) for name in names}
         self._gaps: dict[str, int] = {}
 
     def load(self) -> None:
@@ -92,8 +93,18 @@ class TransparencyLogs:
     def names(self) -> list[str]:
         return sorted(self._trees)
 
-    def tree(self, name: str) -> MerkleLog:
-        return self._trees.setdefault(name, MerkleLog())
+    def _new(self, name: str) -> TiledLog:
+        def read(start: int, count: int) -> list[bytes]:
+            found = self.source.leaf_hashes(name, start, count)
+            return [hashed for index, (at, hashed) in enumerate(found, start) if at == index]
+
+        return TiledLog(read)
+
+    def tree(self, name: str) -> TiledLog:
+        found = self._trees.get(name)
+        if found is None:
+            found = self._trees[name] = self._new(name)
+        return found
 
     def size(self, name: str) -> int:
         """The leaves of ``name`` in memory (0 for a log not seen yet)."""
@@ -107,15 +118,15 @@ class TransparencyLogs:
         tree = self.tree(name)
         while True:
             page = self.source.leaf_hashes(name, tree.size, SYNC_PAGE)
-            for index, hashed in page:
-                if index != tree.size:
-                    if self._gaps.get(name) != tree.size:
-                        self._gaps[name] = tree.size
-                        log.error(
-                            "log %s: the store lacks leaf %d; the tree stops there", name, tree.size
-                        )
-                    return tree.size
-                tree.append_hash(hashed)
+            kept = [hashed for n, (index, hashed) in enumerate(page, tree.size) if index == n]
+            tree.extend_hashes(kept)
+            if len(kept) < len(page):
+                if self._gaps.get(name) != tree.size:
+                    self._gaps[name] = tree.size
+                    log.error(
+                        "log %s: the store lacks leaf %d; the tree stops there", name, tree.size
+                    )
+                return tree.size
             if len(page) < SYNC_PAGE:
                 return tree.size
 
@@ -133,7 +144,7 @@ class TransparencyLogs:
             return
         tree.extend_hashes(hashes[tree.size - start :])
 
-    def at_least(self, name: str, size: int) -> MerkleLog | None:
+    def at_least(self, name: str, size: int) -> TiledLog | None:
         """The tree of ``name`` holding at least ``size`` leaves (caught up from the store
         when needed), or ``None`` when the log has not reached that size."""
         tree = self._trees.get(name)

@@ -5,6 +5,7 @@ route gives for one of its records (:func:`inclusion_proof`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from .http import ApiError, KnownQueryOnly, Reader
+from .tiles import LeavesUnavailable
 from .tlog import MAX_LOG_NAME_CHARS, CheckpointBook, TransparencyLogs, b64
 
 MAX_TREE_SIZE = 2**63 - 1
@@ -81,7 +83,10 @@ class InclusionProof(BaseModel):
     checkpoint: str = Field(description="The signed note of the checkpoint at `tree_size`.")
 
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such log, size or leaf."}}
+LOG_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such log, size or leaf."},
+    409: {"description": "The store lacks leaves the proof needs, or holds others."},
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,15 @@ class LogsOf:
 
     logs: TransparencyLogs
     book: CheckpointBook
+
+
+def _proven(prove: Callable[[], list[bytes]], log: str) -> list[bytes]:
+    """A proof, or 409 when the leaves it needs are gone from the store or were changed:
+    the log can no longer be proven there, and says so rather than proving otherwise."""
+    try:
+        return prove()
+    except LeavesUnavailable as exc:
+        raise ApiError(409, "log_damaged", f"{log}: {exc}") from None
 
 
 def inclusion_proof(of: LogsOf, name: str, index: int, leaf: str, what: str) -> InclusionProof:
@@ -107,7 +121,7 @@ def inclusion_proof(of: LogsOf, name: str, index: int, leaf: str, what: str) -> 
     tree = of.logs.at_least(name, checkpoint.size)
     if tree is None:
         raise ApiError(404, "not_found", f"{name} has fewer leaves than its checkpoint")
-    path = tree.inclusion_proof(index, checkpoint.size)
+    path = _proven(lambda: tree.inclusion_proof(index, checkpoint.size), name)
     return InclusionProof(
         log=name,
         leaf_index=index,
@@ -122,7 +136,7 @@ def transparency_router(of: LogsOf) -> APIRouter:
     """``/v1/checkpoints``, ``/v1/checkpoints/consistency`` and ``/v1/leaves`` over ``of``."""
     router = APIRouter(prefix="/v1", tags=["transparency log"], dependencies=[KnownQueryOnly])
 
-    @router.get("/checkpoints", response_model=CheckpointList, responses=NOT_FOUND)
+    @router.get("/checkpoints", response_model=CheckpointList, responses=LOG_ERRORS)
     async def checkpoints(
         _: Reader, log: LogName | None = None, size: TreeSize | None = None
     ) -> CheckpointList:
@@ -151,7 +165,7 @@ def transparency_router(of: LogsOf) -> APIRouter:
         "/checkpoints/consistency",
         response_model=ConsistencyProof,
         response_model_by_alias=True,
-        responses=NOT_FOUND,
+        responses=LOG_ERRORS,
     )
     async def consistency(
         _: Reader,
@@ -167,12 +181,12 @@ def transparency_router(of: LogsOf) -> APIRouter:
         tree = of.logs.at_least(log, to_size)
         if tree is None:
             raise ApiError(404, "not_found", f"log {log!r} has no tree of size {to_size}")
-        proof = tree.consistency_proof(from_size, to_size)
+        proof = _proven(lambda: tree.consistency_proof(from_size, to_size), log)
         return ConsistencyProof(
             log=log, from_size=from_size, to_size=to_size, proof=[b64(h) for h in proof]
         )
 
-    @router.get("/leaves", response_model=LeafPage, responses=NOT_FOUND)
+    @router.get("/leaves", response_model=LeafPage, responses=LOG_ERRORS)
     async def leaves(
         _: Reader,
         log: LogName,

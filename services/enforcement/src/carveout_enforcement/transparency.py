@@ -11,7 +11,13 @@ from carveout_contracts import limits
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
 from carveout_runtime.tlog import CheckpointBook, Checkpointer, TransparencyLogs
-from carveout_runtime.tlog_api import InclusionProof, LogsOf, inclusion_proof, transparency_router
+from carveout_runtime.tlog_api import (
+    LOG_ERRORS,
+    InclusionProof,
+    LogsOf,
+    inclusion_proof,
+    transparency_router,
+)
 
 from .decision_log import DecisionLeaves, DecisionLog, decision_leaf, origin
 from .settings import EnforcementSettings
@@ -52,7 +58,9 @@ AccessEventId = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID)]
 def decision_proof_router(of: LogsOf, leaves: DecisionLeaves) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["transparency log"], dependencies=[KnownQueryOnly])
 
-    @router.get("/decisions/{access_event_id}/proof", response_model=InclusionProof)
+    @router.get(
+        "/decisions/{access_event_id}/proof", response_model=InclusionProof, responses=LOG_ERRORS
+    )
     async def decision_proof(access_event_id: AccessEventId, _: Reader) -> InclusionProof:
         """The decision on an access as a leaf of its partition's decision log, with the
         RFC 6962 inclusion proof against the latest signed checkpoint covering it: hash

@@ -16,7 +16,13 @@ from carveout_contracts import affected_grants, codec, limits, topics
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
 from carveout_runtime.tlog import CheckpointBook, Checkpointer, LeafEntry, TransparencyLogs
-from carveout_runtime.tlog_api import InclusionProof, LogsOf, inclusion_proof, transparency_router
+from carveout_runtime.tlog_api import (
+    LOG_ERRORS,
+    InclusionProof,
+    LogsOf,
+    inclusion_proof,
+    transparency_router,
+)
 
 from .settings import GrantSettings
 from .store import GrantCheckpoint, GrantEventRecord, GrantLogLeaf, GrantStore, append_history_leaf
@@ -138,7 +144,11 @@ Id = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID)]
 def grant_event_proof_router(of: LogsOf, history: GrantHistory) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["transparency log"], dependencies=[KnownQueryOnly])
 
-    @router.get("/grants/{grant_id}/events/{event_id}/proof", response_model=InclusionProof)
+    @router.get(
+        "/grants/{grant_id}/events/{event_id}/proof",
+        response_model=InclusionProof,
+        responses=LOG_ERRORS,
+    )
     async def grant_event_proof(grant_id: Id, event_id: Id, _: Reader) -> InclusionProof:
         """A grant event as a leaf of the grant history log (`carveout.grants`), with the
         RFC 6962 inclusion proof against the latest signed checkpoint covering it: `leaf`
