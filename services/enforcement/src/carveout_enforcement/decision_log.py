@@ -24,11 +24,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import orjson
 from msgspec.structs import replace
-from sqlalchemy import Connection, Engine, bindparam, func, text
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session, col, select
 
 from carveout_contracts.common import iso_utc
@@ -167,13 +167,6 @@ class LeafRun:
     """Where each leaf's decision is in the batch."""
 
 
-_LAST_LEAF = select(func.max(col(DecisionRecord.leaf_index))).where(
-    col(DecisionRecord.log_partition) == bindparam("partition")
-)
-_TAKE_TURNS = text("SELECT pg_advisory_xact_lock(:key)")
-"""Built once: each batch's transaction runs them."""
-
-
 @dataclass(slots=True)
 class Placement:
     """A batch's decisions with their leaves, placed where the logs in memory end; the
@@ -187,10 +180,17 @@ class Placement:
         grew in the store meanwhile (another replica sharing it) moves this batch's leaves
         after its end. In PostgreSQL each log's appenders take turns (an advisory lock)."""
         postgres = connection.dialect.name == "postgresql"
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         for run in self.runs.values():
             if postgres:
-                connection.execute(_TAKE_TURNS, {"key": _LOCK_BASE + run.partition})
-            last = connection.execute(_LAST_LEAF, {"partition": run.partition}).scalar()
+                connection.exec_driver_sql(
+                    f"SELECT pg_advisory_xact_lock({mark})", (_LOCK_BASE + run.partition,)
+                )
+            # Straight to the driver: the statement runs in every batch's transaction.
+            last = connection.exec_driver_sql(
+                f"SELECT max(leaf_index) FROM decisions WHERE log_partition = {mark}",
+                (run.partition,),
+            ).scalar()
             stored = 0 if last is None else int(last) + 1
             # Never below the tree in memory, which holds only committed leaves: a store
             # that holds fewer lost some, and their indexes are not given again.
@@ -223,21 +223,25 @@ class DecisionLog:
             if first:
                 await asyncio.sleep(0)
             part = decisions[first : first + YIELD_EVERY]
-            hashes = [sha256(b"\x00" + leaf_of(row)).digest() for row in part]
             partitions = [getattr(get(row.access_event_id), "partition", 0) or 0 for row in part]
             if partitions.count(partitions[0]) == len(part):
                 partition = partitions[0]
                 run = runs.get(partition) or self._run(runs, partition)
                 indexes = range(run.start + len(run.rows), run.start + len(run.rows) + len(part))
                 run.rows.extend(range(first, first + len(part)))
-                run.hashes.extend(hashes)
-                placed.extend(
-                    [
-                        replace(row, log_partition=partition, leaf_index=i, leaf_hash=h)
-                        for row, i, h in zip(part, indexes, hashes, strict=True)
-                    ]
-                )
+                rows = [
+                    replace(
+                        row,
+                        log_partition=partition,
+                        leaf_index=i,
+                        leaf_hash=sha256(b"\x00" + leaf_of(row)).digest(),
+                    )
+                    for row, i in zip(part, indexes, strict=True)
+                ]
+                run.hashes.extend(cast(list[bytes], [row.leaf_hash for row in rows]))
+                placed.extend(rows)
                 continue
+            hashes = [sha256(b"\x00" + leaf_of(row)).digest() for row in part]
             for n, (row, partition, hashed) in enumerate(
                 zip(part, partitions, hashes, strict=True), start=first
             ):
