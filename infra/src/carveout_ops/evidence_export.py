@@ -44,14 +44,23 @@ def _header(record: Any) -> str | None:
     return None
 
 
+KEYED_BY_GRANT = frozenset({topics.BREACHES, topics.ACKS})
+"""Topics whose records of one grant all carry its id as their key: the others are skipped
+unread (a grant's events are read whole: a carveout's revocation is keyed by its first
+grant; notifications are keyed by subscription)."""
+
+
 def signed_events(
-    records: Iterable[Any], trusted: TrustedKeys
+    records: Iterable[Any], trusted: TrustedKeys, grant_id: str
 ) -> dict[str, list[tuple[Any, dict[str, str]]]]:
-    """Each topic's validly signed, readable events (each event once), with the record as
-    published: its value as text and its signature header."""
+    """Each topic's validly signed, readable events that may be of ``grant_id`` (each event
+    once), with the record as published: its value as text and its signature header."""
     found: dict[str, list[tuple[Any, dict[str, str]]]] = {topic: [] for topic in SIGNED_BY}
     seen: set[str] = set()
+    key = grant_id.encode()
     for record in records:
+        if record.topic in KEYED_BY_GRANT and record.key != key:
+            continue
         value = record.value or b""
         header = _header(record)
         service = SIGNED_BY.get(record.topic)
@@ -107,7 +116,8 @@ async def gather(
     records = await read_all(
         bootstrap, list(SIGNED_BY), lambda done, total: progress("topics", done, total)
     )
-    found = signed_events(records, trusted)
+    found = signed_events(records, trusted, grant_id)
+    del records  # what may be of the grant is kept; the rest need not stay in memory
     checkpoints: list[str] = []
     grant_events = []
     events: set[str] = set()
