@@ -138,6 +138,7 @@ def test_tracing_is_off_by_default_and_chosen_by_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert SharedSettings().otel_exporter == "none"
+
     def kinds(settings: SharedSettings) -> list[str]:
         return [type(m).__name__ for m in telemetry.broker_middlewares(settings, "test")]
 
