@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 from carveout_contracts.common import iso_utc
 from carveout_enforcement.decision_log import (
     decision_leaf,
+    leaf_hashes,
     occurred_text,
     origin,
     partition_of,
 )
 from carveout_enforcement.rows import DecisionRow
 from carveout_runtime.canonical import canonical_json
+from carveout_runtime.merkle import leaf_hash
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -143,3 +145,35 @@ def test_the_leaf_holds_only_what_the_design_names(violations: str) -> None:
         "decision",
         "violations",
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            TEXT,
+            st.sampled_from(["org-a", "org-b"]) | TEXT,
+            st.none() | st.sampled_from(["grt_1"]) | TEXT,
+            st.none() | st.integers(min_value=1, max_value=2**53 - 1),
+            st.lists(VIOLATION, max_size=2),
+            MICROS,
+        ),
+        max_size=12,
+    )
+)
+def test_a_batch_hashes_each_leaf_as_its_own_leaf_hashes(cases: list[Any]) -> None:
+    """The hot path's leaf hashes (shared parts encoded once per batch) are those of the
+    leaves one at a time, whatever the strings hold and however the parts repeat."""
+    decisions = [
+        row(
+            access_event_id=event,
+            grantee_id=grantee,
+            grant_id=grant,
+            grant_version=version,
+            violations=orjson.dumps(violations).decode(),
+            occurred_at=micros,
+        )
+        for event, grantee, grant, version, violations, micros in cases
+    ]
+    decisions += decisions[:3]  # the same parts again
+    assert leaf_hashes(decisions) == [leaf_hash(decision_leaf(d)) for d in decisions]
