@@ -27,9 +27,30 @@ from .broker import (
     wait_for_broker,
 )
 from .keys import keys_dir, prepare_keys, trusted_keys_file
-from .system import SERVICES, address, database_url, tokens_file, var_dir
+from .system import SERVICES, ServiceAddress, address, database_url, tokens_file, var_dir
 
 STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
+
+
+MAX_REPLICAS = 16
+"""More processes of one service than this on one machine is a typo, not a plan."""
+
+
+def replicas_refusal(replicas: int) -> str | None:
+    """Why ``carveout up`` cannot run ``replicas`` processes of each service, or ``None``."""
+    if not 1 <= replicas <= MAX_REPLICAS:
+        return f"--replicas must be from 1 to {MAX_REPLICAS}, not {replicas}"
+    if replicas == 1:
+        return None
+    on_sqlite = [name for name in SERVICES if database_url(name).startswith("sqlite")]
+    if not on_sqlite:
+        return None
+    needed = ", ".join(f"CARVEOUT_{name.upper()}_DATABASE_URL" for name in on_sqlite)
+    return (
+        f"--replicas {replicas} needs PostgreSQL: the replicas of a service share its one "
+        f"database, and a SQLite file cannot be shared between processes. Set {needed} "
+        "to postgresql+psycopg://… URLs (one database per service)."
+    )
 
 
 @dataclass
@@ -37,22 +58,33 @@ class ServiceProcess:
     name: str
     env: dict[str, str]
     console: Console
+    replica: int = 0
     process: subprocess.Popen[str] | None = None
     restarts: int = 0
     started_at: float = 0.0
     _pump: threading.Thread | None = field(default=None, repr=False)
 
+    @property
+    def label(self) -> str:
+        """The service's name, with the replica's number when it is not the first."""
+        return self.name if self.replica == 0 else f"{self.name}-{self.replica}"
+
+    @property
+    def address(self) -> ServiceAddress:
+        return address(self.name, self.replica)
+
     def start(self) -> None:
+        env = {**self.env, f"CARVEOUT_{self.name.upper()}_PORT": str(self.address.port)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"carveout_{self.name}", "serve"],
-            env=self.env,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
         )
         self.started_at = time.monotonic()
-        pid_file = var_dir() / "run" / f"{self.name}.pid"
+        pid_file = var_dir() / "run" / f"{self.label}.pid"
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{self.process.pid}\n")
         self._pump = threading.Thread(target=self._echo, args=(self.process.stdout,), daemon=True)
@@ -64,7 +96,7 @@ class ServiceProcess:
         style = STYLES.get(self.name, "white")
         for line in stream:
             self.console.print(
-                f"[{style}]{self.name:>12}[/] | {line.rstrip()}", highlight=False, soft_wrap=True
+                f"[{style}]{self.label:>12}[/] | {line.rstrip()}", highlight=False, soft_wrap=True
             )
 
     def exited(self) -> int | None:
@@ -86,8 +118,9 @@ class ServiceProcess:
 
 
 class Supervisor:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, replicas: int = 1) -> None:
         self.console = console
+        self.replicas = replicas
         self.broker: EmbeddedBroker | None = None
         self.services: list[ServiceProcess] = []
         self._stopping = threading.Event()
@@ -130,13 +163,13 @@ class Supervisor:
 
     def wait_ready(self, timeout: float = 90.0) -> bool:
         deadline = time.monotonic() + timeout
-        pending = set(SERVICES)
+        pending = {service.label: service.address for service in self.services}
         with self.console.status("waiting for the services to be ready") as status:
             while pending and time.monotonic() < deadline and not self._stopping.is_set():
-                for name in sorted(pending):
+                for label, where in sorted(pending.items()):
                     try:
-                        if httpx.get(address(name).url + "/readyz", timeout=1).status_code == 200:
-                            pending.discard(name)
+                        if httpx.get(where.url + "/readyz", timeout=1).status_code == 200:
+                            del pending[label]
                     except httpx.HTTPError:
                         pass
                 status.update(f"waiting for {', '.join(sorted(pending))} to be ready")
@@ -147,8 +180,8 @@ class Supervisor:
         table = Table(title="Carveout is running", show_header=True)
         table.add_column("part")
         table.add_column("address")
-        for name in SERVICES:
-            table.add_row(name, address(name).url)
+        for service in self.services:
+            table.add_row(service.label, service.address.url)
         table.add_row("broker", self.bootstrap)
         self.console.print(table)
         where = tokens_file()
@@ -160,6 +193,10 @@ class Supervisor:
         self.console.print("Stop with Ctrl-C.\n")
 
     def run(self) -> int:
+        refusal = replicas_refusal(self.replicas)
+        if refusal is not None:
+            self.console.print(f"[red]error:[/] {refusal}", highlight=False)
+            return 2
         # Stores, tokens and logs live here: only the owner may list or enter it.
         var_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         var_dir().chmod(0o700)
@@ -174,7 +211,11 @@ class Supervisor:
                 self.console.print(f"[red]error:[/] {exc}", highlight=False)
                 return 1
             env = self._service_env(self.bootstrap)
-            self.services = [ServiceProcess(name, env, self.console) for name in SERVICES]
+            self.services = [
+                ServiceProcess(name, env, self.console, replica)
+                for name in SERVICES
+                for replica in range(self.replicas)
+            ]
             for service in self.services:
                 service.start()
             if self.wait_ready():
@@ -206,7 +247,7 @@ class Supervisor:
                 if time.monotonic() - service.started_at > 60:
                     service.restarts = 0
                 self.console.print(
-                    f"[red]{service.name} exited with code {code}; restarting in {delay:.1f}s[/]"
+                    f"[red]{service.label} exited with code {code}; restarting in {delay:.1f}s[/]"
                 )
                 if self._stopping.wait(delay):
                     return
@@ -223,5 +264,5 @@ class Supervisor:
             self.broker.stop()
 
 
-def run_up(console: Console | None = None) -> int:
-    return Supervisor(console or Console()).run()
+def run_up(console: Console | None = None, replicas: int = 1) -> int:
+    return Supervisor(console or Console(), replicas).run()

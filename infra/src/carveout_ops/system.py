@@ -41,15 +41,24 @@ class ServiceAddress:
         return f"http://{self.host}:{self.port}"
 
 
-def address(service: str) -> ServiceAddress:
+REPLICA_PORT_STEP = 10
+"""Replica *i* of a service listens on the service's port + 10·*i* (DESIGN §11)."""
+
+
+def replica_port(port: int, replica: int) -> int:
+    return port + REPLICA_PORT_STEP * replica
+
+
+def address(service: str, replica: int = 0) -> ServiceAddress:
+    """Where ``service`` (its replica ``replica``) listens."""
     prefix = f"CARVEOUT_{service.upper()}_"
     url = os.environ.get(prefix + "URL")
     if url:
         host_port = url.split("://", 1)[-1].rstrip("/")
         host, _, port = host_port.rpartition(":")
-        return ServiceAddress(service, host, int(port))
+        return ServiceAddress(service, host, replica_port(int(port), replica))
     return ServiceAddress(
         service,
         os.environ.get(prefix + "HOST", "127.0.0.1"),
-        int(os.environ.get(prefix + "PORT", DEFAULT_PORTS[service])),
+        replica_port(int(os.environ.get(prefix + "PORT", DEFAULT_PORTS[service])), replica),
     )
