@@ -84,16 +84,18 @@ class ServiceShell:
         description: str,
         *,
         max_lag: int = 0,
+        group_id: str | None = None,
         **options: Any,
     ) -> EventHandler:
-        """Consume ``topic`` in the service's group; ready once within ``max_lag`` of its end."""
+        """Consume ``topic`` in the service's group (or ``group_id``); ready once within
+        ``max_lag`` of its end."""
         handler, subscriber = consume(
             self.broker,
             topic,
             process=process,
             is_processed=is_processed,
             dead_letter=self.dead_letter,
-            group_id=self.settings.group_id,
+            group_id=group_id or self.settings.group_id,
             settings=self.settings,
             description=description,
             service=self.name,

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from .event_signing import EventSigning
 
 
-Process = Callable[[Any, Inbound], Awaitable[None]]
+class Seen:
+    """What a ``process`` returns for an event it finds it has handled before (when only
+    it can tell: see the enforcement replicas' grants consumer)."""
+
+
+SEEN = Seen()
+
+Process = Callable[[Any, Inbound], Awaitable[Seen | None]]
 """``(event, inbound)``: store a decoded event's effects and its processed mark together."""
 
 
@@ -127,7 +134,9 @@ class EventHandler:
         if self.is_processed(str(event.event_id)):
             self.duplicates += 1
             return
-        await self.process(event, inbound)
+        if await self.process(event, inbound) is SEEN:
+            self.duplicates += 1
+            return
         self.processed += 1
 
 

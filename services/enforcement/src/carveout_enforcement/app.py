@@ -34,6 +34,12 @@ SERVICE = "enforcement"
 log = logging.getLogger("carveout.enforcement")
 
 
+def grants_group_id(group_id: str, enforcer_id: str) -> str:
+    """The consumer group of one replica's grants consumer: its own, so that it is
+    assigned every partition of ``carveout.grants``."""
+    return f"{group_id}.grants.{enforcer_id}"
+
+
 def create_app(
     settings: EnforcementSettings | None = None, broker: KafkaBroker | None = None
 ) -> FastAPI:
@@ -45,16 +51,20 @@ def create_app(
     index = grants.GrantIndex(list(store.load_grants()))
     usage = store.load_usage(0)
     grants_log = GrantsLog(settings.kafka_bootstrap)
+    enforcer_id = settings.enforcer_id or default_enforcer_id(settings.port)
 
     async def publish(value: bytes, topic: str, key: bytes, traceparent: str | None) -> Any:
         return await shell.publish(value, topic, key, traceparent, no_confirm=True)
 
     acks = Acknowledger(
-        settings.enforcer_id or default_enforcer_id(settings.port),
+        enforcer_id,
         grants_log.applied_positions,
         publish,
         queue_max=settings.ack_queue_max,
     )
+    # Every replica applies every grant event, so each consumes all of carveout.grants
+    # in a group of its own; whether an event changed anything is told by the projection
+    # in memory (GrantProjector), since a peer sharing the store may have recorded it.
     grant_events = shell.consume(
         topics.GRANTS,
         grants.GrantProjector(
@@ -64,10 +74,12 @@ def create_app(
             on_applied=grants_log.applied,
             on_versions=acks.applied,
         ),
-        store.is_processed,
-        "Grant events, folded into the projection of grants over time.",
+        grants.never_seen,
+        "Grant events, folded into the projection of grants over time (every replica "
+        "reads every partition, in a group of its own).",
         after=grants_log.applied,
         fetch_max_wait_ms=settings.grants_fetch_max_wait_ms,
+        group_id=grants_group_id(settings.group_id, enforcer_id),
     )
     grants_log.subscriber = shell.subscribers[-1]
 

@@ -133,7 +133,8 @@ class EnforcementStore(ServiceStore):
                 # The view fills the columns named after its fields; these two are text.
                 as_text = {"updated_at": iso(view.updated_at), "document": view.model_dump_json()}
                 session.merge(GrantViewRecord.model_validate(view, update=as_text))
-            session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
+            # Merged: a replica sharing this store may have marked it already.
+            session.merge(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
             session.commit()
 
     def load_grants(self) -> Iterable[GrantView]:

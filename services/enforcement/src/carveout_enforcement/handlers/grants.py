@@ -13,6 +13,7 @@ from prometheus_client import Histogram
 
 from carveout_contracts import CarveoutRevoked, GrantEvent, GrantSuspended, topics
 from carveout_contracts.common import utcnow
+from carveout_runtime.consumers import SEEN, Seen
 from carveout_runtime.inbound import Inbound
 from carveout_runtime.retries import wait_set, with_retries
 
@@ -87,6 +88,13 @@ class GrantIndex:
         return True
 
 
+def never_seen(event_id: str) -> bool:
+    """The grants consumer's dedupe: none before the projector, which tells a repeat by
+    the projection in memory (a replica sharing the store may have recorded an event this
+    one has still to apply)."""
+    return False
+
+
 @dataclass
 class GrantProjector:
     """Folds each grant event into the projection: memory first, then the store."""
@@ -102,7 +110,8 @@ class GrantProjector:
     """Views in memory whose store write failed, with the event that changed them:
     written when that event is tried again."""
 
-    async def __call__(self, event: GrantEvent, inbound: Inbound) -> None:
+    async def __call__(self, event: GrantEvent, inbound: Inbound) -> Seen | None:
+        event_id = str(event.event_id)
         changed = []
         for grant_id in affected_grants(event):
             view = apply(self.index.get(grant_id), event, grant_id, inbound.appended_ms)
@@ -122,8 +131,17 @@ class GrantProjector:
             PROPAGATION.observe(max(0.0, (applied - event.data.effective_at).total_seconds()))
         if self.on_applied is not None:
             self.on_applied(inbound)  # what decisions see is what counts as applied
+        if not changed and not self._unsaved:
+            recorded = await with_retries(
+                lambda: self.store.is_processed(event_id),
+                attempts=self.retry_attempts,
+                health=inbound.health,
+                what="checking the grant projection",
+                in_thread=True,
+            )
+            if recorded:
+                return SEEN  # seen before, here or by a replica sharing the store
         now = self.clock()
-        event_id = str(event.event_id)
         # A redelivered event changes memory no further, so what a failed write left out
         # is written when it is tried again. Views another event left unsaved belong to a
         # record that was set aside (dead-lettered ``failed``): written with this event,
@@ -146,3 +164,4 @@ class GrantProjector:
             in_thread=True,
         )
         self._unsaved.clear()
+        return None
