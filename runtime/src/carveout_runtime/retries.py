@@ -125,6 +125,11 @@ class ConsumerHealth:
         return f"stalled: {self.dependency} unavailable for {self.stalled_seconds():.0f}s"
 
 
+class NotRetried(Exception):
+    """An error that trying again cannot mend and that is no fault of the record: it
+    propagates at once, for its caller to handle."""
+
+
 @dataclass
 class _TryAgain:
     """stamina's ``on`` hook: which errors to try again after.
@@ -145,6 +150,8 @@ class _TryAgain:
         if not isinstance(exc, Exception):
             # stamina asks about every exception, a task's cancellation included: trying
             # again after it would swallow the cancellation (a shutdown that hangs).
+            return False
+        if isinstance(exc, NotRetried):
             return False
         log = logging.getLogger("carveout")
         dependency = unavailable_dependency(exc, self.dependency)

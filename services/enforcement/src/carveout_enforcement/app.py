@@ -27,6 +27,7 @@ from .freshness import GrantsLog
 from .handlers import access, grants
 from .handlers.access import AccessPipeline, PipelineSettings
 from .outbox import BreachOutbox
+from .ownership import ClaimOnAssignment, PartitionClaims
 from .settings import EnforcementSettings
 from .store import EnforcementStore
 
@@ -91,6 +92,7 @@ def create_app(
         store, publish, retry_attempts=settings.consumer_retry_attempts, health=access_health
     )
     decision_log = transparency.install(shell, store, settings)
+    claims = PartitionClaims(store.engine, enforcer_id, usage, lambda: store.load_usage(0))
     pipeline = AccessPipeline(
         store,
         index,
@@ -101,10 +103,13 @@ def create_app(
         settings=PipelineSettings.of(settings),
         health=access_health,
         decision_log=decision_log,
+        claims=claims,
     )
     shell.watch(
         topics.ACCESS,
-        access.subscribe(shell.broker, pipeline, settings),
+        access.subscribe(
+            shell.broker, pipeline, settings, ClaimOnAssignment(claims, access_health)
+        ),
         max_lag=settings.batch_max_records,
         health=access_health,
     )

@@ -101,6 +101,19 @@ class UsageRecord(EnforcementTable, table=True):
     units: int
 
 
+class AccessPartitionOwner(EnforcementTable, table=True):
+    """Which replica judges an access partition, and since which claim (its epoch): a
+    batch is recorded only by the replica whose claim is the latest (:mod:`.ownership`).
+    Runtime state, not derived from events: no digest covers it."""
+
+    __tablename__ = "access_partition_owners"
+
+    log_partition: int = Field(primary_key=True, sa_type=BigInteger)
+    owner: str
+    epoch: int = Field(sa_type=BigInteger)
+    claimed_at: str
+
+
 class ProcessedEvent(ProcessedEventColumns, EnforcementTable, table=True):
     __tablename__ = "processed_events"
 
@@ -166,15 +179,20 @@ class EnforcementStore(ServiceStore):
         breaches: Sequence[BreachRow],
         usage: Mapping[tuple[str, str, int], int],
         place: Callable[[Connection], Sequence[DecisionRow]] | None = None,
+        fence: Callable[[Connection], None] | None = None,
     ) -> None:
         """Decisions, breaches and the new usage totals of one batch, in one transaction.
 
         ``place`` gives the decisions their leaves in the decision logs, from the logs'
         sizes as this transaction reads them (``DecisionLog.prepare``), so the logs and
-        the decisions are written together. Rows go straight to the driver's
+        the decisions are written together. ``fence`` raises when another replica has
+        claimed a partition of the batch since this one did (:mod:`.ownership`): first, so
+        that a claim waits for this transaction. Rows go straight to the driver's
         ``executemany``: the batch is the hot path.
         """
         with self.engine.begin() as connection:
+            if fence is not None:
+                fence(connection)
             if place is not None:
                 decisions = place(connection)
             if decisions:

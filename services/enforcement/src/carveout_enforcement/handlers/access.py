@@ -33,6 +33,7 @@ from ..freshness import ProjectionCatchUp, late_grant_wait
 from ..judge import UsageKey
 from ..outbox import BreachSink
 from ..outcomes import Judgement, judge_batch
+from ..ownership import ClaimOnAssignment, PartitionClaims, PartitionTakenOver
 from ..rows import BreachRow, DecisionRow
 from ..settings import EnforcementSettings
 from ..store import EnforcementStore
@@ -104,6 +105,9 @@ class AccessPipeline:
     sleep: Sleep = system_sleep
     decision_log: DecisionLog | None = None
     """Where each batch's decisions are appended as leaves (DESIGN §12), if anywhere."""
+    claims: PartitionClaims | None = None
+    """This replica's claims on access partitions, which each batch's transaction checks
+    (replicas sharing the store); ``None`` where one process judges everything (replay)."""
     judged: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -136,6 +140,9 @@ class AccessPipeline:
                 health=self.health,
             )
             return
+        except PartitionTakenOver as lost:
+            _left_to_new_owner(lost)
+            return
         except Exception as exc:
             if len(fresh) == 1:
                 [event_id] = fresh
@@ -165,6 +172,9 @@ class AccessPipeline:
                     failures=1,
                     health=self.health,
                 )
+            except PartitionTakenOver as lost:
+                _left_to_new_owner(lost)
+                return
             except Exception as exc:
                 if len(part) == 1:
                     [(event_id, _)] = part
@@ -203,12 +213,15 @@ class AccessPipeline:
         judged = await self._judge_in_slices(todo)
         breaches = [_traced(breach, sources) for breach in judged.breaches]
         decisions, placement = judged.decisions, None
-        place: tuple[Callable[[Any], Sequence[DecisionRow]], ...] = ()
+        place: Callable[[Any], Sequence[DecisionRow]] | None = None
         if self.decision_log is not None:
             placement = await self.decision_log.prepare(decisions, sources)
-            decisions, place = placement.decisions, (placement.settle,)
+            decisions, place = placement.decisions, placement.settle
+        fence = None
+        if self.claims is not None:
+            fence = self.claims.fence({getattr(r, "partition", 0) for r in sources.values()})
         await with_retries(
-            lambda: self.store.record_judgements(decisions, breaches, judged.usage, *place),
+            lambda: self.store.record_judgements(decisions, breaches, judged.usage, place, fence),
             attempts=self.settings.retry_attempts,
             health=self.health,
             what="recording decisions",
@@ -254,6 +267,12 @@ class AccessPipeline:
             await self.sleep(wait)
 
 
+def _left_to_new_owner(lost: PartitionTakenOver) -> None:
+    """Nothing of the batch was recorded: its new owner judges it from the committed
+    offsets, on the store's usage totals."""
+    log.warning("batch not recorded: %s; left to the new owner", lost)
+
+
 def _traced(breach: BreachRow, sources: dict[str, Any]) -> BreachRow:
     """The breach with its access record's ``traceparent``: it continues the access's trace."""
     traceparent = telemetry.record_traceparent(sources.get(breach.access_event_id))
@@ -261,8 +280,14 @@ def _traced(breach: BreachRow, sources: dict[str, Any]) -> BreachRow:
 
 
 def subscribe(
-    broker: KafkaBroker, pipeline: AccessPipeline, settings: EnforcementSettings
+    broker: KafkaBroker,
+    pipeline: AccessPipeline,
+    settings: EnforcementSettings,
+    claims: ClaimOnAssignment | None = None,
 ) -> BatchSubscriber:
+    """The consumer of ``carveout.access`` in the replicas' group; ``claims`` claims each
+    partition assigned to this replica in the store before it is read."""
+
     async def no_body(message: KafkaMessage) -> None:
         return None
 
@@ -276,6 +301,7 @@ def subscribe(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         title=f"{settings.access_group_id}/{topics.ACCESS}",
         description="Access events from gateways, judged a batch at a time.",
+        listener=claims,
         **group_options(settings, settings.access_group_id),
     )
 
