@@ -1,9 +1,11 @@
 """Deliver queued notifications: signed webhooks and email, retried from a persisted schedule.
 
 Every attempt's outcome is stored before the next is made, so a restart resumes the
-schedule where it was. A notification is attempted only while pending, by one task at a
-time, so each (event, subscription) is delivered at most once; receivers can also dedupe by
-the ``webhook-id`` header, which is the notification id.
+schedule where it was. Replicas share the store: a notification is attempted only while
+pending and only by the replica holding its claim (:mod:`.claims`), one task at a time, and
+its outcome is recorded only while that claim is still held, so each (event, subscription)
+is delivered at most once. A replica that dies is taken over when its leases run out;
+receivers can also dedupe by the ``webhook-id`` header, which is the notification id.
 
 No receiver can hold up anyone else's deliveries: each attempt runs as a task of its own
 (at most ``delivery_concurrency`` at once), under a total deadline over resolving,
@@ -14,6 +16,7 @@ for one to end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter as Tally
@@ -25,7 +28,7 @@ from typing import Any
 import httpx
 from prometheus_client import Counter
 
-from carveout_contracts import Envelope, codec, topics
+from carveout_contracts import Envelope, codec
 from carveout_contracts.common import utcnow
 from carveout_runtime import telemetry
 from carveout_runtime.addresses import (
@@ -38,13 +41,15 @@ from carveout_runtime.addresses import (
 )
 from carveout_runtime.retries import wait_set, with_retries
 
+from .claims import Lease
 from .domain import Subscription, retry_delay
 from .errors import DeliveryFailed, Undeliverable
+from .held import HeldClaims
 from .mail import send_email
-from .outcomes import outcome_event
+from .outcomes import Announcer, outcome_event
 from .settings import NotificationSettings
 from .store import NotificationRecord, NotificationStore
-from .webhooks import receiver_of, send_webhook
+from .webhooks import receiver_of, send_webhook, within_shares
 
 log = logging.getLogger("carveout.notification.delivery")
 DELIVERIES = Counter(
@@ -72,7 +77,8 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
         self._rng = random.Random()
-        self._announcing = asyncio.Lock()
+        self.claims = HeldClaims(store, settings.replica, Lease(settings.lease_seconds), clock)
+        self._announcer = Announcer(store, publish, self.claims)
         self._first_round = True
         self._unrecorded: dict[str, dict[str, Any]] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -83,8 +89,11 @@ class Deliverer:
         self._resolving = ThreadPoolExecutor(
             max_workers=settings.delivery_concurrency, thread_name_prefix="resolve"
         )
-        self.announce_error: str | None = None
         self.last_error: str | None = None
+
+    @property
+    def announce_error(self) -> str | None:
+        return self._announcer.error
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,6 +133,10 @@ class Deliverer:
                     await wait_set(self._wake, wait)
         finally:
             await self.stop_attempts()
+            # Others take over the attempts stopped at once, not when their leases run out;
+            # an accepted delivery not recorded yet stays claimed, so none sends it again.
+            with contextlib.suppress(Exception):
+                self.claims.release(n for n in self.claims.leases if n not in self._unrecorded)
             await self._http.aclose()
             self._resolving.shutdown(wait=False, cancel_futures=True)
 
@@ -143,8 +156,13 @@ class Deliverer:
         """
         self._wake.clear()
         if self._first_round:
+            # Claims left under this replica's id by its previous process: nothing of it is
+            # at work any more, so they are free for anyone now.
+            self.claims.release()
             await self.announce_pending()
             self._first_round = False
+        for lost in self.claims.renew_due():
+            self._lost(lost)
         for notification_id, outcome in list(self._unrecorded.items()):
             if notification_id in self._in_flight:
                 continue  # its own attempt is storing it
@@ -161,7 +179,9 @@ class Deliverer:
         if room > 0:
             # More than there is room for: some may be for a host that is at its share.
             due = self.store.due(self.clock(), limit=min(8 * room, 1000), exclude=busy)
-            startable = self._within_shares(due, room)
+            chosen = within_shares(due, room, self._receivers, self.settings.delivery_per_receiver)
+            won = self.claims.claim(n.notification_id for n in chosen)
+            startable = [n for n in chosen if n.notification_id in won]
             if startable:
                 subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
                 for n in startable:
@@ -169,31 +189,14 @@ class Deliverer:
                 return None
             held_back = bool(due)
         await self.announce_pending()
+        # Back before the claims held are due for renewal, whatever else wakes the loop.
+        wait = min(self.settings.delivery_poll_seconds, self.claims.lease.check_every)
         if room <= 0 or held_back:
-            return self.settings.delivery_poll_seconds  # until an attempt ends and wakes us
+            return wait  # until an attempt ends and wakes us (or another replica won them)
         upcoming = self.store.next_due_at(exclude=busy)
-        wait = self.settings.delivery_poll_seconds
         if upcoming is not None:
             wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
         return wait
-
-    def _within_shares(self, due: list[NotificationRecord], room: int) -> list[NotificationRecord]:
-        """At most ``room`` of ``due``, in order, none for a webhook host that already has
-        ``delivery_per_receiver`` attempts in flight: one host's slow receivers cannot take
-        every attempt and hold up everyone else's notifications."""
-        share = self.settings.delivery_per_receiver
-        taken: Tally[str] = Tally()
-        chosen = []
-        for n in due:
-            receiver = receiver_of(n)
-            if receiver is not None:
-                if self._receivers[receiver] + taken[receiver] >= share:
-                    continue
-                taken[receiver] += 1
-            chosen.append(n)
-            if len(chosen) == room:
-                break
-        return chosen
 
     def _start(self, n: NotificationRecord, subscription: Subscription | None) -> None:
         task = asyncio.create_task(
@@ -226,15 +229,26 @@ class Deliverer:
             return f"{len(self._unrecorded)} delivery outcome(s) not recorded yet"
         return None
 
-    async def _finish(self, notification_id: str, **outcome: Any) -> None:
-        """Store an attempt's outcome, retrying while the store is briefly unavailable.
+    def _lost(self, notification_id: str) -> None:
+        """Taken over by another replica (this one stalled past the lease): abandoned here."""
+        log.warning("notification %s was taken over by another replica", notification_id)
+        self._unrecorded.pop(notification_id, None)
+        if (task := self._in_flight.get(notification_id)) is not None:
+            task.cancel()
+
+    async def _finish(self, notification_id: str, **outcome: Any) -> bool:
+        """Store an attempt's outcome, retrying while the store is briefly unavailable;
+        says whether it was stored (not if another replica took the notification over).
 
         After an accepted delivery this is what stops a second one: it is retried rather
         than given up at the first error.
         """
+        until = self.claims.until()
         try:
-            await with_retries(
-                lambda: self.store.finish_attempt(notification_id, **outcome),
+            recorded = await with_retries(
+                lambda: self.store.finish_attempt(
+                    notification_id, replica=self.claims.replica, until=until, **outcome
+                ),
                 attempts=self.settings.store_retry_attempts,
                 health=None,  # not a consumer: bounded, the outcome is kept until stored
                 what="recording a delivery attempt",
@@ -246,9 +260,20 @@ class Deliverer:
             self._unrecorded[notification_id] = outcome
             raise
         self._unrecorded.pop(notification_id, None)
+        if recorded and outcome["status"] != "pending" and outcome.get("outcome_event"):
+            self.claims.kept([notification_id], until)  # held until its outcome is published
+        else:
+            self.claims.ended([notification_id])
+        if not recorded:
+            log.warning("outcome of %s not recorded: another replica holds it", notification_id)
+        return bool(recorded)
 
     async def attempt(self, n: NotificationRecord, subscription: Subscription | None) -> None:
-        """One delivery attempt, in a span continuing the trace of the event it tells of."""
+        """One delivery attempt, in a span continuing the trace of the event it tells of;
+        the notification is claimed first unless this replica holds it already."""
+        if n.notification_id not in self.claims and not self.claims.claim([n.notification_id]):
+            log.info("notification %s is another replica's to attempt", n.notification_id)
+            return
         with telemetry.continue_trace(
             f"deliver {n.event_type}",
             n.traceparent,
@@ -365,29 +390,11 @@ class Deliverer:
         )
 
     async def announce_pending(self) -> int:
-        """Publish the outcome events stored and not yet published; returns how many.
+        """Publish the outcome events stored and not yet published that this replica holds
+        or takes over; returns how many (see :class:`~.outcomes.Announcer`).
 
         Called after each final outcome, at start-up and between rounds: an outcome whose
         announcement a crash or a broker failure interrupted is published later, with the
         same event id.
         """
-        if self._announcing.locked():
-            return 0
-        total = 0
-        async with self._announcing:
-            while pending := self.store.unannounced():
-                contexts = self.store.traceparents([nid for nid, _ in pending])
-                try:
-                    for nid, value in pending:
-                        event = codec.decode(topics.NOTIFICATIONS, value)
-                        # in the trace of the event the notification told of
-                        with telemetry.continue_trace(f"announce {event.type}", contexts.get(nid)):
-                            await self.publish(event)
-                except Exception as exc:
-                    self.announce_error = f"{type(exc).__name__}: {exc}"
-                    log.error("could not announce a notification outcome, will retry: %s", exc)
-                    break
-                self.announce_error = None
-                self.store.mark_announced([nid for nid, _ in pending], self.clock())
-                total += len(pending)
-        return total
+        return await self._announcer()

@@ -41,7 +41,8 @@ DIGEST_TABLES = (
             "payload",
             "status",
         ),
-        why_not="attempts, schedule, errors and times (this copy's delivery work)",
+        why_not="attempts, schedule, errors, times and claims (this copy's delivery work: "
+        "which replica works on a notification now is runtime state, a rebuild has none)",
     ),
     CoveredTable("processed_events", ("event_id", "topic"), why_not="processed_at"),
 )

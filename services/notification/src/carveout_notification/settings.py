@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from carveout_runtime.settings import SharedSettings, WebhookRules
@@ -63,3 +65,32 @@ class NotificationSettings(SharedSettings, WebhookRules):
     retry_base_seconds: float = Field(1.0, description="First retry delay; doubles each time.")
     retry_cap_seconds: float = Field(300.0, description="Longest delay between two attempts.")
     delivery_poll_seconds: float = 0.5
+    replica_id: str | None = Field(
+        None,
+        max_length=200,
+        description="This replica's name in the claims it takes on deliveries; unique among "
+        "the replicas sharing a store. Unset: host:port (host/pid<pid> without a port). A "
+        "replica restarted under the same id takes back its own claims at once.",
+    )
+    lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a replica's claim on a delivery lasts unless renewed (it is "
+        "renewed after a third while the attempt runs); a replica dead or stalled this long "
+        "is taken over by another.",
+    )
+
+    @model_validator(mode="after")
+    def _name_the_replica(self) -> NotificationSettings:
+        # Stable across restarts of one replica (the same host and port), distinct between
+        # replicas on one host (each listens on its own port).
+        if self.replica_id is None:
+            host = socket.gethostname()
+            self.replica_id = f"{host}:{self.port}" if self.port else f"{host}/pid{os.getpid()}"
+        return self
+
+    @property
+    def replica(self) -> str:
+        """The replica id in force (always set once validated)."""
+        assert self.replica_id is not None
+        return self.replica_id

@@ -1,82 +1,38 @@
 """The notification store: grant contacts, subscriptions, the notifications queued and
-their delivery schedule, and the processed-event marks."""
+their delivery schedule (:mod:`.schedule`), and the processed-event marks."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, update
-from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
 
 from carveout_contracts.common import iso_utc as iso
-from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
+from carveout_runtime.service_store import ServiceStore
 
 from .domain import GrantContacts, Subscription
 from .fanout import EventEffects, Notification, Subscribed
+from .schedule import DeliverySchedule
+from .tables import (
+    GrantContactsRecord,
+    NotificationRecord,
+    NotificationTable,
+    ProcessedEvent,
+    SubscriptionRecord,
+)
+
+__all__ = [
+    "GrantContactsRecord",
+    "NotificationRecord",
+    "NotificationStore",
+    "ProcessedEvent",
+    "SubscriptionRecord",
+    "queued_row",
+]
 
 
-class NotificationTable(SQLModel, registry=registry()):
-    """Base of this service's tables, with metadata of its own (no other store shares it)."""
-
-
-class GrantContactsRecord(NotificationTable, table=True):
-    """A grant's contacts (``document``: :class:`GrantContacts` as JSON), by grant."""
-
-    __tablename__ = "grant_contacts"
-
-    grant_id: str = Field(primary_key=True)
-    grantee_id: str = Field(index=True)
-    status: str
-    version: int
-    document: str
-
-
-class SubscriptionRecord(NotificationTable, table=True):
-    """A subscription (``document``: :class:`Subscription` as JSON, secrets included) and
-    when it was made, which decides the first records it hears of."""
-
-    __tablename__ = "subscriptions"
-
-    subscription_id: str = Field(primary_key=True)
-    grantee_id: str | None = Field(default=None, index=True)
-    grant_id: str | None = Field(default=None, index=True)
-    created_at: str
-    document: str
-
-
-class NotificationRecord(NotificationTable, table=True):
-    """One notification of one event to one subscription, and its delivery schedule."""
-
-    __tablename__ = "notifications"
-
-    notification_id: str = Field(primary_key=True)
-    subscription_id: str = Field(index=True)
-    event_id: str
-    event_type: str
-    channel: str
-    address: str
-    payload: str
-    status: str = Field(index=True)
-    attempts: int = 0
-    next_attempt_at: str = Field(index=True)
-    last_error: str | None = None
-    created_at: str
-    finished_at: str | None = None
-    outcome_event: str | None = None
-    """The ``notification.delivered`` or ``.failed`` event, stored with the outcome (outbox)."""
-    announced_at: str | None = Field(default=None, index=True)
-    """When ``outcome_event`` was published; ``None`` while it is still to be published."""
-    traceparent: str | None = None
-    """The W3C context its delivery continues: that of the event it tells of."""
-
-
-class ProcessedEvent(ProcessedEventColumns, NotificationTable, table=True):
-    __tablename__ = "processed_events"
-
-
-class NotificationStore(ServiceStore):
+class NotificationStore(DeliverySchedule, ServiceStore):
     tables = NotificationTable
     processed_events = ProcessedEvent
 
@@ -175,96 +131,6 @@ class NotificationStore(ServiceStore):
                 if session.get(NotificationRecord, notification.notification_id) is None:
                     session.add(queued_row(notification))
             session.add(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
-            session.commit()
-
-    def due(
-        self, now: datetime, limit: int = 100, exclude: Collection[str] = ()
-    ) -> list[NotificationRecord]:
-        """Pending notifications due at ``now``, earliest first, but those in ``exclude``
-        (attempts in flight)."""
-        query = select(NotificationRecord).where(
-            NotificationRecord.status == "pending",
-            NotificationRecord.next_attempt_at <= iso(now),
-        )
-        if exclude:
-            query = query.where(col(NotificationRecord.notification_id).not_in(list(exclude)))
-        with Session(self.engine, expire_on_commit=False) as session:
-            return list(
-                session.exec(query.order_by(col(NotificationRecord.next_attempt_at)).limit(limit))
-            )
-
-    def next_due_at(self, exclude: Collection[str] = ()) -> datetime | None:
-        query = select(func.min(NotificationRecord.next_attempt_at)).where(
-            NotificationRecord.status == "pending"
-        )
-        if exclude:
-            query = query.where(col(NotificationRecord.notification_id).not_in(list(exclude)))
-        with Session(self.engine) as session:
-            first = session.exec(query).one()
-        return datetime.fromisoformat(first) if first else None
-
-    def finish_attempt(
-        self,
-        notification_id: str,
-        *,
-        status: str,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        error: str | None,
-        at: datetime,
-        outcome_event: str | None = None,
-    ) -> None:
-        """The outcome of one attempt, and the next one's time when there is one.
-
-        A final outcome comes with the event announcing it, written in the same
-        transaction and published after (an outbox): a crash in between loses nothing.
-        """
-        with Session(self.engine) as session:
-            row = session.get(NotificationRecord, notification_id)
-            if row is None:
-                return
-            row.status = status
-            row.attempts = attempts
-            row.last_error = error
-            if next_attempt_at is not None:
-                row.next_attempt_at = iso(next_attempt_at)
-            if status != "pending":
-                row.finished_at = iso(at)
-                row.outcome_event = outcome_event
-            session.add(row)
-            session.commit()
-
-    def unannounced(self, limit: int = 500) -> list[tuple[str, str]]:
-        """(notification id, outcome event JSON) of final outcomes not yet published."""
-        with Session(self.engine) as session:
-            rows = session.exec(
-                select(NotificationRecord.notification_id, NotificationRecord.outcome_event)
-                .where(
-                    col(NotificationRecord.outcome_event).is_not(None),
-                    col(NotificationRecord.announced_at).is_(None),
-                )
-                .order_by(col(NotificationRecord.finished_at))
-                .limit(limit)
-            ).all()
-        return [(nid, event) for nid, event in rows if event is not None]
-
-    def traceparents(self, notification_ids: Sequence[str]) -> dict[str, str | None]:
-        """Each notification's trace context (that of the event it tells of)."""
-        with Session(self.engine) as session:
-            rows = session.exec(
-                select(NotificationRecord.notification_id, NotificationRecord.traceparent).where(
-                    col(NotificationRecord.notification_id).in_(notification_ids)
-                )
-            ).all()
-        return dict(rows)
-
-    def mark_announced(self, notification_ids: Sequence[str], at: datetime) -> None:
-        with Session(self.engine) as session:
-            session.execute(
-                update(NotificationRecord)
-                .where(col(NotificationRecord.notification_id).in_(notification_ids))
-                .values(announced_at=iso(at))
-            )
             session.commit()
 
     def notifications(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,3 +111,23 @@ def receiver_of(n: NotificationRecord) -> str | None:
     if n.channel != "webhook":
         return None
     return (urlsplit(n.address).hostname or n.address).lower()
+
+
+def within_shares(
+    due: list[NotificationRecord], room: int, in_flight: Mapping[str, int], share: int
+) -> list[NotificationRecord]:
+    """At most ``room`` of ``due``, in order, none for a webhook host that already has
+    ``share`` attempts in flight (``in_flight``: by host): one host's slow receivers cannot
+    take every attempt and hold up everyone else's notifications."""
+    taken: Counter[str] = Counter()
+    chosen = []
+    for n in due:
+        receiver = receiver_of(n)
+        if receiver is not None:
+            if in_flight.get(receiver, 0) + taken[receiver] >= share:
+                continue
+            taken[receiver] += 1
+        chosen.append(n)
+        if len(chosen) == room:
+            break
+    return chosen

@@ -215,9 +215,15 @@ def test_unannounced_lists_final_outcomes_oldest_first_until_marked(
 ) -> None:
     subscription = subscribe(store)
     made = [queue(store, subscription) for _ in range(3)]
+    until = NOW + timedelta(minutes=1)
+    assert store.claim([n.notification_id for n in made], "r1", NOW, until) == {
+        n.notification_id for n in made
+    }
     for i, n in enumerate(reversed(made)):  # the last queued finishes first
         store.finish_attempt(
             n.notification_id,
+            replica="r1",
+            until=until,
             status="delivered",
             attempts=1,
             next_attempt_at=None,
@@ -228,6 +234,8 @@ def test_unannounced_lists_final_outcomes_oldest_first_until_marked(
     pending = made[0]
     store.finish_attempt(
         pending.notification_id,
+        replica="r1",
+        until=until,
         status="pending",
         attempts=1,
         next_attempt_at=NOW,
@@ -287,10 +295,10 @@ async def test_an_accepted_delivery_the_store_cannot_record_is_never_sent_again(
     real_finish = store.finish_attempt
     store_down = True
 
-    def finish(notification_id: str, **outcome: Any) -> None:
+    def finish(notification_id: str, **outcome: Any) -> bool:
         if store_down and notification_id == first.notification_id:
             raise OSError("the store is unavailable")
-        real_finish(notification_id, **outcome)
+        return real_finish(notification_id, **outcome)
 
     store.finish_attempt = finish  # type: ignore[method-assign]
 
@@ -320,10 +328,10 @@ async def test_an_outcome_the_store_keeps_refusing_stops_no_other_delivery(
     real_finish = store.finish_attempt
     refusing = True
 
-    def finish(notification_id: str, **outcome: Any) -> None:
+    def finish(notification_id: str, **outcome: Any) -> bool:
         if refusing and notification_id == refused.notification_id:
             raise ValueError("constraint failed: secret-ish detail")  # not "unavailable"
-        real_finish(notification_id, **outcome)
+        return real_finish(notification_id, **outcome)
 
     store.finish_attempt = finish  # type: ignore[method-assign]
 
