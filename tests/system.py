@@ -46,6 +46,7 @@ class System:
     external_bootstrap: str | None = None
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     broker_port: int = field(default_factory=free_port)
+    console_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -57,12 +58,17 @@ class System:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARVEOUT_")}
         env.update(
             CARVEOUT_VAR_DIR=str(self.var_dir),
             CARVEOUT_BROKER_PORT=str(self.broker_port),
             CARVEOUT_SESSION_TIMEOUT_MS="3000",
+            CARVEOUT_CONSOLE_PORT=str(self.console_port),
             **{f"CARVEOUT_{s.upper()}_PORT": str(p) for s, p in self.ports.items()},
         )
         if self.external_bootstrap:

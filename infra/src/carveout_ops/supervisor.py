@@ -27,9 +27,23 @@ from .broker import (
     wait_for_broker,
 )
 from .keys import keys_dir, prepare_keys, trusted_keys_file
-from .system import SERVICES, ServiceAddress, address, database_url, tokens_file, var_dir
+from .system import (
+    CONSOLE,
+    SERVICES,
+    ServiceAddress,
+    address,
+    database_url,
+    tokens_file,
+    var_dir,
+)
 
-STYLES = {"grant": "cyan", "enforcement": "magenta", "notification": "green", "broker": "yellow"}
+STYLES = {
+    "grant": "cyan",
+    "enforcement": "magenta",
+    "notification": "green",
+    "broker": "yellow",
+    CONSOLE: "blue",
+}
 
 
 MAX_REPLICAS = 16
@@ -138,6 +152,8 @@ class Supervisor:
         env.setdefault("CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS", LOOPBACK_NETWORKS)
         for name in SERVICES:
             env.setdefault(f"CARVEOUT_{name.upper()}_DATABASE_URL", database_url(name))
+            # The console calls each service's first replica.
+            env.setdefault(f"CARVEOUT_CONSOLE_{name.upper()}_URL", address(name).url)
         return env
 
     def request_stop(self, *_: object) -> None:
@@ -216,6 +232,7 @@ class Supervisor:
                 for name in SERVICES
                 for replica in range(self.replicas)
             ]
+            self.services.append(ServiceProcess(CONSOLE, env, self.console))
             for service in self.services:
                 service.start()
             if self.wait_ready():

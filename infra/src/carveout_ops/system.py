@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICES: tuple[str, ...] = ("grant", "enforcement", "notification")
-DEFAULT_PORTS = {"grant": 8081, "enforcement": 8082, "notification": 8083}
+CONSOLE = "console"
+"""The regulator console: a process of ``carveout up`` too, over the services' APIs."""
+DEFAULT_PORTS = {"grant": 8081, "enforcement": 8082, "notification": 8083, CONSOLE: 8080}
 
 
 def var_dir() -> Path:
