@@ -1,0 +1,48 @@
+"""``python -m carveout_console``: serve the regulator console."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from .settings import ConsoleSettings
+
+cli = typer.Typer(
+    help="The Carveout regulator console: web pages over the services' APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@cli.command()
+def serve() -> None:
+    """Serve the console until stopped. Configured by CARVEOUT_CONSOLE_* variables."""
+    import uvicorn
+
+    from carveout_runtime.logs import configure_logging
+
+    from .app import create_app
+
+    settings = ConsoleSettings()
+    configure_logging("console", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,
+        # Live pages hold their streams open: they are cut after this when stopping.
+        timeout_graceful_shutdown=2,
+    )
+
+
+@cli.command()
+def settings() -> None:
+    """Print the settings in force."""
+    typer.echo(json.dumps(ConsoleSettings().model_dump(mode="json"), indent=2))
+
+
+if __name__ == "__main__":
+    cli()
