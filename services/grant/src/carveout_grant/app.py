@@ -3,6 +3,10 @@ enforcement's acknowledgements, HTTP."""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
@@ -17,13 +21,19 @@ from .clock import Clock, system_clock
 from .deps import GrantContext
 from .handlers.acks import AckFolder, never_processed
 from .handlers.breaches import BreachPolicy
+from .lease_store import RelayLeases
 from .propagation_book import PropagationBook
-from .relay import OutboxRelay, grants_log_size
+from .relay import Leadership, OutboxRelay, grants_log_size
 from .service import GrantService
 from .settings import GrantSettings
 from .store import GrantStore
 
 SERVICE = "grant"
+
+
+def replica_id(port: int) -> str:
+    """This process's name in the relay lease: unique to it, readable in the store."""
+    return f"{socket.gethostname()}:{port}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def create_app(
@@ -37,7 +47,20 @@ def create_app(
     shell = ServiceShell(
         SERVICE, settings, broker or kafka_broker(settings, "carveout-grant"), store.ping
     )
-    relay = OutboxRelay(store, shell.publish, settings.relay_poll_seconds, clock)
+    leadership = Leadership(
+        RelayLeases(store.engine),
+        holder=replica_id(settings.port),
+        lease_seconds=settings.relay_lease_seconds,
+        renew_seconds=settings.relay_renew_seconds,
+    )
+    relay = OutboxRelay(
+        store,
+        shell.publish,
+        settings.relay_poll_seconds,
+        clock,
+        leadership,
+        watch_seconds=settings.relay_watch_seconds,
+    )
     service = GrantService(
         store, relay, settings.relay_wait_seconds, record_max_bytes=settings.record_max_bytes
     )

@@ -18,3 +18,18 @@ class GrantSettings(SharedSettings, WebhookRules):
     relay_wait_seconds: float = Field(
         2.0, description="How long a regulator call waits for its event to reach the broker."
     )
+    relay_lease_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="How long the relay lease lasts unless renewed: of replicas sharing a "
+        "database, the holder relays, and another takes over this long after it dies.",
+    )
+    relay_renew_seconds: float = Field(
+        1.0, gt=0, description="How often the relay renews its lease (well under its length)."
+    )
+    relay_watch_seconds: float = Field(
+        0.05,
+        gt=0,
+        description="How often a waiting regulator call reads whether its event is "
+        "published, when another replica relays.",
+    )

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, func, text, update
+from sqlalchemy import BigInteger, func, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -23,6 +23,7 @@ from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import Grant, PublicStatus
 from .propagation import LogPosition
+from .turns import take_turn
 
 
 class GrantTable(SQLModel, registry=registry()):
@@ -172,7 +173,11 @@ class GrantStore(ServiceStore):
         payload: str | None = None,
         published_at: datetime | None = None,
     ) -> int:
-        for grant_id, version in (change.expected_versions or {}).items():
+        # First, before the grants' row locks and the outbox row: writers take turns, so
+        # the outbox's sequence follows commit order (see :func:`take_turn`) and grant
+        # rows are always locked in the same order (by id), never deadlocking.
+        take_turn(session)
+        for grant_id, version in sorted((change.expected_versions or {}).items()):
             current = session.get(GrantRecord, grant_id, with_for_update=True)
             if current is None or current.version != version:
                 raise StaleGrant(f"grant {grant_id} changed meanwhile; try again")
@@ -306,16 +311,32 @@ class GrantStore(ServiceStore):
         self, seqs: Sequence[int], at: datetime, positions: Mapping[int, LogPosition] | None = None
     ) -> None:
         """Mark events published at ``at``; ``positions`` says, by sequence, where and when
-        the log received them."""
+        the log received them. A marked event keeps its first mark and position (a relay
+        that lost its lease mid-batch may publish again what the next relay did)."""
+        positions = positions or {}
         with self._session() as session:
-            session.exec(
-                update(GrantEventRecord)
-                .where(col(GrantEventRecord.seq).in_(seqs))
-                .values(published_at=iso(at))
-            )
-            for seq, position in (positions or {}).items():
-                _place(session, seq, position)
+            for seq in seqs:
+                values: dict[str, object] = {"published_at": iso(at)}
+                if (position := positions.get(seq)) is not None:
+                    values |= _position_values(position)
+                session.exec(
+                    update(GrantEventRecord)
+                    .where(
+                        col(GrantEventRecord.seq) == seq,
+                        col(GrantEventRecord.published_at).is_(None),
+                    )
+                    .values(**values)
+                )
             session.commit()
+
+    def is_published(self, seq: int) -> bool:
+        """Whether the event of outbox sequence ``seq`` is published, by whichever replica
+        relays (events are published in sequence order, so every earlier one is too)."""
+        with self._session() as session:
+            published = session.exec(
+                select(GrantEventRecord.published_at).where(GrantEventRecord.seq == seq)
+            ).first()
+        return published is not None
 
     def counts(self) -> tuple[int, int]:
         """(events recorded, events published)."""
@@ -344,26 +365,26 @@ class GrantStore(ServiceStore):
         return int(value or 0)
 
 
+def _position_values(position: LogPosition) -> dict[str, object]:
+    return {
+        "log_partition": position.partition,
+        "log_offset": position.offset,
+        "appended_at": iso(position.appended_at),
+    }
+
+
 def _place(session: Session, seq: int, position: LogPosition) -> None:
     session.exec(
         update(GrantEventRecord)
         .where(col(GrantEventRecord.seq) == seq)
-        .values(
-            log_partition=position.partition,
-            log_offset=position.offset,
-            appended_at=iso(position.appended_at),
-        )
+        .values(**_position_values(position))
     )
-
-
-HISTORY_LOCK = 0x6361_7276_6F75_7467  # the grant history's appenders take turns on it
 
 
 def append_history_leaf(session: Session, event_id: str, payload: str) -> int:
     """Append a grant event to the grant history log in the transaction recording it:
-    the store and the log never disagree. In PostgreSQL, appenders (replicas) take turns."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HISTORY_LOCK})
+    the store and the log never disagree. Appenders (replicas) take turns."""
+    take_turn(session)
     last = session.exec(select(func.max(GrantLogLeaf.leaf_index))).one()
     index = 0 if last is None else int(last) + 1
     hashed = leaf_hash(payload.encode()).hex()
