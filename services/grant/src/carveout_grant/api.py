@@ -51,6 +51,10 @@ router = APIRouter(prefix="/v1", dependencies=[KnownQueryOnly])
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {}}
 """Regulator actions answer 409 when the grant's state or version forbids them."""
 WAITED = "With wait 'applied': how far the new version has reached enforcement (else null)."
+APPENDED = (
+    "When the grants log received the event (null while it has not: published is false); "
+    "from this instant enforcement can know of the action, which is in force from effective_at."
+)
 
 
 class GrantPublic(BaseModel):
@@ -79,6 +83,7 @@ class GrantPublic(BaseModel):
 class GrantIssuedAnswer(GrantPublic):
     event_id: str
     effective_at: datetime
+    appended_at: datetime | None = Field(None, description=APPENDED)
     consistency_token: str
     published: bool
     propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
@@ -122,6 +127,7 @@ async def issue_grant(
             **GrantPublic.of(grant, action.now).model_dump(),
             "event_id": str(event.event_id),
             "effective_at": event.occurred_at,
+            "appended_at": book.store.appended_at_of(str(event.event_id)),
             "consistency_token": encode_token({grant.grant_id: grant.version}),
             "published": published,
             "propagation": propagation.get(grant.grant_id) if propagation else None,
@@ -174,6 +180,7 @@ class ActionAnswer(BaseModel):
     event_id: str
     event_type: str
     effective_at: datetime
+    appended_at: datetime | None = Field(None, description=APPENDED)
     consistency_token: str
     published: bool
     propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
@@ -184,6 +191,7 @@ class CarveoutRevokedAnswer(BaseModel):
     grants: list[ActionAnswer]
     event_id: str
     effective_at: datetime
+    appended_at: datetime | None = Field(None, description=APPENDED)
     consistency_token: str
     published: bool
     propagation: dict[str, VersionPropagationAnswer] | None = Field(
@@ -237,6 +245,7 @@ async def _act_on_grant(
     propagation = await wait_for_applied(book, {grant_id: answer.version}, wait)
     if propagation:
         answer.propagation = propagation.get(grant_id)
+    answer.appended_at = book.store.appended_at_of(answer.event_id)
     return answer
 
 
@@ -322,13 +331,16 @@ async def revoke_carveout(
     )
     answers = _answers(after, event, published, action.now)
     propagation = await wait_for_applied(book, {a.grant_id: a.version for a in answers}, body)
+    appended_at = book.store.appended_at_of(str(event.event_id))
     for answer in answers:
         answer.propagation = (propagation or {}).get(answer.grant_id)
+        answer.appended_at = appended_at
     return CarveoutRevokedAnswer(
         carveout_id=carveout_id,
         grants=answers,
         event_id=answers[0].event_id,
         effective_at=answers[0].effective_at,
+        appended_at=appended_at,
         consistency_token=answers[0].consistency_token,
         published=published,
         propagation=propagation,

@@ -3,7 +3,9 @@ requests waiting on a version (``"wait": "applied"``), and the propagation metri
 
 The acks consumer calls :meth:`PropagationBook.acked` and :meth:`PropagationBook.moved`
 after each write; a waiting request wakes on those, or at the moment a pending enforcer's
-last heartbeat grows too old for it to count as alive, and never polls.
+last heartbeat grows too old for it to count as alive. Grant replicas share the acks
+topic's partitions, so another replica may fold the ack a request waits for: a waiting
+request also reads the store every ``watch_seconds``.
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ class GrantPropagation:
 class PropagationBook:
     """Propagation answers over an :class:`AckStore`, read at the injected clock's time."""
 
-    def __init__(self, store: AckStore, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: AckStore, clock: Clock = system_clock, watch_seconds: float = 0.1
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.watch_seconds = watch_seconds
         self._changed = asyncio.Event()
         self._timed: OrderedDict[tuple[str, int], None] = OrderedDict()
 
@@ -108,7 +113,7 @@ class PropagationBook:
             turn = next_change(pending, beats, now)
             if turn is not None:
                 remaining = min(remaining, max(turn.total_seconds(), SHORTEST_WAIT_S))
-            await wait_set(signal, remaining)
+            await wait_set(signal, min(remaining, self.watch_seconds))
 
     def moved(self) -> None:
         """A heartbeat showed an enforcer further on (or for the first time)."""

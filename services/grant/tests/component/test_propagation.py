@@ -20,6 +20,7 @@ from carveout_contracts import (
     codec,
     topics,
 )
+from carveout_grant.acks_store import AckStore
 
 from .conftest import AUDITOR, GATEWAY, REGULATOR, GrantHarness, Starter
 
@@ -200,6 +201,36 @@ async def test_a_revocation_waiting_for_applied_answers_when_the_ack_arrives(
     assert (found["version"], found["complete"], found["pending"]) == (2, True, [])
     assert [e["enforcer_id"] for e in found["enforcers"]] == ["enf-a"]
     assert found["event_id"] == revoked["event_id"]
+
+
+async def test_a_wait_sees_an_ack_another_replica_folded(
+    clocked: tuple[GrantHarness, SteppingClock], demo_body: dict[str, Any]
+) -> None:
+    """Grant replicas split the acks topic: the ack may reach the store through another
+    replica's consumer, which wakes nobody here; the waiting call reads the store."""
+    harness, clock = clocked
+    gid = (await issue(harness, demo_body))["grant_id"]
+    await heartbeat(harness, "enf-a", clock.now)
+    body = {"reason": "r", "wait": "applied", "wait_seconds": 10}
+    answer = acting(harness, f"/v1/grants/{gid}/suspend", body)
+    await until(lambda: harness.service.store.counts() == (2, 2), 5, "the suspension relayed")
+    other_replica = AckStore(harness.service.store.engine)
+    applied = EnforcementApplied.model_validate(
+        {
+            "producer": "enforcement",
+            "occurred_at": clock.now,
+            "data": {
+                "enforcer_id": "enf-a",
+                "grant_id": gid,
+                "version": 2,
+                "grant_event_id": str(event_of(harness, gid, 2)),
+                "applied_at": clock.now,
+            },
+        }
+    )
+    assert other_replica.record_ack(applied)
+    response = await asyncio.wait_for(answer, 5)
+    assert response.json()["propagation"]["complete"] is True
 
 
 async def test_a_wait_that_runs_out_says_who_is_pending(
