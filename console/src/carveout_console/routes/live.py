@@ -17,6 +17,9 @@ from ..sessions import Session
 
 router = APIRouter()
 Filter = Annotated[str, Query(max_length=200)]
+KEEPALIVE_SECONDS = 15.0
+"""A quiet stream sends a comment this often, so that nothing between the browser and
+the console takes it for dead."""
 
 
 def event(html: str, *, name: str = "message", event_id: int | None = None) -> str:
@@ -48,6 +51,7 @@ async def _breaches(
 ) -> AsyncIterator[str]:
     fragment = parts.templates.get_template("breach_row.html")
     yield "retry: 2000\n\n"
+    quiet_since = asyncio.get_running_loop().time()
     while await _watching(request, parts, session):
         answer = await parts.services.call(
             "enforcement", "GET", "/v1/breaches", session.token, params={**params, "limit": 100}
@@ -58,7 +62,11 @@ async def _breaches(
             fresh = answer.body["items"][: max(0, total - seen)]
             for breach in reversed(fresh):
                 yield event(fragment.render(breach=breach), name="breach", event_id=total)
+                quiet_since = asyncio.get_running_loop().time()
             seen = max(seen, total)
+        if asyncio.get_running_loop().time() - quiet_since > KEEPALIVE_SECONDS:
+            yield ": still here\n\n"
+            quiet_since = asyncio.get_running_loop().time()
         await asyncio.sleep(parts.settings.live_poll_seconds)
 
 
