@@ -12,12 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session, col, select
 
 from carveout_contracts import Grantee, codec, topics
 from carveout_grant.domain import GrantRequest, apply, issue, reinstate, suspend
 from carveout_grant.lease import holds
 from carveout_grant.lease_store import RelayLeases
-from carveout_grant.store import GrantChange, GrantStore, StaleGrant
+from carveout_grant.store import (
+    GrantChange,
+    GrantEventRecord,
+    GrantLogLeaf,
+    GrantStore,
+    StaleGrant,
+)
 from carveout_runtime.stores import make_engine
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
@@ -116,6 +123,11 @@ def test_a_relay_never_sees_a_later_event_before_an_earlier_one_commits(
     done.set()
     reader.join(30)
     assert len(published) == len(writers) * per_writer == len(set(published))
+    # The grant history's leaves follow the same order: the log is the outbox's order.
+    with Session(relay.engine) as session:
+        by_seq = session.exec(select(GrantEventRecord.event_id).order_by(col(GrantEventRecord.seq)))
+        by_leaf = session.exec(select(GrantLogLeaf.event_id).order_by(col(GrantLogLeaf.leaf_index)))
+        assert list(by_seq) == list(by_leaf)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
