@@ -93,6 +93,10 @@ class DeliverySchedule:
         those whose recorder's lease ran out first (claimed here, so one replica publishes
         each)."""
         mine = or_(claimable_at(now), held_by(replica))
+        with Session(self.engine) as session:
+            # Asked every round: read first, so that an empty outbox costs no write.
+            if session.exec(select(Row.notification_id).where(UNANNOUNCED, mine)).first() is None:
+                return []
         orphaned = (
             select(Row.notification_id)
             .where(UNANNOUNCED, mine)
