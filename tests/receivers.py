@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import threading
@@ -37,6 +38,11 @@ class WebhookReceiver:
     deliveries: list[Delivery] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
     """The ``Host`` header of each request."""
+    hold: threading.Event | None = None
+    """When set to an event, the first attempt of each webhook id from then on waits for it
+    and then fails (503): a delivery in flight when its sender dies."""
+    held: list[str] = field(default_factory=list)
+    """The webhook ids of the attempts held."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -51,6 +57,14 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 webhook_id = self.headers.get("webhook-id", "")
+                if receiver._held_first(webhook_id):
+                    assert receiver.hold is not None
+                    receiver.hold.wait(60)
+                    with contextlib.suppress(OSError):  # its sender may be gone
+                        self.send_response(503)
+                        self.send_header("content-length", "0")
+                        self.end_headers()
+                    return
                 with receiver._lock:
                     receiver.hosts.append(self.headers.get("host", ""))
                     seen = sum(1 for d in receiver.deliveries if d.webhook_id == webhook_id)
@@ -75,9 +89,20 @@ class WebhookReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def _held_first(self, webhook_id: str) -> bool:
+        """Whether this attempt is one to hold (recorded as an attempt, never accepted)."""
+        with self._lock:
+            if self.hold is None or webhook_id in self.held:
+                return False
+            self.held.append(webhook_id)
+            self.deliveries.append(Delivery(webhook_id, "", "", b"", accepted=False))
+            return True
 
     def accepted(self) -> Counter[str]:
         with self._lock:
