@@ -247,13 +247,7 @@ class Supervisor:
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
             if self.broker is not None and not self.broker.alive():
-                self.console.print("[red]the embedded broker died; restarting everything[/]")
-                for service in self.services:
-                    service.stop()
-                self.broker.start()
-                asyncio.run(ensure_topics(self.broker.bootstrap, partitions_from_env()))
-                for service in self.services:
-                    service.start()
+                self.restart_broker()
                 continue
             for service in self.services:
                 code = service.exited()
@@ -269,6 +263,20 @@ class Supervisor:
                 if self._stopping.wait(delay):
                     return
                 service.start()
+
+    def restart_broker(self) -> None:
+        """Start the embedded broker again, empty, and its topics; the services keep
+        running: each puts back the topics its store is the record of, and its consumers
+        notice their topics restarted from zero (DESIGN §11)."""
+        assert self.broker is not None
+        self.console.print("[red]the embedded broker died; restarting it[/]")
+        try:
+            self.broker.start()
+            asyncio.run(wait_for_broker(self.broker.bootstrap))
+            asyncio.run(ensure_topics(self.broker.bootstrap, partitions_from_env()))
+        except BrokerError as exc:
+            self.console.print(f"[red]the embedded broker did not restart: {exc}[/]")
+            self.broker.stop()
 
     def shutdown(self) -> None:
         if self.services:

@@ -25,6 +25,9 @@ def _faststream_logger() -> logging.Logger:
     return logger
 
 
+METADATA_MAX_AGE_MS = 3000
+
+
 def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
     """The FastStream Kafka broker a service publishes and subscribes with."""
     from faststream.kafka import KafkaBroker
@@ -37,6 +40,9 @@ def kafka_broker(settings: SharedSettings, client_id: str) -> KafkaBroker:
         acks="all",
         linger_ms=1,
         allow_auto_create_topics=False,
+        # A consumer that rejoined a restarted broker before its topics were made again
+        # sees them within seconds, not the default five minutes.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         client_id=client_id,
         logger=_faststream_logger(),
         log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines only when asked for

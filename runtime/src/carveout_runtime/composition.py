@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -23,6 +24,7 @@ from . import telemetry
 from .consumers import DeadLetter, EventHandler, Process, consume, dead_letter_publisher
 from .event_signing import EventSigning
 from .http import AnyRole
+from .log_restarts import HandledOffsets, LogRestartWatch, Restore
 from .ops import Check, broker_check, caught_up_check, install_ops_routes, store_check
 from .settings import SharedSettings, WebhookRules
 
@@ -60,6 +62,12 @@ class ServiceShell:
     """Tasks that run as long as the process, by name; cancelled at shutdown."""
     routers: list[APIRouter] = field(default_factory=list)
     """Routes beside the service's own router (its transparency logs')."""
+    restores: dict[str, Restore] = field(default_factory=dict)
+    """Topics this service's store is the record of, and how to put each back when the
+    broker restarted empty (:mod:`.log_restarts`)."""
+    handled: dict[str, HandledOffsets] = field(default_factory=dict)
+    """Consumed topics no store can put back: their unhandled records lost in a broker
+    restart are counted."""
     dead_letter: DeadLetter = field(init=False)
     signing: EventSigning = field(init=False)
     """The key the service signs its events with, and the keys it checks others' against."""
@@ -125,7 +133,10 @@ class ServiceShell:
                 stack.push_async_callback(self.broker.stop)
                 for step in self.on_start:
                     await step()
-                tasks = [asyncio.create_task(run(), name=n) for n, run in self.background.items()]
+                background = dict(self.background)
+                if self.restores or self.handled:
+                    background["log-restarts"] = self.log_restarts.run
+                tasks = [asyncio.create_task(run(), name=n) for n, run in background.items()]
                 try:
                     yield
                 finally:
@@ -183,8 +194,19 @@ class ServiceShell:
             },
             service=self.name,
             subscribers=self.subscribers,
+            records_lost=lambda: self.log_restarts.lost,
         )
         return app
+
+    @functools.cached_property
+    def log_restarts(self) -> LogRestartWatch:
+        return LogRestartWatch(
+            self.name,
+            self.settings.kafka_bootstrap,
+            self.restores,
+            self.handled,
+            pulse=topics.ACKS,
+        )
 
 
 C = TypeVar("C")

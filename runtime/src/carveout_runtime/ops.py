@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -71,10 +71,12 @@ def install_ops_routes(
     *,
     service: str = "",
     subscribers: Sequence[Any] = (),
+    records_lost: Callable[[], Mapping[str, int]] | None = None,
 ) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics``; a scrape of the metrics first measures the
     lag of ``subscribers`` (``carveout_consumer_lag``, labelled with ``service``), at most
-    once a second however often it is scraped."""
+    once a second however often it is scraped. ``/readyz`` also says, per topic, how many
+    records were lost with a broker that restarted empty (``records_lost``), if any."""
     lag_measured = [-LAG_EVERY_S]
 
     @app.get("/healthz", tags=["ops"])
@@ -91,10 +93,12 @@ def install_ops_routes(
         """Ready: connected to the broker and the store, and caught up on its input topics."""
         results = {name: await check() for name, check in checks.items()}
         ready = all(value == "ok" for value in results.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": results},
-            status_code=200 if ready else 503,
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": results}
+        lost = dict(records_lost()) if records_lost is not None else {}
+        if lost:
+            # Told, not failed: the service works on; what is gone cannot come back.
+            body["records_lost"] = lost
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:

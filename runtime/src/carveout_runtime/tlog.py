@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Engine, func
+from sqlalchemy import BigInteger, Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -240,6 +240,17 @@ class CheckpointBook:
             )
             return [self._of(row) for row in rows]
 
+    def mark_all_unpublished(self) -> int:
+        """Every checkpoint to be published again (the topic restarted empty)."""
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(self.table)
+                .where(col(self.table.published_at).is_not(None))
+                .values(published_at=None)
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def mark_published(self, checkpoint: SignedCheckpoint, at: datetime) -> None:
         with Session(self.engine) as session:
             row = session.get(self.table, (checkpoint.log, checkpoint.size))
@@ -301,11 +312,17 @@ class Checkpointer:
         signed = self.sign_grown() if self.signer is not None else []
         for checkpoint in signed:
             await asyncio.to_thread(self.book.save, checkpoint)
-        for checkpoint in await asyncio.to_thread(self.book.unpublished):
-            event = checkpoint_event(checkpoint, self.producer)
-            await self.publish(codec.encode_value(event), topics.CHECKPOINTS, event.key.encode())
-            await asyncio.to_thread(self.book.mark_published, checkpoint, self.clock())
+        while pending := await asyncio.to_thread(self.book.unpublished):
+            for checkpoint in pending:
+                event = checkpoint_event(checkpoint, self.producer)
+                value = codec.encode_value(event)
+                await self.publish(value, topics.CHECKPOINTS, event.key.encode())
+                await asyncio.to_thread(self.book.mark_published, checkpoint, self.clock())
         return signed
+
+    async def put_back(self) -> int:
+        """Publish every checkpoint again, at the next tick (the topic restarted empty)."""
+        return await asyncio.to_thread(self.book.mark_all_unpublished)
 
     def sign_grown(self) -> list[SignedCheckpoint]:
         assert self.signer is not None

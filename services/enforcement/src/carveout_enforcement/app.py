@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from carveout_contracts import topics
 from carveout_runtime.brokers import kafka_broker
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.edge import BodyLimit
+from carveout_runtime.log_restarts import fetched_highwaters
 from carveout_runtime.retries import ConsumerHealth
 from carveout_runtime.stores import make_engine
 
@@ -105,14 +107,13 @@ def create_app(
         decision_log=decision_log,
         claims=claims,
     )
-    shell.watch(
-        topics.ACCESS,
-        access.subscribe(
-            shell.broker, pipeline, settings, ClaimOnAssignment(claims, access_health)
-        ),
-        max_lag=settings.batch_max_records,
-        health=access_health,
+    access_subscriber = access.subscribe(
+        shell.broker, pipeline, settings, ClaimOnAssignment(claims, access_health)
     )
+    shell.watch(
+        topics.ACCESS, access_subscriber, max_lag=settings.batch_max_records, health=access_health
+    )
+    pipeline.handled.highwaters = partial(fetched_highwaters, access_subscriber)
     context = EnforcementContext(
         settings=settings,
         store=store,
@@ -149,6 +150,10 @@ def create_app(
     shell.resources.append(grants_log)
     shell.on_start.append(settle)
     shell.background["breach-republisher"] = outbox.republish_forever
+    shell.restores[topics.BREACHES] = outbox.put_back
+    # Accesses no store holds: those a broker restart took before they were judged are
+    # counted (carveout_records_lost_total, /readyz).
+    shell.handled[topics.ACCESS] = pipeline.handled
     shell.background["acknowledgements"] = acks.publish_acks
     shell.background["heartbeat"] = acks.beat_forever
     access_limit = BodyLimit(

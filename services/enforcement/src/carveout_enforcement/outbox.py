@@ -140,6 +140,13 @@ class BreachOutbox:
         self.unpublished = False
         return total
 
+    async def put_back(self) -> int:
+        """Publish every breach again, with the same ids: ``carveout.breaches`` restarted
+        empty, and the grant service's breach policies must still count them all."""
+        count = await asyncio.to_thread(self.store.mark_all_breaches_unpublished)
+        await self.publish_pending()
+        return count
+
     async def republish_forever(self, every_s: float = 5.0) -> None:
         """Keep publishing what is left unpublished, so a broker hiccup delays, never loses."""
         while True:

@@ -233,6 +233,17 @@ class EnforcementStore(ServiceStore):
             )
             session.commit()
 
+    def mark_all_breaches_unpublished(self) -> int:
+        """Every breach to be published again (the topic restarted empty)."""
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(BreachRecord)
+                .where(col(BreachRecord.published_at).is_not(None))
+                .values(published_at=None)
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def mark_all_breaches_published(self, at: datetime) -> int:
         with Session(self.engine) as session:
             result = session.execute(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from carveout_contracts import limits
+from carveout_contracts import limits, topics
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
 from carveout_runtime.tlog import CheckpointBook, Checkpointer, TransparencyLogs
@@ -49,6 +49,7 @@ def install(
         interval_s=settings.checkpoint_interval_seconds,
     )
     shell.background["checkpoints"] = checkpointer.run_forever
+    shell.restores[topics.CHECKPOINTS] = checkpointer.put_back
     return DecisionLog(logs)
 
 

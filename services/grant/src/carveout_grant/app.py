@@ -23,7 +23,7 @@ from .handlers.acks import AckFolder, never_processed
 from .handlers.breaches import BreachPolicy
 from .lease_store import RelayLeases
 from .propagation_book import PropagationBook
-from .relay import Leadership, OutboxRelay, grants_log_size
+from .relay import Leadership, OutboxRelay
 from .service import GrantService
 from .settings import GrantSettings
 from .store import GrantStore
@@ -80,14 +80,11 @@ def create_app(
         max_lag=100,
     )
 
-    async def restore_log_if_lost() -> None:
-        await relay.restore_log_if_lost(await grants_log_size(settings.kafka_bootstrap))
-
     async def outbox_relayed() -> str:
         total, published = store.counts()
         return "ok" if published == total else f"{total - published} events to relay"
 
-    shell.on_start.append(restore_log_if_lost)
+    shell.restores[topics.GRANTS] = relay.put_back
     shell.background["outbox-relay"] = relay.run
     transparency.install(shell, store, settings)
     shell.checks["outbox"] = outbox_relayed

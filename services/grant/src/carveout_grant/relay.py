@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
-from carveout_contracts import topics
 from carveout_runtime import telemetry
-from carveout_runtime.logread import partitions
 from carveout_runtime.retries import wait_set
 
 from .clock import Clock, system_clock
@@ -104,17 +100,19 @@ class OutboxRelay:
         until = (due - self.clock()).total_seconds() if due is not None else 0.0
         return max(0.01, min(self.poll_seconds, until))
 
-    async def restore_log_if_lost(self, topic_event_count: int) -> int:
-        """Re-publish the whole history when the broker came back without the grants log.
+    async def put_back(self) -> int:
+        """Re-publish the whole history: the broker came back without the grants log.
 
         The embedded broker keeps its log in memory; the grant service is the system of
-        record, so it puts the log back. Consumers dedupe by ``event_id``.
+        record, so it puts the log back (:mod:`carveout_runtime.log_restarts` tells when).
+        Consumers dedupe by ``event_id``; each event keeps the position it was first
+        published at.
         """
-        _, published = self.store.counts()
-        if published == 0 or topic_event_count > 0:
+        _, published = await asyncio.to_thread(self.store.counts)
+        if published == 0:
             return 0
-        count = self.store.mark_all_unpublished()
-        log.warning("grants log is empty but %d events were published: re-publishing", count)
+        count = await asyncio.to_thread(self.store.mark_all_unpublished)
+        self.wake()
         return count
 
     async def run(self) -> None:
@@ -218,18 +216,3 @@ def log_position(sent: Any, clock: Clock) -> LogPosition | None:
     if by_broker and isinstance(stamp, int) and stamp >= 0:
         return LogPosition(partition, offset, datetime.fromtimestamp(stamp / 1000, UTC))
     return LogPosition(partition, offset, clock())
-
-
-async def grants_log_size(bootstrap: str) -> int:
-    """How many events the broker holds on the grants topic (end minus beginning offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await partitions(consumer, topics.GRANTS)
-        if not tps:
-            return 0
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        return sum(max(0, ends[tp] - starts[tp]) for tp in tps)
-    finally:
-        await consumer.stop()

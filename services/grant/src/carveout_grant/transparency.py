@@ -134,6 +134,7 @@ def install(shell: ServiceShell, store: GrantStore, settings: GrantSettings) -> 
         interval_s=settings.checkpoint_interval_seconds,
     )
     shell.background["checkpoints"] = checkpointer.run_forever
+    shell.restores[topics.CHECKPOINTS] = checkpointer.put_back
     shell.routers += [transparency_router(of), grant_event_proof_router(of, history)]
     return of
 

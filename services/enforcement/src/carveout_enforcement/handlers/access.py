@@ -24,6 +24,7 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 from carveout_contracts import limits, topics
 from carveout_runtime import telemetry
 from carveout_runtime.consumers import group_options
+from carveout_runtime.log_restarts import HandledOffsets
 from carveout_runtime.retries import ConsumerHealth, describe_error, retrying, with_retries
 
 from ..access import Arrival, read_batch
@@ -108,6 +109,8 @@ class AccessPipeline:
     claims: PartitionClaims | None = None
     """This replica's claims on access partitions, which each batch's transaction checks
     (replicas sharing the store); ``None`` where one process judges everything (replay)."""
+    handled: HandledOffsets = field(default_factory=HandledOffsets)
+    """How far each partition was handled: what a broker restart took beyond is lost."""
     judged: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -308,6 +311,10 @@ def subscribe(
     @subscriber
     async def on_access_batch(body: Any, message: KafkaMessage) -> None:
         records = message.raw_message
-        await pipeline.process(records if isinstance(records, tuple | list) else (records,))
+        batch = records if isinstance(records, tuple | list) else (records,)
+        # Counted as handled from now: a batch in hand is judged, whatever the broker does.
+        for record in batch:
+            pipeline.handled.handled(record)
+        await pipeline.process(batch)
 
     return subscriber
