@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,12 +26,17 @@ from .system import SERVICES, System, wait_for
 
 pytestmark = pytest.mark.broker
 
-GROUPS = {
-    "carveout-grant": [topics.BREACHES, topics.ACKS],
-    "carveout-enforcement": [topics.GRANTS],
-    "carveout-enforcement-access": [topics.ACCESS],
-    "carveout-notification": [topics.GRANTS, topics.BREACHES],
-}
+
+def groups(system: System) -> dict[str, list[str]]:
+    """The services' consumer groups and their topics (enforcement reads the grants in a
+    group of its own per replica, named after its enforcer id: host and port)."""
+    enforcer = f"{socket.gethostname()}:{system.ports['enforcement']}"
+    return {
+        "carveout-grant": [topics.BREACHES, topics.ACKS],
+        f"carveout-enforcement.grants.{enforcer}": [topics.GRANTS],
+        "carveout-enforcement-access": [topics.ACCESS],
+        "carveout-notification": [topics.GRANTS, topics.BREACHES],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +102,11 @@ async def _ends(bootstrap: str) -> dict[str, int]:
     return found
 
 
-async def _lag(bootstrap: str) -> int:
+async def _lag(bootstrap: str, groups: dict[str, list[str]]) -> int:
     """Records not yet committed by the services' consumer groups, over all their topics."""
     ends = await log_ends(bootstrap, topics.ALL_TOPICS)
     lag = 0
-    for group, group_topics in GROUPS.items():
+    for group, group_topics in groups.items():
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
         )
@@ -124,7 +130,7 @@ def settle(system: System) -> None:
         outbox = system.call("grant", "GET", "/readyz", role=None).json()
         return (
             pending == 0
-            and asyncio.run(_lag(system.bootstrap)) == 0
+            and asyncio.run(_lag(system.bootstrap, groups(system))) == 0
             and all(check == "ok" for check in outbox.get("checks", {}).values())
         )
 
