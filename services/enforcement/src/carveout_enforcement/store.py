@@ -11,6 +11,7 @@ import msgspec
 import orjson
 from msgspec.structs import astuple
 from sqlalchemy import BigInteger, Connection, Engine, Index, LargeBinary, func, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -131,8 +132,9 @@ class EnforcementStore(ServiceStore):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        self._decisions = _BulkInsert.of(DecisionRow, DecisionRecord, mark)
-        self._breaches = _BulkInsert.of(BreachRow, BreachRecord, mark)
+        copy = engine.dialect.name == "postgresql"
+        self._decisions = _BulkInsert.of(DecisionRow, DecisionRecord, mark, copy=copy)
+        self._breaches = _BulkInsert.of(BreachRow, BreachRecord, mark, copy=copy)
         self._usage = _BulkInsert.of(
             UsageRow, UsageRecord, mark, upsert_key=("grant_id", "window", "window_start")
         )
@@ -187,8 +189,8 @@ class EnforcementStore(ServiceStore):
         sizes as this transaction reads them (``DecisionLog.prepare``), so the logs and
         the decisions are written together. ``fence`` raises when another replica has
         claimed a partition of the batch since this one did (:mod:`.ownership`): first, so
-        that a claim waits for this transaction. Rows go straight to the driver's
-        ``executemany``: the batch is the hot path.
+        that a claim waits for this transaction. Rows go straight to the driver (``COPY``
+        on PostgreSQL, ``executemany`` on SQLite): the batch is the hot path.
         """
         with self.engine.begin() as connection:
             if fence is not None:
@@ -297,13 +299,18 @@ def _quoted(column: str) -> str:
 
 @dataclass(frozen=True)
 class _BulkInsert:
-    """A positional ``INSERT`` (or upsert) of typed rows through the driver's ``executemany``.
+    """A positional ``INSERT`` (or upsert) of typed rows: PostgreSQL's ``COPY`` for plain
+    inserts there, the driver's ``executemany`` otherwise.
 
     Its columns are the row type's fields, in their order, so a row's values always land
-    in the columns that bear their names.
+    in the columns that bear their names. ``COPY ... FROM STDIN`` sends a batch as one
+    stream: a third of the client's CPU per row of psycopg's pipelined ``executemany``,
+    with the same effects (a conflicting row fails the whole statement, and so the
+    transaction, as an insert would). An upsert has no ``COPY``: it stays an ``executemany``.
     """
 
     sql: str
+    copy_sql: str | None = None
 
     @classmethod
     def of(
@@ -312,6 +319,8 @@ class _BulkInsert:
         table: Any,
         mark: str,
         upsert_key: tuple[str, ...] | None = None,
+        *,
+        copy: bool = False,
     ) -> _BulkInsert:
         columns = row.__struct_fields__
         if set(columns) != {c.name for c in table.__table__.columns}:
@@ -328,11 +337,40 @@ class _BulkInsert:
                 f" ON CONFLICT ({', '.join(_quoted(c) for c in upsert_key)})"
                 " DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
             )
-        return cls(sql)
+        copy_sql = f"COPY {table.__tablename__} ({names}) FROM STDIN" if copy else None
+        return cls(sql, None if upsert_key else copy_sql)
 
-    def write(self, connection: Any, rows: Sequence[msgspec.Struct]) -> None:
+    def write(self, connection: Connection, rows: Sequence[msgspec.Struct]) -> None:
+        if self.copy_sql is not None:
+            self._copy(connection, rows)
+            return
         # A plain tuple each: what the driver binds fastest (built in C, ~50 ns a row).
         connection.exec_driver_sql(self.sql, list(map(astuple, rows)))
+
+    def _copy(self, connection: Connection, rows: Sequence[msgspec.Struct]) -> None:
+        """The rows through psycopg's ``COPY``, in the connection's transaction. Its errors
+        reach callers as SQLAlchemy's, as ``exec_driver_sql``'s do (a lost connection
+        invalidated and reported as such): what the retries tell apart."""
+        fairy, dialect = connection.connection, connection.dialect
+        raw = fairy.driver_connection
+        assert raw is not None
+        try:
+            with raw.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(astuple(row))
+        except dialect.loaded_dbapi.Error as error:
+            lost = dialect.is_disconnect(error, fairy.dbapi_connection, None)
+            if lost:
+                connection.invalidate(error)
+            raise sa_exc.DBAPIError.instance(
+                self.copy_sql,
+                None,
+                error,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                dialect=dialect,
+                connection_invalidated=lost,
+            ) from error
 
 
 @dataclass(frozen=True)
