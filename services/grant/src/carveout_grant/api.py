@@ -30,8 +30,8 @@ from .domain import (
     issue,
     new_grant_id,
     reinstate,
-    revoke,
     revoke_grant,
+    revoke_in_parts,
     suspend,
 )
 from .propagation_api import (
@@ -189,7 +189,11 @@ class ActionAnswer(BaseModel):
 class CarveoutRevokedAnswer(BaseModel):
     carveout_id: str
     grants: list[ActionAnswer]
-    event_id: str
+    event_id: str = Field(description="The first of ``event_ids``.")
+    event_ids: list[str] = Field(
+        description="The carveout.revoked events announcing it: one per partition of "
+        "carveout.grants its grants fall in, so each grant's versions stay in order."
+    )
     effective_at: datetime
     appended_at: datetime | None = Field(None, description=APPENDED)
     consistency_token: str
@@ -317,31 +321,45 @@ for verb, reasoned, description in REASONED_ACTIONS:
 async def revoke_carveout(
     carveout_id: str, body: ActionBody, action: Action, book: Propagations
 ) -> CarveoutRevokedAnswer:
-    """Revoke a whole carveout: every grant under it, in one event (regulator). With
-    ``"wait": "applied"``, answer once every live enforcement replica applies each revoked
-    grant's new version (or after ``wait_seconds``): ``propagation`` maps grant id to it."""
+    """Revoke a whole carveout: every grant under it, with one event per partition of
+    ``carveout.grants`` its grants fall in (regulator). With ``"wait": "applied"``, answer
+    once every live enforcement replica applies each revoked grant's new version (or after
+    ``wait_seconds``): ``propagation`` maps grant id to it."""
     grants = action.service.store.of_carveout(carveout_id)
     if not grants:
         raise ApiError(404, "not_found", f"no grants under carveout {carveout_id!r}")
     live = [g for g in grants if g.lifecycle != "revoked"]
-    event, after, published = await _order(
-        action,
-        live,
-        lambda: revoke(live, body.reason, carveout_id=carveout_id, by=action.by, now=action.now),
-    )
-    answers = _answers(after, event, published, action.now)
+    try:
+        events = revoke_in_parts(
+            live,
+            body.reason,
+            carveout_id=carveout_id,
+            by=action.by,
+            now=action.now,
+            partition_of=action.service.partitions.of,
+        )
+        afters, published = await action.service.act_all(live, events, action.trace)
+    except (GrantConflict, StaleGrant) as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    answers = [
+        answer
+        for event, after in zip(events, afters, strict=True)
+        for answer in _answers(after, event, published, action.now)
+    ]
+    token = encode_token({a.grant_id: a.version for a in answers})
     propagation = await wait_for_applied(book, {a.grant_id: a.version for a in answers}, body)
-    appended_at = book.store.appended_at_of(str(event.event_id))
     for answer in answers:
         answer.propagation = (propagation or {}).get(answer.grant_id)
-        answer.appended_at = appended_at
+        answer.appended_at = book.store.appended_at_of(answer.event_id)
+        answer.consistency_token = token
     return CarveoutRevokedAnswer(
         carveout_id=carveout_id,
         grants=answers,
         event_id=answers[0].event_id,
+        event_ids=[str(event.event_id) for event in events],
         effective_at=answers[0].effective_at,
-        appended_at=appended_at,
-        consistency_token=answers[0].consistency_token,
+        appended_at=answers[0].appended_at,
+        consistency_token=token,
         published=published,
         propagation=propagation,
     )

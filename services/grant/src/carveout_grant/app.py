@@ -85,6 +85,11 @@ def create_app(
         return "ok" if published == total else f"{total - published} events to relay"
 
     shell.restores[topics.GRANTS] = relay.put_back
+
+    async def read_partitions() -> None:
+        await service.partitions.read_until_known(settings.kafka_bootstrap)
+
+    shell.background["grants-partitions"] = read_partitions
     shell.background["outbox-relay"] = relay.run
     transparency.install(shell, store, settings)
     shell.checks["outbox"] = outbox_relayed

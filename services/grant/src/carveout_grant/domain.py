@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -235,6 +235,27 @@ def revoke(
         now,
         tripped.event_id if tripped else None,
     )
+
+
+def revoke_in_parts(
+    grants: Sequence[Grant],
+    reason: str,
+    *,
+    carveout_id: str,
+    by: str,
+    now: datetime,
+    partition_of: Callable[[str], Hashable],
+) -> list[CarveoutRevoked]:
+    """Revoke a carveout's grants with one event per partition of ``carveout.grants`` they
+    fall in, so each grant's revocation follows its
+    earlier versions in one partition (see :mod:`.partitions`)."""
+    live = [g for g in grants if g.lifecycle != "revoked"]
+    if not live:
+        raise GrantConflict(f"nothing to revoke: every grant of {carveout_id} is revoked already")
+    parts: dict[Hashable, list[Grant]] = {}
+    for grant in live:
+        parts.setdefault(partition_of(grant.grant_id), []).append(grant)
+    return [revoke(p, reason, carveout_id=carveout_id, by=by, now=now) for p in parts.values()]
 
 
 def revoke_grant(

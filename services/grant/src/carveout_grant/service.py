@@ -9,8 +9,9 @@ from carveout_contracts import Envelope, GrantEvent, affected_grants, codec, lim
 from carveout_runtime.http import ApiError
 
 from .domain import Grant, apply
+from .partitions import GrantsPartitions
 from .relay import OutboxRelay
-from .store import GrantStore
+from .store import GrantChange, GrantStore
 
 log = logging.getLogger("carveout.grant")
 
@@ -47,8 +48,12 @@ class GrantService:
         relay: OutboxRelay,
         relay_wait_seconds: float,
         record_max_bytes: int = limits.DEFAULT_RECORD_BYTES,
+        partitions: GrantsPartitions | None = None,
     ) -> None:
         self.store = store
+        self.partitions = partitions or GrantsPartitions()
+        """How many partitions carveout.grants has: a carveout's revocation is announced
+        once per partition its grants fall in."""
         self.relay = relay
         self.relay_wait_seconds = relay_wait_seconds
         self.record_max_bytes = record_max_bytes
@@ -86,3 +91,21 @@ class GrantService:
             after, event, traceparent, expected_versions={g.grant_id: g.version for g in before}
         )
         return after, published
+
+    async def act_all(
+        self, before: Sequence[Grant], events: Sequence[GrantEvent], traceparent: str | None
+    ) -> tuple[list[list[Grant]], bool]:
+        """One action announced by several events (each for some of the grants ``before``
+        it): every change recorded in one transaction; the grants after each event."""
+        changes, afters = [], []
+        trace = traceparent or codec.new_traceparent()
+        for event in events:
+            concerned = affected_grants(event)
+            mine = [g for g in before if g.grant_id in concerned]
+            after = [apply(g, event) for g in mine]
+            check_fits(event, event.model_dump_json(), self.record_max_bytes)
+            changes.append(GrantChange(after, event, trace, {g.grant_id: g.version for g in mine}))
+            afters.append(after)
+        seq = self.store.record_all(changes)
+        published = await self.relay.wait_published(seq, self.relay_wait_seconds)
+        return afters, published

@@ -143,12 +143,15 @@ class GrantStore(ServiceStore):
     ) -> int:
         """Save the changed grants and the event announcing the change, atomically; the
         event's outbox sequence. See :class:`GrantChange` for ``expected_versions``."""
+        return self.record_all([GrantChange(grants, event, traceparent, expected_versions)])
+
+    def record_all(self, changes: Sequence[GrantChange]) -> int:
+        """Several changes and their events in one transaction, in order; the last one's
+        outbox sequence (one action announced by several events, one per partition)."""
         with self._session() as session:
-            seq = self._write_change(
-                session, GrantChange(grants, event, traceparent, expected_versions)
-            )
+            seqs = [self._write_change(session, change) for change in changes]
             session.commit()
-            return seq
+            return seqs[-1]
 
     def record_from_log(
         self,
