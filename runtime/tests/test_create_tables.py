@@ -35,3 +35,27 @@ def test_a_new_required_column_is_a_clear_error(tmp_path: Path) -> None:
     create_tables(engine, _metadata())
     with pytest.raises(RuntimeError, match="lacks the required column size"):
         create_tables(engine, _metadata(Column("size", Integer, nullable=False)))
+
+
+def test_replicas_starting_together_on_a_new_postgresql_database_take_turns(
+    postgres_url: str,
+) -> None:
+    """Six stores made at once on one new database: one creates the tables, none fails."""
+    import threading
+
+    url = postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    metadata = _metadata(Column("note", String, nullable=True))
+    errors: list[Exception] = []
+
+    def start() -> None:
+        try:
+            create_tables(make_engine(url), metadata)
+        except Exception as exc:
+            errors.append(exc)
+
+    replicas = [threading.Thread(target=start) for _ in range(6)]
+    for replica in replicas:
+        replica.start()
+    for replica in replicas:
+        replica.join(30)
+    assert errors == []

@@ -61,6 +61,9 @@ def make_engine(url: str, *, rebuild: bool = False) -> Engine:
     return engine
 
 
+SCHEMA_LOCK = 0x6361727665  # "carve": the advisory lock of a store's schema changes
+
+
 def create_tables(engine: Engine, metadata: Any) -> list[str]:
     """Create a store's tables, and add the nullable columns a newer release brought.
 
@@ -70,10 +73,14 @@ def create_tables(engine: Engine, metadata: Any) -> list[str]:
     """
     from sqlalchemy import inspect
 
-    metadata.create_all(engine)
-    inspector = inspect(engine)
     added = []
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on a new database take turns: one creates the
+            # tables, the others find them (DDL is transactional in PostgreSQL).
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        metadata.create_all(connection)
+        inspector = inspect(connection)
         for table in metadata.sorted_tables:
             present = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:
