@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from carveout_contracts import topics
+from carveout_runtime.logread import read_topics
 
 from .kafka import access_event, produce
+from .receivers import WebhookReceiver
 from .system import System, wait_for
 
 pytestmark = pytest.mark.broker
@@ -157,3 +159,36 @@ def _seen_by_watch(system: System) -> bool:
         if line.startswith("carveout_log_end_offset") and 'topic="carveout.access"' in line:
             return float(line.rsplit(" ", 1)[1]) >= 25
     return False
+
+
+def test_notification_outcomes_are_put_back_on_their_topic(system: System) -> None:
+    """An outcome published before the broker restarted empty is on the new log again,
+    with the same event id."""
+    receiver = WebhookReceiver(failures=0)
+    receiver.start()
+    try:
+        created = system.call(
+            "notification",
+            "POST",
+            "/v1/subscriptions",
+            json={"channel": "webhook", "address": receiver.url, "event_types": ["*"]},
+        )
+        assert created.status_code == 201, created.text
+        grantee = "org-restart-outcomes"
+        issue(system, grantee)
+        embargoed(system, grantee, 1)
+        before = wait_for(lambda: outcome_ids(system), 15, "an outcome on the log")
+        kill_broker(system)
+        wait_for(lambda: before <= outcome_ids(system), 30, "the outcomes put back")
+    finally:
+        receiver.stop()
+
+
+def outcome_ids(system: System) -> set[str]:
+    async def read() -> set[str]:
+        found = set()
+        async for batch in read_topics(system.bootstrap, [topics.NOTIFICATIONS]):
+            found |= {json.loads(record.value)["event_id"] for record in batch}
+        return found
+
+    return asyncio.run(read())

@@ -81,3 +81,19 @@ async def test_at_start_an_empty_topic_is_put_back_and_a_missing_one_is_not_news
     assert put_back == [1]
     await watch.check({"carveout.grants": {0: 0}}, at_start=False)
     assert put_back == [1]
+
+
+async def test_with_the_broker_s_epoch_a_new_epoch_is_the_restart_whatever_the_ends() -> None:
+    put_back: list[int] = []
+
+    async def restore() -> int:
+        put_back.append(1)
+        return 1
+
+    watch = LogRestartWatch("grant", "127.0.0.1:1", {"carveout.grants": restore})
+    await watch.check({"carveout.grants": {0: 5}}, at_start=True, epoch="1")
+    await watch.check({"carveout.grants": {0: 3}}, at_start=False, epoch="1")
+    assert put_back == [] and watch.restarts == 0, "ends alone do not tell, with an epoch"
+    # The new log grew past the old one between two looks: the epoch still tells.
+    await watch.check({"carveout.grants": {0: 9}}, at_start=False, epoch="2")
+    assert put_back == [1] and watch.restarts == 1

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -147,6 +148,8 @@ class Supervisor:
         # Every service signs what it publishes and checks what it consumes (DESIGN §12).
         env["CARVEOUT_KEYS_DIR"] = str(keys_dir().resolve())
         env["CARVEOUT_TRUSTED_KEYS"] = str(trusted_keys_file().resolve())
+        if self.broker is not None:
+            env["CARVEOUT_BROKER_EPOCH_FILE"] = str(broker_epoch_file().resolve())
         # Webhooks to this machine (local receivers, the demo's) work; every other private
         # or reserved range stays closed unless the operator opens it.
         env.setdefault("CARVEOUT_NOTIFICATION_WEBHOOK_ALLOW_NETWORKS", LOOPBACK_NETWORKS)
@@ -175,6 +178,8 @@ class Supervisor:
         created = asyncio.run(ensure_topics(bootstrap, partitions_from_env()))
         if created:
             self.console.print(f"[yellow]broker[/]: created topics {', '.join(created)}")
+        if self.broker is not None:
+            write_epoch()
         return bootstrap
 
     def wait_ready(self, timeout: float = 90.0) -> bool:
@@ -274,6 +279,7 @@ class Supervisor:
             self.broker.start()
             asyncio.run(wait_for_broker(self.broker.bootstrap))
             asyncio.run(ensure_topics(self.broker.bootstrap, partitions_from_env()))
+            write_epoch()  # after the topics: a service told of the restart finds them
         except BrokerError as exc:
             self.console.print(f"[red]the embedded broker did not restart: {exc}[/]")
             self.broker.stop()
@@ -287,6 +293,17 @@ class Supervisor:
             service.stop()
         if self.broker is not None:
             self.broker.stop()
+
+
+def broker_epoch_file() -> Path:
+    return var_dir() / "run" / "broker.epoch"
+
+
+def write_epoch() -> None:
+    """A new epoch for the embedded broker, which has just (re)started with an empty log."""
+    path = broker_epoch_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.time_ns()}\n")
 
 
 def run_up(console: Console | None = None, replicas: int = 1) -> int:

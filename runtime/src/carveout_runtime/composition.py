@@ -206,6 +206,7 @@ class ServiceShell:
             self.restores,
             self.handled,
             pulse=topics.ACKS,
+            epoch_file=self.settings.broker_epoch_file,
         )
 
 

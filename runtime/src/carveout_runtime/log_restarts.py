@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -135,6 +136,11 @@ class LogRestartWatch:
     pulse: str | None = None
     """A topic that grows all the time (enforcement's heartbeats): watched too, so that a
     restart shows even when the other topics had nothing new."""
+    epoch_file: Path | None = None
+    """Where ``carveout up`` writes the embedded broker's epoch, new at each start, once its
+    topics are made: when given, a new epoch is what tells a restart (ends can grow back
+    past what was seen between two looks)."""
+    _epoch: str | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -149,7 +155,8 @@ class LogRestartWatch:
             while True:
                 try:
                     consumer = consumer or await self._started()
-                    await self.check(await self._read_ends(consumer), at_start=first)
+                    ends = await self._read_ends(consumer)
+                    await self.check(ends, at_start=first, epoch=self._read_epoch())
                     first = False
                 except asyncio.CancelledError:
                     raise
@@ -177,21 +184,40 @@ class LogRestartWatch:
             ends[topic] = {tp.partition: offset for tp, offset in found.items()}
         return ends
 
-    async def check(self, ends: Mapping[str, dict[int, int]], *, at_start: bool) -> None:
-        """One look at the topics' ``ends``. The broker restarts all its topics at once,
-        so one that went down means all did: every topic a store holds is put back, and
-        what the consumed ones had beyond what was handled is counted."""
+    def _read_epoch(self) -> str | None:
+        if self.epoch_file is None:
+            return None
+        try:
+            return self.epoch_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    async def check(
+        self, ends: Mapping[str, dict[int, int]], *, at_start: bool, epoch: str | None = None
+    ) -> None:
+        """One look at the topics' ``ends`` (and the broker's ``epoch``, when known). The
+        broker restarts all its topics at once, so one that went down means all did: every
+        topic a store holds is put back, and what the consumed ones had beyond what was
+        handled is counted."""
         seen = {topic: now for topic, now in ends.items() if now}  # absent topics: no news
-        went_down = [
-            t for t, now in seen.items() if t in self._ends and restarted(self._ends[t], now)
-        ]
-        if went_down:
+        if epoch is not None:
+            new_epoch = self._epoch is not None and epoch != self._epoch
+            self._epoch = epoch
+            why = f"its epoch is now {epoch}" if new_epoch else None
+        else:
+            went_down = [
+                t for t, now in seen.items() if t in self._ends and restarted(self._ends[t], now)
+            ]
+            why = (
+                f"{went_down[0]}: {self._ends[went_down[0]]}, then {seen[went_down[0]]}"
+                if went_down
+                else None
+            )
+        if why is not None:
             self.restarts += 1
             log.warning(
-                "the broker restarted without its log (%s: %s, then %s): putting back %s",
-                went_down[0],
-                self._ends[went_down[0]],
-                seen[went_down[0]],
+                "the broker restarted without its log (%s): putting back %s",
+                why,
                 sorted(self.restores),
             )
             for topic in self.handled:

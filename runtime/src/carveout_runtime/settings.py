@@ -51,6 +51,12 @@ class SharedSettings(BaseSettings):
         "set, every consumed grant event, breach, acknowledgement and notification outcome "
         "must carry a valid signature of its service or is dead-lettered bad_signature.",
     )
+    broker_epoch_file: Path | None = Field(
+        None,
+        validation_alias="CARVEOUT_BROKER_EPOCH_FILE",
+        description="Written by carveout up each time it (re)starts the embedded broker; "
+        "a new value tells the services the log restarted empty.",
+    )
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         "none",
         validation_alias="CARVEOUT_OTEL_EXPORTER",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,14 @@ def create_app(
         return "ok"
 
     shell.background["deliveries"] = deliverer.run
+
+    async def put_back_outcomes() -> int:
+        # The outcomes are the store's: published again, with the same ids, by the rounds.
+        count = await asyncio.to_thread(store.mark_all_unannounced)
+        deliverer.wake()
+        return count
+
+    shell.restores[topics.NOTIFICATIONS] = put_back_outcomes
     shell.checks["deliveries"] = deliveries_running
     return shell.app(
         description="Tells every party concerned of grant changes and breaches, exactly once.",

@@ -220,6 +220,18 @@ class DeliverySchedule:
             ).all()
         return dict(rows)
 
+    def mark_all_unannounced(self) -> int:
+        """Every outcome to be published again (``carveout.notifications`` restarted empty);
+        how many."""
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(Row)
+                .where(col(Row.outcome_event).is_not(None), col(Row.announced_at).is_not(None))
+                .values(announced_at=None)
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def mark_announced(self, notification_ids: Sequence[str], at: datetime) -> None:
         """Published: the work on these notifications is over, and so are their claims."""
         with Session(self.engine) as session:
