@@ -38,6 +38,10 @@ class GrantPeriod(Frozen):
     valid_from: UtcDatetime
     valid_until: UtcDatetime
     conditions: list[Condition]
+    appended_ms: int | None = None
+    """When the log received the event that made this version (its record timestamp, epoch
+    ms): an access the log received before it is judged without it, live and in a replay
+    alike, however late the grant service relayed it (the first version: ``issued_ms``)."""
 
 
 class GrantView(Frozen):
@@ -115,8 +119,8 @@ def apply(
 ) -> GrantView | None:
     """Fold one grant event into grant ``grant_id``'s view. Pure: no I/O, no clock.
 
-    ``appended_ms`` is the event's record timestamp, kept for ``grant.issued``. Returns
-    ``None`` when the event concerns a grant this view has never seen issued.
+    ``appended_ms`` is the event's record timestamp, kept with the version it makes.
+    Returns ``None`` when the event concerns a grant this view has never seen issued.
     """
     if isinstance(event, GrantIssued):
         # Issued once: a repeat must never reset later versions.
@@ -150,6 +154,7 @@ def apply(
         )
     if period.version <= current.version:
         return view  # an older or repeated version changes nothing
+    period = period.model_copy(update={"appended_ms": appended_ms})
     return view.model_copy(
         update={
             "periods": [*view.periods, period],

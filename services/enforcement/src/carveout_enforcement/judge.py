@@ -115,6 +115,8 @@ class CompiledPeriod:
     valid_until: float
     checks: tuple[CompiledCheck, ...]
     caps: tuple[CompiledCap, ...]
+    appended_ms: float = -math.inf
+    """When the log received this version (epoch ms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +129,12 @@ class CompiledGrant:
     issued_ms: float = -math.inf
     """When the log received the grant (epoch ms); it covers accesses received after."""
 
-    def period_at(self, moment: float) -> CompiledPeriod:
+    def period_at(self, moment: float, appended_ms: float | None = None) -> CompiledPeriod:
+        """The version in force at ``moment`` among those the log had received when it
+        received the access (``appended_ms``; ``None``: every version known)."""
+        received = math.inf if appended_ms is None else appended_ms
         for period in reversed(self.periods):
-            if period.starts <= moment:
+            if period.starts <= moment and period.appended_ms <= received:
                 return period
         return self.periods[0]
 
@@ -186,6 +191,7 @@ def _compile_period(period: GrantPeriod) -> CompiledPeriod:
         valid_until=period.valid_until.timestamp(),
         checks=tuple(c for c in compiled if isinstance(c, CompiledCheck)),
         caps=tuple(c for c in compiled if isinstance(c, CompiledCap)),
+        appended_ms=-math.inf if period.appended_ms is None else period.appended_ms,
     )
 
 
@@ -287,11 +293,19 @@ def no_active_grant(access: Access, reason: NoGrantReason) -> dict[str, Any]:
     }
 
 
-def judge(access: Access, candidates: Sequence[CompiledGrant], usage: UsageTotals) -> Verdict:
+def judge(
+    access: Access,
+    candidates: Sequence[CompiledGrant],
+    usage: UsageTotals,
+    appended_ms: float | None = None,
+) -> Verdict:
     """Judge ``access`` against the grants of its grantee and model, as of its ``occurred_at``.
 
     ``candidates`` are in issue order. An access naming a grant is judged against that
     grant alone. Any critical violation denies; warnings alone allow, and are reported.
+    With ``appended_ms`` (when the log received the access), only the grant versions the
+    log received before it count: a regulator action relayed late applies to the accesses
+    that reached the log after it, and a replay judges the same.
     """
     moment = access.occurred_at
     if access.grant_id is not None:
@@ -299,7 +313,7 @@ def judge(access: Access, candidates: Sequence[CompiledGrant], usage: UsageTotal
     in_force: list[tuple[CompiledGrant, CompiledPeriod]] = []
     lapsed: list[tuple[NoGrantReason, CompiledGrant, CompiledPeriod]] = []
     for grant in candidates:
-        period = grant.period_at(moment)
+        period = grant.period_at(moment, appended_ms)
         reason = _status(period, moment)
         if reason is None:
             in_force.append((grant, period))

@@ -129,7 +129,8 @@ def judge_batch(
     allowed = 0
     found = {"critical": 0, "warning": 0}
     for access, appended_ms in accesses:
-        verdict = judge(access, candidates(access.grantee_id, access.model_id, appended_ms), so_far)
+        grants = candidates(access.grantee_id, access.model_id, appended_ms)
+        verdict = judge(access, grants, so_far, appended_ms)
         for key in verdict.usage:
             so_far.count(key, access.units)
         occurred = access.occurred_us

@@ -282,7 +282,11 @@ async def test_a_carveout_revocation_waits_for_each_revoked_grant(
     await heartbeat(harness, "enf-a", clock.now)
     body = {"reason": "r", "wait": "applied", "wait_seconds": 10}
     answer = acting(harness, f"/v1/carveouts/{demo_body['carveout_id']}/revoke", body)
-    await until(lambda: harness.service.store.counts() == (3, 3), 5, "the revocation relayed")
+    # Two issues, then the revocation: one event, or one per grant while the partition
+    # count of carveout.grants is unknown (this harness has no broker to ask).
+    await until(
+        lambda: harness.service.store.counts() in {(3, 3), (4, 4)}, 5, "the revocation relayed"
+    )
     await ack(harness, "enf-a", first, 2, clock.now)
     assert not answer.done()  # one of two
     await ack(harness, "enf-a", second, 2, clock.now)
