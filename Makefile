@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up demo test lint fmt schema bench clean
+.PHONY: install up demo test lint fmt schema bench chaos clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ schema: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Randomised faults (>= 100) on `carveout up --replicas 2` over PostgreSQL, then exact
+# counts and digests; CHAOS_ARGS passes options (--seed N, --faults N, --json).
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
