@@ -114,16 +114,22 @@ def run(settings: Settings, console: Console) -> Result:
                 f"  [dim]{time.monotonic() - started:6.1f}s[/] {line}", highlight=False
             ),
         )
-        for n, kind in enumerate(schedule(rng, settings.faults), 1):
-            console.print(f"[bold]fault {n}/{settings.faults}[/]: {kind}", highlight=False)
-            injector.inject(kind)
-            time.sleep(settings.pause_s * rng.uniform(0.5, 1.5))  # pacing, not a wait
-        load.stop()
-        console.print("faults done; settling")
-        settle(cluster, load, injector, hook, settings.settle_s)
-        checks = effects(cluster, load, injector, hook, subscription)
-        console.print("checking digests against replays")
-        checks += digests(cluster, injector)
+        checks: list[Check] = []
+        try:
+            for n, kind in enumerate(schedule(rng, settings.faults), 1):
+                console.print(f"[bold]fault {n}/{settings.faults}[/]: {kind}", highlight=False)
+                injector.inject(kind)
+                time.sleep(settings.pause_s * rng.uniform(0.5, 1.5))  # pacing, not a wait
+            load.stop()
+            console.print("faults done; settling")
+            settle(cluster, load, injector, hook, settings.settle_s)
+        except AssertionError as exc:  # the system did not come back: that is the finding
+            load.stop()
+            checks.append(Check("the system recovered from every fault", "yes", str(exc)[:300]))
+        else:
+            checks += effects(cluster, load, injector, hook, subscription)
+            console.print("checking digests against replays")
+            checks += digests(cluster, injector)
         return Result(
             seed,
             injector.injected,
