@@ -219,3 +219,92 @@ def test_two_replicas_of_each_service_judge_every_access_once_with_exact_caps(
             ).json()
             assert answer["decision"] == "deny", (replica, answer)
             assert answer["consistency"]["met"] is True
+
+
+def relaying_replica(system: System, databases: dict[str, str]) -> int:
+    """Which grant replica holds the relay lease (its holder names its port)."""
+    import psycopg
+
+    url = databases["grant"].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as connection:
+        [(holder,)] = connection.execute("SELECT holder FROM relay_lease").fetchall()
+    port = int(holder.split(":")[1])
+    return (port - system.ports["grant"]) // REPLICA_PORT_STEP
+
+
+def carveout(system: System, *args: str) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "carveout_ops", *args, "--json"],
+        env={**system.env(), "CARVEOUT_KAFKA_BOOTSTRAP": system.bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def test_a_suspension_relayed_late_applies_to_accesses_the_log_received_after_it(
+    replicated: System, databases: dict[str, str], tmp_path: Path
+) -> None:
+    """The relaying grant replica is paused between the suspension's commit and its relay:
+    the other takes the relay over seconds later. Accesses that happened after the
+    suspension took effect but reached the log before its event are judged without it;
+    those after, with it; and enforcement's store equals its replay."""
+    system = replicated
+    grantee = "org-replica-late"
+    leader = relaying_replica(system, databases)
+    other = 1 - leader
+    grant = issue(system, grantee, other)
+    wait_for(
+        lambda: (
+            call(system, "enforcement", 0, "GET", f"/v1/grants/{grant['grant_id']}").status_code
+            == 200
+        ),
+        10,
+        "the grant in enforcement",
+    )
+    pid_file = system.var_dir / "run" / ("grant.pid" if leader == 0 else f"grant-{leader}.pid")
+    paused = int(pid_file.read_text())
+    os.kill(paused, signal.SIGSTOP)
+    try:
+        suspended = call(
+            system,
+            "grant",
+            other,
+            "POST",
+            f"/v1/grants/{grant['grant_id']}/suspend",
+            json={"reason": "late relay"},
+        )
+        assert suspended.status_code == 200, suspended.text
+        assert suspended.json()["published"] is False, "relayed before the lease ran out"
+        effective = datetime.fromisoformat(suspended.json()["effective_at"])
+        before = [access_event(grantee, occurred_at=effective + timedelta(milliseconds=1))]
+        asyncio.run(produce(system.bootstrap, topics.ACCESS, before, key=grantee))
+        wait_for(
+            lambda: call(
+                system, "grant", other, "GET", f"/v1/grants/{grant['grant_id']}/propagation"
+            ).json()["versions"][-1]["appended_at"],
+            15,
+            "the suspension relayed by the other replica",
+        )
+    finally:
+        os.kill(paused, signal.SIGCONT)
+    after = [access_event(grantee, occurred_at=effective + timedelta(milliseconds=2))]
+    asyncio.run(produce(system.bootstrap, topics.ACCESS, after, key=grantee))
+    judged = wait_for(
+        lambda: len(found := decided(system, 0, grantee)) == 2 and found, 30, "both judged"
+    )
+    by_id = {d["access_event_id"]: d for d in judged}
+    assert by_id[before[0]["event_id"]]["decision"] == "allow"
+    assert by_id[after[0]["event_id"]]["decision"] == "deny"
+
+    live = carveout(system, "digest", "enforcement")
+    rebuilt = carveout(
+        system, "replay", "enforcement", "--database-url", f"sqlite:///{tmp_path / 'e.db'}"
+    )
+    assert rebuilt["digest"] == live["digest"]
