@@ -97,3 +97,13 @@ async def test_with_the_broker_s_epoch_a_new_epoch_is_the_restart_whatever_the_e
     # The new log grew past the old one between two looks: the epoch still tells.
     await watch.check({"carveout.grants": {0: 9}}, at_start=False, epoch="2")
     assert put_back == [1] and watch.restarts == 1
+
+
+def test_partitions_handed_away_are_not_counted_lost_here() -> None:
+    handled = HandledOffsets()
+    for offset in range(3):
+        handled.handled(record(0, offset))
+        handled.handled(record(1, offset))
+    handled.observe({0: 10, 1: 10})
+    handled.forget([1])  # the group gave partition 1 to another replica
+    assert handled.restart(now_ms=1.0) == 7

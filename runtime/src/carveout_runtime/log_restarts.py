@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,12 @@ class HandledOffsets:
         partition, offset = record.partition, record.offset
         if offset + 1 > self.next_offsets.get(partition, 0):
             self.next_offsets[partition] = offset + 1
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions handed to another replica: theirs to count from now on."""
+        for partition in partitions:
+            self.next_offsets.pop(partition, None)
+            self.highest.pop(partition, None)
 
     def observe(self, ends: Mapping[int, int]) -> None:
         fetched = self.highwaters() if self.highwaters is not None else {}

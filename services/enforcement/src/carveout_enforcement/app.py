@@ -108,7 +108,10 @@ def create_app(
         claims=claims,
     )
     access_subscriber = access.subscribe(
-        shell.broker, pipeline, settings, ClaimOnAssignment(claims, access_health)
+        shell.broker,
+        pipeline,
+        settings,
+        ClaimOnAssignment(claims, access_health, released=pipeline.handled.forget),
     )
     shell.watch(
         topics.ACCESS, access_subscriber, max_lag=settings.batch_max_records, health=access_health

@@ -127,12 +127,23 @@ class ClaimOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """Claims the access partitions the group assigns to this replica, before it reads
     from them."""
 
-    def __init__(self, claims: PartitionClaims, health: ConsumerHealth) -> None:
+    def __init__(
+        self,
+        claims: PartitionClaims,
+        health: ConsumerHealth,
+        released: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self.claims = claims
         self.health = health
+        self.released = released
+        """Told of the partitions handed away (what a broker restart lost of them is the
+        new owner's to count)."""
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.claims.release(tp.partition for tp in revoked)
+        partitions = [tp.partition for tp in revoked]
+        self.claims.release(partitions)
+        if self.released is not None:
+            self.released(partitions)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = [tp.partition for tp in assigned]
