@@ -142,15 +142,25 @@ class EnforcementStore(ServiceStore):
     def save_grants(
         self, views: Sequence[GrantView], *, event_id: str, topic: str, at: datetime
     ) -> None:
-        """Store the changed views and mark the event processed, in one transaction."""
-        with Session(self.engine) as session:
+        """Store the changed views and mark the event processed, in one transaction.
+
+        Upserts: every replica sharing this store folds the same events into the same
+        views, and marks them, at about the same time."""
+        insert = _dialect_insert(self.engine)
+        with self.engine.begin() as connection:
             for view in views:
                 # The view fills the columns named after its fields; these two are text.
                 as_text = {"updated_at": iso(view.updated_at), "document": view.model_dump_json()}
-                session.merge(GrantViewRecord.model_validate(view, update=as_text))
-            # Merged: a replica sharing this store may have marked it already.
-            session.merge(ProcessedEvent(event_id=event_id, topic=topic, processed_at=iso(at)))
-            session.commit()
+                row = GrantViewRecord.model_validate(view, update=as_text).model_dump()
+                statement = insert(GrantViewRecord).values(**row)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["grant_id"],
+                        set_={k: v for k, v in row.items() if k != "grant_id"},
+                    )
+                )
+            mark = {"event_id": event_id, "topic": topic, "processed_at": iso(at)}
+            connection.execute(insert(ProcessedEvent).values(**mark).on_conflict_do_nothing())
 
     def load_grants(self) -> Iterable[GrantView]:
         with Session(self.engine) as session:
@@ -283,6 +293,17 @@ class EnforcementStore(ServiceStore):
                 query.order_by(col(table.occurred_at).desc()).offset(offset).limit(limit)
             ).all()
         return Page(list(rows), int(total))
+
+
+def _dialect_insert(engine: Engine) -> Any:
+    """The ``INSERT`` with ``ON CONFLICT`` of the store's database."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def micros(moment: datetime) -> int:
