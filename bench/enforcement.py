@@ -23,6 +23,7 @@ from carveout_contracts import topics
 from carveout_ops.broker import free_port
 from carveout_ops.load import AccessTemplate, publish, scanning_traffic
 
+from . import postgres
 from .httpload import fixed_rate, post_json
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-grant.json"
@@ -107,20 +108,35 @@ NO_LOG = {"CARVEOUT_ENFORCEMENT_DECISION_LOG": "false"}
 """The service without its decision logs (DESIGN §12), to measure what they cost."""
 
 
-RUNS_LOGGED = (False, True, True, False, True, False, False, True)
-"""Runs without the logs and with them, in two mirrored blocks: a machine whose speed
-drifts steadily over the runs weighs on both sides alike, so the means' ratio is free of
-it, and four runs a side average out what is not steady. The last run is with the logs."""
+PLAIN, LOGGED, CEILING = "plain", "logged", "ceiling"
+
+RUNS = (
+    *(PLAIN, LOGGED, CEILING, CEILING, LOGGED, PLAIN),
+    *(LOGGED, CEILING, PLAIN, PLAIN, CEILING, LOGGED),
+)
+"""Runs without the decision logs, with them, and of the bare pipeline (the ceiling), in
+two mirrored blocks: each kind's runs sit, on average, at the same place in the sequence,
+so a machine whose speed drifts steadily over the runs weighs on every kind alike and the
+ratios of the means are free of it; four runs a kind average out what is not steady. The
+last run is with the logs: its service stays up for the decision API's figures."""
+
+PG_RUNS = 2
+"""Runs with the PostgreSQL store (the decision logs on), after those: the best counts."""
 
 
 def throughput(
-    bootstrap: str, workdir: Path, events: int, progress: Callable[[str, int, int], None]
+    bootstrap: str,
+    workdir: Path,
+    events: int,
+    progress: Callable[[str, int, int], None],
+    with_postgres: bool = True,
 ) -> tuple[dict[str, float], EnforcementProcess]:
-    """Judge a backlog of ``events`` access events eight times, with the decision logs and
-    without in the order of :data:`RUNS_LOGGED` (each run a process of its own, on a store
-    and in consumer groups of its own, reading the backlog from its start): wall and CPU
-    time of the best run with the logs, and the mean throughput with them over the mean
-    without. The last run's service stays up for the decision API's figures."""
+    """Judge a backlog of ``events`` access events in the order of :data:`RUNS` (each run a
+    process of its own, on a store and in consumer groups of its own, reading the backlog
+    from its start), then :data:`PG_RUNS` times on a PostgreSQL store (``with_postgres``):
+    wall and CPU time of the best run with the logs, the mean throughput with them over
+    the mean without, and over the mean of the bare pipeline's (:mod:`bench.ceiling`). The
+    last SQLite run's service stays up for the decision API's figures."""
     asyncio.run(issue_demo_grant(bootstrap))
     traffic = scanning_traffic(
         AccessTemplate(gateway_id="gw-bench"),
@@ -129,43 +145,111 @@ def throughput(
         span=timedelta(days=42),
     )
     asyncio.run(publish(bootstrap, traffic, on_sent=lambda n: progress("publish", n, events)))
-    runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    runs: dict[str, list[dict[str, float]]] = {PLAIN: [], LOGGED: [], CEILING: []}
     service: EnforcementProcess | None = None
-    for run, logged in enumerate(RUNS_LOGGED):
+    for run, kind in enumerate(RUNS):
         if service is not None:
             service.stop()
-        folder = workdir if run == len(RUNS_LOGGED) - 1 else workdir / f"run-{run}"
+            service = None
+        folder = workdir if run == len(RUNS) - 1 else workdir / f"run-{run}"
         folder.mkdir(exist_ok=True)
+        if kind == CEILING:
+            runs[kind].append(ceiling(bootstrap, folder, f"carveout-ceiling-{run}", events))
+            progress("ceiling", len(runs[kind]), RUNS.count(CEILING))
+            continue
         env = {
             "CARVEOUT_ENFORCEMENT_GROUP_ID": f"carveout-enforcement-{run}",
             "CARVEOUT_ENFORCEMENT_ACCESS_GROUP_ID": f"carveout-enforcement-access-{run}",
-            **({} if logged else NO_LOG),
+            **({} if kind == LOGGED else NO_LOG),
         }
         figures, service = judge_backlog(
             EnforcementProcess(bootstrap, folder, extra_env=env), events, progress
         )
-        runs[logged].append(figures)
+        runs[kind].append(figures)
     assert service is not None  # the last run's, with the logs
 
-    def mean(logged: bool, key: str) -> float:
-        return statistics.fmean(figures[key] for figures in runs[logged])
+    def mean(kind: str, key: str = "enforcement_events_per_s") -> float:
+        return statistics.fmean(figures[key] for figures in runs[kind])
 
-    best = max(runs[True], key=lambda figures: figures["enforcement_events_per_s"])
-    ratio = mean(True, "enforcement_events_per_s") / mean(False, "enforcement_events_per_s")
+    def best(kind: str) -> dict[str, float]:
+        return max(runs[kind], key=lambda figures: figures["enforcement_events_per_s"])
+
+    figures = {
+        **best(LOGGED),
+        "enforcement_plain_events_per_s": round(mean(PLAIN)),
+        "enforcement_plain_events_per_cpu_s": round(mean(PLAIN, "enforcement_events_per_cpu_s")),
+        "enforcement_logged_vs_plain": round(mean(LOGGED) / mean(PLAIN), 3),
+        "ceiling_events_per_s": best(CEILING)["enforcement_events_per_s"],
+        "ceiling_events_per_cpu_s": best(CEILING)["enforcement_events_per_cpu_s"],
+        "enforcement_vs_ceiling": round(mean(LOGGED) / mean(CEILING), 3),
+    }
+    if with_postgres:
+        figures.update(postgres_throughput(bootstrap, workdir, events, progress))
+    return figures, service
+
+
+def ceiling(bootstrap: str, folder: Path, group_id: str, events: int) -> dict[str, float]:
+    """One run of the bare pipeline (:mod:`bench.ceiling`) over the backlog."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            bootstrap,
+            f"sqlite:///{folder}/ceiling.db",
+            group_id,
+            str(events),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the bare pipeline failed: {done.stderr.decode()[-2000:]}")
+    figures = orjson.loads(done.stdout.splitlines()[-1])
     return {
-        **best,
-        "enforcement_plain_events_per_s": round(mean(False, "enforcement_events_per_s")),
-        "enforcement_plain_events_per_cpu_s": round(mean(False, "enforcement_events_per_cpu_s")),
-        "enforcement_logged_vs_plain": round(ratio, 3),
-    }, service
+        "enforcement_events_per_s": figures["events_per_s"],
+        "enforcement_events_per_cpu_s": figures["events_per_cpu_s"],
+    }
+
+
+def postgres_throughput(
+    bootstrap: str, workdir: Path, events: int, progress: Callable[[str, int, int], None]
+) -> dict[str, float]:
+    """The best of :data:`PG_RUNS` runs with the decision logs on a PostgreSQL store, each
+    on a database made for it."""
+    results = []
+    for run in range(PG_RUNS):
+        folder = workdir / f"pg-{run}"
+        folder.mkdir()
+        with postgres.database(f"enforcement{run}") as url:
+            env = {
+                "CARVEOUT_ENFORCEMENT_DATABASE_URL": url,
+                "CARVEOUT_ENFORCEMENT_GROUP_ID": f"carveout-enforcement-pg-{run}",
+                "CARVEOUT_ENFORCEMENT_ACCESS_GROUP_ID": f"carveout-enforcement-access-pg-{run}",
+            }
+            figures, service = judge_backlog(
+                EnforcementProcess(bootstrap, folder, extra_env=env), events, progress, "judge (pg)"
+            )
+            service.stop()
+        results.append(figures)
+    best = max(results, key=lambda figures: figures["enforcement_events_per_s"])
+    return {
+        "enforcement_pg_events_per_s": best["enforcement_events_per_s"],
+        "enforcement_pg_events_per_cpu_s": best["enforcement_events_per_cpu_s"],
+    }
 
 
 def judge_backlog(
-    service: EnforcementProcess, events: int, progress: Callable[[str, int, int], None]
+    service: EnforcementProcess,
+    events: int,
+    progress: Callable[[str, int, int], None],
+    what: str | None = None,
 ) -> tuple[dict[str, float], EnforcementProcess]:
     """Start ``service`` on the backlog and time it until it judged ``events``."""
     off = (service.extra_env or {}).get("CARVEOUT_ENFORCEMENT_DECISION_LOG") == "false"
-    what = "judge (no log)" if off else "judge"
+    what = what or ("judge (no log)" if off else "judge")
     service.start()
     assert service.process is not None
     pid = service.process.pid

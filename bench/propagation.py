@@ -1,11 +1,14 @@
 """Revocation propagation: the regulator's call returns -> enforcement denies, and ->
 every live enforcement replica has acknowledged it on ``carveout.acks`` (DESIGN §12).
 
+And breach detection: an access produced -> its ``condition.breached`` read by an outside
+client.
+
 Measured while enforcement judges a steady 10,000 access events per second (ordinary
 traffic of a firm holding the demo grant, from a load process of its own), with the
-grant and enforcement services as separate processes on the embedded broker. One
-enforcement replica for now (``propagation_all_replicas``): DESIGN §9 asks for two, which
-come with the replicas of ``carveout up``.
+grant and enforcement services as separate processes on the embedded broker: one
+enforcement process on SQLite, then two replicas sharing a PostgreSQL database (as
+``carveout up --replicas 2`` runs them) for every replica's acknowledgement.
 """
 
 from __future__ import annotations
@@ -13,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from carveout_contracts import EnforcementHeartbeat, codec, topics
 from carveout_ops.broker import free_port
+from carveout_ops.load import AccessTemplate
 from carveout_runtime.logread import partitions
 
 from .decide import percentile
@@ -62,8 +68,8 @@ def start(
 
 
 ACCESS_GROUP = "carveout-enforcement-access-propagation"
-"""The access consumer group of the enforcement measured here: its own, started at the end
-of the access log (:func:`start_at_end`)."""
+"""The access consumer groups of the enforcement measured here are named after this, one
+for each run: their own, started at the end of the access log (:func:`start_at_end`)."""
 
 
 async def start_at_end(bootstrap: str, group_id: str, topic: str) -> None:
@@ -103,25 +109,25 @@ ALIVE_FOR_S = 3.0
 """An enforcer counts as live while its last heartbeat is younger than this (DESIGN §12)."""
 
 
-class AckWatch:
-    """``carveout.acks`` read by an outside client, in a thread and event loop of its own
-    (so reading it adds nothing to the decisions measured meanwhile): when each
-    (grant, version) was acknowledged by each enforcer, and each enforcer's last heartbeat,
-    on this process's ``time.perf_counter`` clock."""
+class TopicWatch:
+    """A topic read by an outside client from its end, in a thread and event loop of its
+    own (so reading it adds nothing to the decisions measured meanwhile); each event is
+    noted (:meth:`_note`) with when it was read, on this process's ``time.perf_counter``
+    clock."""
+
+    topic: str
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.acked: dict[tuple[str, int], dict[str, float]] = {}
-        self.beats: dict[str, float] = {}
         self._changed = threading.Condition()
         self._reading = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True)
 
-    def __enter__(self) -> AckWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         if not self._reading.wait(30):
-            raise RuntimeError("could not read carveout.acks")
+            raise RuntimeError(f"could not read {self.topic}")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -134,7 +140,7 @@ class AckWatch:
         )
         await consumer.start()
         try:
-            tps = await partitions(consumer, topics.ACKS)
+            tps = await partitions(consumer, self.topic)
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)
             for tp in tps:
@@ -146,10 +152,25 @@ class AckWatch:
                 with self._changed:
                     for records in batch.values():
                         for record in records:
-                            self._note(codec.decode(topics.ACKS, record.value), seen)
+                            self._note(codec.decode(self.topic, record.value), seen)
                     self._changed.notify_all()
         finally:
             await consumer.stop()
+
+    def _note(self, event: Any, seen: float) -> None:
+        raise NotImplementedError
+
+
+class AckWatch(TopicWatch):
+    """``carveout.acks``: when each (grant, version) was acknowledged by each enforcer,
+    and each enforcer's last heartbeat."""
+
+    topic = topics.ACKS
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.acked: dict[tuple[str, int], dict[str, float]] = {}
+        self.beats: dict[str, float] = {}
 
     def _note(self, event: Any, seen: float) -> None:
         if isinstance(event, EnforcementHeartbeat):
@@ -192,16 +213,18 @@ async def trials(
     count: int,
     progress: Callable[[str, int, int], None],
     acks: AckWatch,
+    label: str = "",
 ) -> tuple[list[float], list[float]]:
-    """Revoke ``count`` grants; for each, from the call's return to enforcement denying,
-    and to every live enforcer's acknowledgement read on ``carveout.acks``."""
+    """Revoke ``count`` grants (of grantees named after ``label``); for each, from the
+    call's return to enforcement denying, and to every live enforcer's acknowledgement read
+    on ``carveout.acks``."""
     body = json.loads(DEMO.read_text())
     regulator = {"Authorization": f"Bearer {TOKENS['regulator']}"}
     samples, all_samples = [], []
     reader, writer = await asyncio.open_connection("127.0.0.1", enforcement_port)
     async with httpx.AsyncClient(base_url=grant_url, headers=regulator, timeout=10) as grant:
         for n in range(count):
-            grantee = f"org-propagation-{n}"
+            grantee = f"org-propagation-{label}{n}"
             issued = await grant.post(
                 "/v1/grants", json={**body, "grantee": {**body["grantee"], "id": grantee}}
             )
@@ -252,43 +275,130 @@ async def trials(
     return samples, all_samples
 
 
-def issue_load_grant(grant_url: str, enforcement_port: int) -> None:
+def issue_load_grant(grant_url: str, enforcement_ports: list[int]) -> None:
     regulator = {"Authorization": f"Bearer {TOKENS['regulator']}"}
     issued = httpx.post(
         grant_url + "/v1/grants", json=json.loads(DEMO.read_text()), headers=regulator
     )
     issued.raise_for_status()
-    known = f"http://127.0.0.1:{enforcement_port}/v1/grants/{issued.json()['grant_id']}"
     deadline = time.monotonic() + 10
-    while httpx.get(known, headers=regulator).status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError("enforcement never learnt of the load's grant")
-        time.sleep(0.05)
+    for port in enforcement_ports:
+        known = f"http://127.0.0.1:{port}/v1/grants/{issued.json()['grant_id']}"
+        while httpx.get(known, headers=regulator).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("enforcement never learnt of the load's grant")
+            time.sleep(0.05)
+
+
+@dataclass
+class UnderLoad:
+    """What one run under the load measured, in milliseconds."""
+
+    spread: list[float]
+    """The call returns → the enforcement asked denies (:func:`trials`)."""
+    everywhere: list[float]
+    """The call returns → every live enforcer's acknowledgement read (:func:`trials`)."""
+    replicas: int
+    """The live enforcers the acknowledgements were waited for."""
+    breach_detect: list[float] = field(default_factory=list)
+    """An access produced → its ``condition.breached`` read (:func:`breach_probes`)."""
 
 
 def propagation_figures(
-    bootstrap: str, workdir: Path, progress: Callable[[str, int, int], None]
+    bootstrap: str,
+    workdir: Path,
+    progress: Callable[[str, int, int], None],
+    database_url: str | None = None,
 ) -> dict[str, float]:
-    """``propagation_p50_ms``, ``propagation_p99_ms`` and ``propagation_all_p99_ms`` (with
-    its p50 and the number of live enforcement replicas it waited for) from one run."""
-    with AckWatch(bootstrap) as acks:
-        spread, everywhere = measure(bootstrap, workdir, progress, acks)
-        replicas = len(acks.live())
+    """``propagation_p50_ms``, ``propagation_p99_ms``, ``breach_detect_p50_ms`` and
+    ``breach_detect_p99_ms`` from a run with one enforcement process (SQLite), then
+    ``propagation_all_p99_ms`` (with its p50 and the number of live enforcement replicas it
+    waited for) from a run with two replicas sharing the PostgreSQL ``database_url``; from
+    the first run, with one replica, without ``database_url``."""
+    one = workdir / "one-replica"
+    one.mkdir()
+    with AckWatch(bootstrap) as acks, BreachWatch(bootstrap) as breaches:
+        first = measure(bootstrap, one, progress, acks, breaches=breaches)
+    everywhere = first
+    if database_url is not None:
+        two = workdir / "two-replicas"
+        two.mkdir()
+        with AckWatch(bootstrap) as acks:
+            everywhere = measure(
+                bootstrap, two, progress, acks, replicas=2, database_url=database_url
+            )
     return {
-        "propagation_p50_ms": round(statistics.median(spread), 3),
-        "propagation_p99_ms": round(percentile(spread, 0.99), 3),
-        "propagation_all_p50_ms": round(statistics.median(everywhere), 3),
-        "propagation_all_p99_ms": round(percentile(everywhere, 0.99), 3),
-        "propagation_all_replicas": replicas,
+        "propagation_p50_ms": round(statistics.median(first.spread), 3),
+        "propagation_p99_ms": round(percentile(first.spread, 0.99), 3),
+        "propagation_all_p50_ms": round(statistics.median(everywhere.everywhere), 3),
+        "propagation_all_p99_ms": round(percentile(everywhere.everywhere, 0.99), 3),
+        "propagation_all_replicas": everywhere.replicas,
+        "breach_detect_p50_ms": round(statistics.median(first.breach_detect), 3),
+        "breach_detect_p99_ms": round(percentile(first.breach_detect, 0.99), 3),
     }
 
 
-def propagation_ms(
-    bootstrap: str, workdir: Path, progress: Callable[[str, int, int], None]
-) -> list[float]:
-    """The call returns → enforcement denies, in milliseconds, under the load."""
-    with AckWatch(bootstrap) as acks:
-        return measure(bootstrap, workdir, progress, acks)[0]
+class BreachWatch(TopicWatch):
+    """``carveout.breaches``: when the breach of each access was read."""
+
+    topic = topics.BREACHES
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.seen: dict[str, float] = {}
+
+    def _note(self, event: Any, seen: float) -> None:
+        access_event_id = getattr(event.data, "access_event_id", None)
+        if access_event_id is not None:
+            self.seen.setdefault(str(access_event_id), seen)
+
+    def latencies_ms(self, sent: dict[str, float], within_s: float) -> list[float]:
+        """From each access's send (``sent``, by event id, ``perf_counter``) to its
+        breach read, once every one is read; raises after ``within_s``."""
+
+        def all_read() -> bool:
+            return sent.keys() <= self.seen.keys()
+
+        with self._changed:
+            if not self._changed.wait_for(all_read, within_s):
+                missing = len(sent.keys() - self.seen.keys())
+                raise RuntimeError(f"{missing} of {len(sent)} breaches not read in {within_s}s")
+            return [(self.seen[event_id] - at) * 1000 for event_id, at in sent.items()]
+
+
+PROBE = AccessTemplate(gateway_id="gw-probe", purpose="bench-probe", units=1)
+"""An access of the load's firm for a purpose its grant does not allow: a ``warning``
+breach each, which no breach policy counts (the load's grant stays as it is)."""
+
+BREACHES_READ_WITHIN_S = 120.0
+"""Longest wait, once the probes are sent and the load stopped, for every probe's breach."""
+
+
+async def breach_probes(
+    bootstrap: str, seconds: float, progress: Callable[[str, int, int], None]
+) -> dict[str, float]:
+    """Produce breaching accesses for ``seconds``, one at a time at random intervals (so
+    that they fall anywhere in the enforcement's batches), each happening as it is sent,
+    whatever became of the ones before (an open loop: a slow answer delays no later
+    probe, so it weighs in every sample it delays). When each was sent, by event id."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
+    await producer.start()
+    sent: dict[str, float] = {}
+    pause = random.Random(11)
+    begin = time.perf_counter()
+    try:
+        while (elapsed := time.perf_counter() - begin) < seconds:
+            event = PROBE.event()
+            value, key = orjson.dumps(event), event["key"].encode()
+            sent[event["event_id"]] = time.perf_counter()
+            await producer.send_and_wait(
+                topics.ACCESS, value, key=key, headers=[("content-type", b"application/json")]
+            )
+            progress("breach detection", round(elapsed), round(seconds))
+            await asyncio.sleep(pause.uniform(0.01, 0.07))
+    finally:
+        await producer.stop()
+    return sent
 
 
 def measure(
@@ -296,29 +406,40 @@ def measure(
     workdir: Path,
     progress: Callable[[str, int, int], None],
     acks: AckWatch,
+    *,
+    breaches: BreachWatch | None = None,
+    replicas: int = 1,
+    database_url: str | None = None,
     count: int = 40,
+    probe_seconds: float = 15.0,
     rate: int = 10_000,
-) -> tuple[list[float], list[float]]:
-    """The two latencies of :func:`trials`, in milliseconds, under the load."""
-    grant_port, enforcement_port = free_port(), free_port()
-    asyncio.run(start_at_end(bootstrap, ACCESS_GROUP, topics.ACCESS))
-    processes = [
-        start("grant", bootstrap, workdir, grant_port),
-        start(
-            "enforcement",
-            bootstrap,
-            workdir,
-            enforcement_port,
-            {"CARVEOUT_ENFORCEMENT_ACCESS_GROUP_ID": ACCESS_GROUP},
-        ),
-    ]
+) -> UnderLoad:
+    """Under the load: the two latencies of :func:`trials`, then, with ``breaches``, those
+    of :func:`breach_probes` (read once the load stops, within
+    :data:`BREACHES_READ_WITHIN_S`). ``replicas`` enforcement processes share the access group
+    (and the store ``database_url``, SQLite in ``workdir`` without it); the trials ask
+    the first."""
+    grant_port = free_port()
+    enforcement_ports = [free_port() for _ in range(replicas)]
+    # A group for each run: the one before may still be leaving its own.
+    access_group = f"{ACCESS_GROUP}-{replicas}"
+    asyncio.run(start_at_end(bootstrap, access_group, topics.ACCESS))
+    store = {"CARVEOUT_ENFORCEMENT_DATABASE_URL": database_url} if database_url else {}
+    processes = [start("grant", bootstrap, workdir, grant_port)]
+    for replica, port in enumerate(enforcement_ports):
+        folder = workdir / f"enforcement-{replica}"
+        folder.mkdir()
+        env = {"CARVEOUT_ENFORCEMENT_ACCESS_GROUP_ID": access_group, **store}
+        processes.append(start("enforcement", bootstrap, folder, port, env))
+    enforcement_port = enforcement_ports[0]
     grant_url = f"http://127.0.0.1:{grant_port}"
     try:
         wait_ready(grant_url)
-        wait_ready(f"http://127.0.0.1:{enforcement_port}")
-        load_seconds = 120.0
+        for port in enforcement_ports:
+            wait_ready(f"http://127.0.0.1:{port}")
+        load_seconds = 180.0
         # The load is ordinary traffic of a firm holding the demo grant: judged and allowed.
-        issue_load_grant(grant_url, enforcement_port)
+        issue_load_grant(grant_url, enforcement_ports)
 
         # The load comes from a process of its own, as gateways do: sharing this process's
         # event loop would add the generator's own delays to every measured answer.
@@ -329,10 +450,20 @@ def measure(
             stderr=subprocess.DEVNULL,
         )
 
-        async def run() -> tuple[list[float], list[float]]:
+        async def run() -> UnderLoad:
             await asyncio.sleep(3)  # let the load reach its pace
             try:
-                return await trials(grant_url, enforcement_port, count, progress, acks)
+                spread, everywhere = await trials(
+                    grant_url, enforcement_port, count, progress, acks, label=f"{replicas}r"
+                )
+                live = len(acks.live())
+                detect = []
+                if breaches is not None:
+                    sent = await breach_probes(bootstrap, probe_seconds, progress)
+                    load.terminate()
+                    within = BREACHES_READ_WITHIN_S
+                    detect = await asyncio.to_thread(breaches.latencies_ms, sent, within)
+                return UnderLoad(spread, everywhere, live, detect)
             finally:
                 load.terminate()
                 async with httpx.AsyncClient() as client:
