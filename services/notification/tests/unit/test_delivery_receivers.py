@@ -264,6 +264,10 @@ async def test_the_webhook_connects_to_the_address_that_was_checked(
         async with running(deliverer) as worker:
             worker.wake()
             await until(lambda: receiver.accepted(), 5, "the delivery")
+            # Accepted, then recorded: wait for the record before the worker stops.
+            await until(
+                lambda: status(store, n.notification_id).status == "delivered", 5, "the record"
+            )
         assert status(store, n.notification_id).status == "delivered"
         assert receiver.hosts == [f"hooks.rebind.example:{receiver.port}"]
     finally:
