@@ -93,16 +93,20 @@ async def start_at_end(bootstrap: str, group_id: str, topic: str) -> None:
         await consumer.stop()
 
 
-def wait_ready(url: str, within: float = 60) -> None:
+def wait_ready(url: str, log: Path, within: float = 60) -> None:
     deadline = time.monotonic() + within
+    checks = "no answer"
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+            answer = httpx.get(url + "/readyz", timeout=1)
+            if answer.status_code == 200:
                 return
+            checks = answer.text
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready within {within}s")
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise RuntimeError(f"{url} not ready within {within}s: {checks}\n{log}:\n{tail}")
 
 
 ALIVE_FOR_S = 3.0
@@ -434,9 +438,10 @@ def measure(
     enforcement_port = enforcement_ports[0]
     grant_url = f"http://127.0.0.1:{grant_port}"
     try:
-        wait_ready(grant_url)
-        for port in enforcement_ports:
-            wait_ready(f"http://127.0.0.1:{port}")
+        wait_ready(grant_url, workdir / "grant.log")
+        for replica, port in enumerate(enforcement_ports):
+            log = workdir / f"enforcement-{replica}" / "enforcement.log"
+            wait_ready(f"http://127.0.0.1:{port}", log)
         load_seconds = 180.0
         # The load is ordinary traffic of a firm holding the demo grant: judged and allowed.
         issue_load_grant(grant_url, enforcement_ports)
@@ -477,4 +482,8 @@ def measure(
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(15)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
