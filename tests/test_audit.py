@@ -120,6 +120,68 @@ def test_a_decisions_proof_and_a_consistency_proof_check_out(
     assert verify_consistency(checkpoint.size, newer.size, checkpoint.root, newer.root, hashes)
 
 
+def test_proofs_check_out_with_an_independent_rfc6962_tree_and_the_bare_ed25519_key(
+    system: System, grant: dict[str, Any]
+) -> None:
+    """What an outside auditor does with no Carveout code: read the log's leaves, build the
+    tree with pymerkle (an independent RFC 6962 implementation), compare its roots and
+    audit path with the signed checkpoints and the served proofs, and check each
+    checkpoint's signed note with the raw Ed25519 key of GET /v1/keys (cryptography)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from pymerkle import InmemoryTree
+
+    [first, *_] = judge(system, "org-audit", 3)
+    proof = proof_of(system, first)
+    log = proof["log"]
+    more = judge(system, "org-audit", 2)
+    later = proof_of(system, more[-1])
+
+    [key] = [
+        k
+        for k in system.call("enforcement", "GET", "/v1/keys", role="auditor").json()["keys"]
+        if k["current"]
+    ]
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
+
+    def opened(note: str) -> tuple[int, bytes]:
+        """The checkpoint's size and root, once its signature line checks out (C2SP
+        signed-note: key name, then base64 of the 4-byte key id and the signature)."""
+        body, _, signatures = note.partition("\n\n")
+        text = body + "\n"
+        [line] = [
+            s for s in signatures.splitlines() if s.startswith("\u2014 carveout-enforcement ")
+        ]
+        blob = base64.b64decode(line.rsplit(" ", 1)[1])
+        public.verify(blob[4:], text.encode())  # raises on a bad signature
+        origin, size, root = body.split("\n")[:3]
+        assert origin == log
+        return int(size), base64.b64decode(root)
+
+    old_size, old_root = opened(proof["checkpoint"])
+    new_size, new_root = opened(later["checkpoint"])
+    assert new_size > old_size
+
+    tree = InmemoryTree(algorithm="sha256")
+    start = 0
+    while start < new_size:
+        page = system.call(
+            "enforcement",
+            "GET",
+            "/v1/leaves",
+            role="auditor",
+            params={"log": log, "start": start, "limit": 1000},
+        ).json()["leaves"]
+        assert page, f"the log has {new_size} leaves"
+        for leaf in page[: new_size - start]:
+            tree.append_entry(leaf["leaf"].encode())
+        start += len(page)
+    assert tree.get_root(old_size) == old_root
+    assert tree.get_root(new_size) == new_root  # both checkpoints: prefixes of one log
+    served = [base64.b64decode(h) for h in proof["inclusion"]]
+    path = tree.prove_inclusion(proof["leaf_index"] + 1, old_size).path
+    assert [tree.get_leaf(proof["leaf_index"] + 1), *served] == path
+
+
 def test_audit_verify_passes_then_names_a_changed_or_deleted_decision(
     system: System, grant: dict[str, Any]
 ) -> None:
@@ -250,65 +312,3 @@ def tampering_is_named(original: dict[str, Any], system: System) -> list[str]:
         found = failing(changed(edit))
         assert any(f.startswith(part) for f in found), (part, found)
     return failing(original)
-
-
-def test_proofs_check_out_with_an_independent_rfc6962_tree_and_the_bare_ed25519_key(
-    system: System, grant: dict[str, Any]
-) -> None:
-    """What an outside auditor does with no Carveout code: read the log's leaves, build the
-    tree with pymerkle (an independent RFC 6962 implementation), compare its roots and
-    audit path with the signed checkpoints and the served proofs, and check each
-    checkpoint's signed note with the raw Ed25519 key of GET /v1/keys (cryptography)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from pymerkle import InmemoryTree
-
-    [first, *_] = judge(system, "org-audit", 3)
-    proof = proof_of(system, first)
-    log = proof["log"]
-    more = judge(system, "org-audit", 2)
-    later = proof_of(system, more[-1])
-
-    [key] = [
-        k
-        for k in system.call("enforcement", "GET", "/v1/keys", role="auditor").json()["keys"]
-        if k["current"]
-    ]
-    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
-
-    def opened(note: str) -> tuple[int, bytes]:
-        """The checkpoint's size and root, once its signature line checks out (C2SP
-        signed-note: key name, then base64 of the 4-byte key id and the signature)."""
-        body, _, signatures = note.partition("\n\n")
-        text = body + "\n"
-        [line] = [
-            s for s in signatures.splitlines() if s.startswith("\u2014 carveout-enforcement ")
-        ]
-        blob = base64.b64decode(line.rsplit(" ", 1)[1])
-        public.verify(blob[4:], text.encode())  # raises on a bad signature
-        origin, size, root = body.split("\n")[:3]
-        assert origin == log
-        return int(size), base64.b64decode(root)
-
-    old_size, old_root = opened(proof["checkpoint"])
-    new_size, new_root = opened(later["checkpoint"])
-    assert new_size > old_size
-
-    tree = InmemoryTree(algorithm="sha256")
-    start = 0
-    while start < new_size:
-        page = system.call(
-            "enforcement",
-            "GET",
-            "/v1/leaves",
-            role="auditor",
-            params={"log": log, "start": start, "limit": 1000},
-        ).json()["leaves"]
-        assert page, f"the log has {new_size} leaves"
-        for leaf in page[: new_size - start]:
-            tree.append_entry(leaf["leaf"].encode())
-        start += len(page)
-    assert tree.get_root(old_size) == old_root
-    assert tree.get_root(new_size) == new_root  # both checkpoints: prefixes of one log
-    served = [base64.b64decode(h) for h in proof["inclusion"]]
-    path = tree.prove_inclusion(proof["leaf_index"] + 1, old_size).path
-    assert [tree.get_leaf(proof["leaf_index"] + 1), *served] == path
