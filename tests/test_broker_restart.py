@@ -133,7 +133,13 @@ def test_accesses_lost_with_the_broker_are_counted_not_hidden(system: System) ->
         asyncio.run(produce(system.bootstrap, topics.ACCESS, events, key=grantee))
         # The ends are read twice a second: wait until enforcement has read these.
         wait_for(lambda: _seen_by_watch(system), 5, "the accesses on the log, seen")
+        noticed = enforcement_restarts(system)
         kill_broker(system)
+        # Held until enforcement has noticed: what it had fetched beyond the batch in hand
+        # is dropped with the log (released earlier, it would judge its prefetched records).
+        wait_for(
+            lambda: enforcement_restarts(system) > noticed, 30, "enforcement noticing the restart"
+        )
     finally:
         lock.execute("ROLLBACK")
         lock.close()
@@ -150,6 +156,14 @@ def test_accesses_lost_with_the_broker_are_counted_not_hidden(system: System) ->
     metrics = system.call("enforcement", "GET", "/metrics", role=None).text
     assert 'carveout_records_lost_total{service="enforcement",topic="carveout.access"} 20.0' in (
         metrics
+    )
+
+
+def enforcement_restarts(system: System) -> int:
+    return sum(
+        1
+        for line in system.output().splitlines()
+        if line.lstrip().startswith("enforcement |") and "restarted without its log" in line
     )
 
 

@@ -147,6 +147,7 @@ class LogRestartWatch:
     topics are made: when given, a new epoch is what tells a restart (ends can grow back
     past what was seen between two looks)."""
     _epoch: str | None = None
+    _to_restore: set[str] = field(default_factory=set)
 
     @property
     def topics(self) -> list[str]:
@@ -230,7 +231,8 @@ class LogRestartWatch:
                 self._count_lost(topic)
             self._ends = {topic: dict(now) for topic, now in seen.items()}
             for topic in self.restores:
-                await self._restore(topic)
+                self._to_restore.add(topic)
+            await self._restore_pending()
             return
         for topic, now in seen.items():
             shown = now
@@ -243,7 +245,8 @@ class LogRestartWatch:
             before = self._ends.get(topic, {})
             self._ends[topic] = {p: max(before.get(p, 0), end) for p, end in now.items()}
             if at_start and topic in self.restores and not any(now.values()):
-                await self._restore(topic)
+                self._to_restore.add(topic)
+        await self._restore_pending()
 
     def _count_lost(self, topic: str) -> None:
         lost = self.handled[topic].restart(time.time() * 1000)
@@ -252,10 +255,15 @@ class LogRestartWatch:
             RECORDS_LOST.labels(self.service, topic).inc(lost)
             log.error("%d records of %s were lost with the broker's log", lost, topic)
 
-    async def _restore(self, topic: str) -> None:
-        restore = self.restores.get(topic)
-        if restore is None:
-            return
-        count = await restore()
-        if count:
-            log.warning("putting %d events back on %s from the store", count, topic)
+    async def _restore_pending(self) -> None:
+        """Put back each topic waiting for it; one whose store does not answer now (locked,
+        down) is tried again at the next look, never forgotten."""
+        for topic in sorted(self._to_restore):
+            try:
+                count = await self.restores[topic]()
+            except Exception as exc:
+                log.warning("putting %s back failed, trying again: %s", topic, exc)
+                continue
+            self._to_restore.discard(topic)
+            if count:
+                log.warning("putting %d events back on %s from the store", count, topic)

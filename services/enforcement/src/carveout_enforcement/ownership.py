@@ -136,17 +136,22 @@ class ClaimOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self.claims = claims
         self.health = health
         self.released = released
-        """Told of the partitions handed away (what a broker restart lost of them is the
-        new owner's to count)."""
+        """Told of the partitions handed to another replica (what a broker restart lost
+        of them is the new owner's to count)."""
+        self._revoked: set[int] = set()
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         partitions = [tp.partition for tp in revoked]
         self.claims.release(partitions)
-        if self.released is not None:
-            self.released(partitions)
+        self._revoked.update(partitions)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = [tp.partition for tp in assigned]
+        # A rebalance revokes everything first (a broker restart's too): only what did not
+        # come back went to another replica.
+        gone, self._revoked = sorted(self._revoked - set(partitions)), set()
+        if gone and self.released is not None:
+            self.released(gone)
         if not partitions:
             return
         epochs, totals = await with_retries(

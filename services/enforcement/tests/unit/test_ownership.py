@@ -25,3 +25,33 @@ def test_a_partition_claimed_by_another_replica_and_never_by_this_one_is_lost() 
 def test_a_partition_nobody_claimed_is_nobody_s_to_lose() -> None:
     """A consumer outside a group (tools, tests) records as before."""
     assert superseded([5], "a", {}, {}) == []
+
+
+async def test_only_partitions_that_went_to_another_replica_are_handed_away() -> None:
+    from types import SimpleNamespace
+
+    from carveout_enforcement.ownership import ClaimOnAssignment
+    from carveout_runtime.retries import ConsumerHealth
+
+    handed: list[list[int]] = []
+    claims = SimpleNamespace(
+        release=lambda partitions: None,
+        claim=lambda partitions: ({p: 1 for p in partitions}, {}),
+        adopt=lambda epochs, totals: None,
+    )
+    listener = ClaimOnAssignment(
+        claims,  # type: ignore[arg-type]
+        ConsumerHealth("enforcement", "carveout.access"),
+        released=handed.append,
+    )
+
+    def tps(*partitions: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(partition=p) for p in partitions]
+
+    await listener.on_partitions_revoked(tps(0, 1, 2))
+    await listener.on_partitions_assigned(tps(0, 2))
+    assert handed == [[1]]
+    # a rebalance that gives everything back (a broker restart's) hands nothing away
+    await listener.on_partitions_revoked(tps(0, 2))
+    await listener.on_partitions_assigned(tps(0, 2))
+    assert handed == [[1]]
