@@ -27,10 +27,19 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 """A timezone-aware instant, normalised to UTC (serialised with a trailing ``Z``)."""
 
 
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Unicode's White_Space: what the schemas' ``\\S`` pattern counts as white space (Python's
+own ``str.strip()`` also drops the separators U+001C to U+001F, which the pattern keeps:
+stripping those could leave nothing of a value the pattern let through)."""
+
+
 def _stripped(value: str) -> str:
     """Surrounding white space is not part of a value: it is dropped once the raw text has
     passed its bounds, so the limits hold for what was sent, as the schemas say."""
-    return value.strip()
+    return value.strip(WHITE_SPACE)
 
 
 def _text(most: int) -> Any:
