@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
 
     from .edge import BodyLimit
+    from .tlog import CheckpointBook, TransparencyLogs
 
 
 class Resource(Protocol):
@@ -197,6 +198,19 @@ class ServiceShell:
             records_lost=lambda: self.log_restarts.lost,
         )
         return app
+
+    def sign_checkpoints(
+        self, logs: TransparencyLogs, book: CheckpointBook, interval_s: float
+    ) -> None:
+        """Sign the transparency logs' checkpoints with the service's key in the background,
+        publish them, and put them back when the broker restarted empty."""
+        from .tlog import Checkpointer
+
+        checkpointer = Checkpointer(
+            logs, book, self.signing.note_signer(), self.publish, self.name, interval_s=interval_s
+        )
+        self.background["checkpoints"] = checkpointer.run_forever
+        self.restores[topics.CHECKPOINTS] = checkpointer.put_back
 
     @functools.cached_property
     def log_restarts(self) -> LogRestartWatch:

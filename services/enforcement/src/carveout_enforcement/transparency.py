@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from carveout_contracts import limits, topics
+from carveout_contracts import limits
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
-from carveout_runtime.tlog import CheckpointBook, Checkpointer, TransparencyLogs
+from carveout_runtime.tlog import CheckpointBook, TransparencyLogs
 from carveout_runtime.tlog_api import (
     LOG_ERRORS,
     InclusionProof,
@@ -40,16 +40,7 @@ def install(
     if not settings.decision_log:
         return None
     logs.load()
-    checkpointer = Checkpointer(
-        logs,
-        book,
-        shell.signing.note_signer(),
-        shell.publish,
-        SERVICE,
-        interval_s=settings.checkpoint_interval_seconds,
-    )
-    shell.background["checkpoints"] = checkpointer.run_forever
-    shell.restores[topics.CHECKPOINTS] = checkpointer.put_back
+    shell.sign_checkpoints(logs, book, settings.checkpoint_interval_seconds)
     return DecisionLog(logs)
 
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from carveout_contracts import affected_grants, codec, limits, topics
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
-from carveout_runtime.tlog import CheckpointBook, Checkpointer, LeafEntry, TransparencyLogs
+from carveout_runtime.tlog import CheckpointBook, LeafEntry, TransparencyLogs
 from carveout_runtime.tlog_api import (
     LOG_ERRORS,
     InclusionProof,
@@ -125,16 +125,7 @@ def install(shell: ServiceShell, store: GrantStore, settings: GrantSettings) -> 
     logs.load()
     book = CheckpointBook(store.engine, GrantCheckpoint)
     of = LogsOf(logs, book)
-    checkpointer = Checkpointer(
-        logs,
-        book,
-        shell.signing.note_signer(),
-        shell.publish,
-        SERVICE,
-        interval_s=settings.checkpoint_interval_seconds,
-    )
-    shell.background["checkpoints"] = checkpointer.run_forever
-    shell.restores[topics.CHECKPOINTS] = checkpointer.put_back
+    shell.sign_checkpoints(logs, book, settings.checkpoint_interval_seconds)
     shell.routers += [transparency_router(of), grant_event_proof_router(of, history)]
     return of
 
