@@ -17,30 +17,31 @@ router = APIRouter()
 Filter = Annotated[str, Query(max_length=200)]
 
 
+async def _listing(
+    kind: str, session: SignedIn, parts: Parts, render: Render, grant_id: str, grantee_id: str
+) -> Response:
+    """Enforcement's newest ``kind`` (breaches or decisions), filtered by grant and grantee."""
+    filters = {"grant_id": grant_id, "grantee_id": grantee_id}
+    page = await parts.services.read(
+        "enforcement", f"/v1/{kind}", session.token, {**filters, "limit": 100}
+    )
+    return render.render(
+        f"{kind}.html", **{kind: page["items"]}, total=page["total"], filters=filters
+    )
+
+
 @router.get("/breaches")
 async def breaches(
     session: SignedIn, parts: Parts, render: Render, grant_id: Filter = "", grantee_id: Filter = ""
 ) -> Response:
-    filters = {"grant_id": grant_id, "grantee_id": grantee_id}
-    page = await parts.services.read(
-        "enforcement", "/v1/breaches", session.token, {**filters, "limit": 100}
-    )
-    return render.render(
-        "breaches.html", breaches=page["items"], total=page["total"], filters=filters
-    )
+    return await _listing("breaches", session, parts, render, grant_id, grantee_id)
 
 
 @router.get("/decisions")
 async def decisions(
     session: SignedIn, parts: Parts, render: Render, grant_id: Filter = "", grantee_id: Filter = ""
 ) -> Response:
-    filters = {"grant_id": grant_id, "grantee_id": grantee_id}
-    page = await parts.services.read(
-        "enforcement", "/v1/decisions", session.token, {**filters, "limit": 100}
-    )
-    return render.render(
-        "decisions.html", decisions=page["items"], total=page["total"], filters=filters
-    )
+    return await _listing("decisions", session, parts, render, grant_id, grantee_id)
 
 
 @router.get("/decisions/{access_event_id}")
