@@ -23,8 +23,12 @@ up: install
 demo: install
 	$(BIN)/carveout demo
 
+# Two workers, each taking whole test files: most of the suite waits on real brokers,
+# services and browsers, so two files at a time take about half as long.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
