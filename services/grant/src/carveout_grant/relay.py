@@ -82,7 +82,9 @@ class OutboxRelay:
             self._asked_at = now
             lease = lead.leases.take(lead.holder, now, lead.lease_seconds)
             if holds(lease, lead.holder, now) != holds(self._lease, lead.holder, now):
-                log.warning(
+                # Taking the lease at start is routine; a change of hands later is news.
+                log.log(
+                    logging.INFO if self._lease is None else logging.WARNING,
                     "%s relays the outbox now",
                     "this replica" if holds(lease, lead.holder, now) else "another replica",
                 )
