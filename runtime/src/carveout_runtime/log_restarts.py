@@ -99,9 +99,18 @@ class HandledOffsets:
     """Fetches before this (the log before a restart) are not the current log's."""
 
     def handled(self, record: Any) -> None:
-        partition, offset = record.partition, record.offset
-        if offset + 1 > self.next_offsets.get(partition, 0):
-            self.next_offsets[partition] = offset + 1
+        self.handled_all((record,))
+
+    def handled_all(self, records: Iterable[Any]) -> None:
+        """A batch in hand: one pass, on the access pipeline's hot path (offsets only grow
+        within a partition of a batch, so each record's overwrites the one before)."""
+        last: dict[int, int] = {}
+        for record in records:
+            last[record.partition] = record.offset
+        known = self.next_offsets
+        for partition, offset in last.items():
+            if offset + 1 > known.get(partition, 0):
+                known[partition] = offset + 1
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions handed to another replica: theirs to count from now on."""

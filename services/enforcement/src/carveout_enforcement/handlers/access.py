@@ -313,8 +313,7 @@ def subscribe(
         records = message.raw_message
         batch = records if isinstance(records, tuple | list) else (records,)
         # Counted as handled from now: a batch in hand is judged, whatever the broker does.
-        for record in batch:
-            pipeline.handled.handled(record)
+        pipeline.handled.handled_all(batch)
         await pipeline.process(batch)
 
     return subscriber
