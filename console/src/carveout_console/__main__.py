@@ -18,21 +18,16 @@ cli = typer.Typer(
 @cli.command()
 def serve() -> None:
     """Serve the console until stopped. Configured by CARVEOUT_CONSOLE_* variables."""
-    import uvicorn
-
+    from carveout_runtime.commands import serve_app
     from carveout_runtime.logs import configure_logging
 
     from .app import create_app
 
     settings = ConsoleSettings()
     configure_logging("console", settings.log_level)
-    uvicorn.run(
+    serve_app(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        log_config=None,
+        settings,
         # Live pages hold their streams open: they are cut after this when stopping.
         timeout_graceful_shutdown=2,
     )

@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .logs import configure_logging
 from .settings import SharedSettings
@@ -28,6 +28,33 @@ def prefer_short_waits() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+class Listening(Protocol):
+    """Where a server listens and how much it logs (a service's or the console's settings)."""
+
+    host: str
+    port: int
+    log_level: str
+
+
+def serve_app(app: Any, settings: Listening, **options: Any) -> None:
+    """Serve ``app`` with uvicorn until stopped, where ``settings`` say.
+
+    Logging stays as ``configure_logging`` made it: uvicorn gets no logging config of its
+    own and writes no access log. ``options`` go to uvicorn as they are.
+    """
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,
+        **options,
+    )
+
+
 def service_cli(
     name: str,
     summary: str,
@@ -47,21 +74,12 @@ def service_cli(
     @cli.command()
     def serve() -> None:
         """Serve the HTTP API and the Kafka subscribers until stopped (SIGINT or SIGTERM)."""
-        import uvicorn
-
         settings = settings_factory()
         configure_logging(name, settings.log_level)
         prefer_short_waits()
         module, function = app_factory.split(":")
         create_app = getattr(importlib.import_module(module), function)
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=False,
-            log_config=None,
-        )
+        serve_app(create_app(settings), settings)
 
     @cli.command()
     def settings() -> None:
