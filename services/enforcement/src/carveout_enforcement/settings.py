@@ -25,14 +25,6 @@ class EnforcementSettings(SharedSettings):
     grants_sync_seconds: float = Field(
         5.0, description="Longest an access batch waits for the grant projection to catch up."
     )
-    late_grant_guard_ms: int = Field(
-        25,
-        description=(
-            "Accesses are judged once they are this old, so a regulator action committed "
-            "before an access happened has reached the grants log; more than the grant "
-            "service's relay ever takes."
-        ),
-    )
     stale_after_seconds: float = Field(
         1.0, description="Decisions fail closed ('stale') when the grants log is older than this."
     )
