@@ -3,6 +3,7 @@
 Each service declares its tables on a base of its own (``SQLModel, registry=registry()``,
 so no store shares another's metadata) and its ``processed_events`` table from
 :class:`ProcessedEventColumns`; its store class derives from :class:`ServiceStore`.
+A table of grants starts with :class:`GrantKeyColumns`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ class ProcessedEventColumns(SQLModel):
     event_id: str = Field(primary_key=True)
     topic: str
     processed_at: str
+
+
+class GrantKeyColumns(SQLModel):
+    """The first columns of a table of grants (the grant service's own, enforcement's
+    views): the grant, its carveout and grantee (both looked up), and its model."""
+
+    grant_id: str = Field(primary_key=True)
+    carveout_id: str = Field(index=True)
+    grantee_id: str = Field(index=True)
+    model_id: str
 
 
 class ServiceStore:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from carveout_contracts.common import iso_utc as iso
-from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
+from carveout_runtime.service_store import GrantKeyColumns, ProcessedEventColumns, ServiceStore
 from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import GrantView
@@ -27,13 +27,9 @@ class EnforcementTable(SQLModel, registry=registry()):
     """Base of this service's tables, with metadata of its own (no other store shares it)."""
 
 
-class GrantViewRecord(EnforcementTable, table=True):
+class GrantViewRecord(GrantKeyColumns, EnforcementTable, table=True):
     __tablename__ = "grant_views"
 
-    grant_id: str = Field(primary_key=True)
-    carveout_id: str = Field(index=True)
-    grantee_id: str = Field(index=True)
-    model_id: str
     status: str
     version: int
     updated_at: str

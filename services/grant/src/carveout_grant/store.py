@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from carveout_contracts import Envelope
 from carveout_contracts.common import iso_utc as iso
 from carveout_runtime.merkle import leaf_hash
-from carveout_runtime.service_store import ProcessedEventColumns, ServiceStore
+from carveout_runtime.service_store import GrantKeyColumns, ProcessedEventColumns, ServiceStore
 from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import Grant, PublicStatus
@@ -30,13 +30,9 @@ class GrantTable(SQLModel, registry=registry()):
     """Base of this service's tables, with metadata of its own (no other store shares it)."""
 
 
-class GrantRecord(GrantTable, table=True):
+class GrantRecord(GrantKeyColumns, GrantTable, table=True):
     __tablename__ = "grants"
 
-    grant_id: str = Field(primary_key=True)
-    carveout_id: str = Field(index=True)
-    grantee_id: str = Field(index=True)
-    model_id: str
     lifecycle: str = Field(index=True)
     version: int
     valid_until: str
