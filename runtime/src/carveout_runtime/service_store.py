@@ -46,6 +46,10 @@ class ServiceStore:
         self.engine = engine
         create_tables(engine, self.tables.metadata)
 
+    def _session(self) -> Session:
+        """A session whose rows stay readable after its commit: a store hands them out."""
+        return Session(self.engine, expire_on_commit=False)
+
     def ping(self) -> None:
         """Raise unless the store answers a query (readiness)."""
         with Session(self.engine) as session:

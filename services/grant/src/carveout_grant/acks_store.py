@@ -10,13 +10,11 @@ the same table); a heartbeat replaces its enforcer's last one only when it is ne
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import or_
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, select
 
 from carveout_contracts import EnforcementApplied, EnforcementHeartbeat, GrantEvent, codec, topics
 from carveout_contracts.common import iso_utc as iso
@@ -59,11 +57,6 @@ class AckStore(ServiceStore):
 
     tables = AckTable
     processed_events = ProcessedEvent
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
 
     def record_ack(self, ack: EnforcementApplied) -> bool:
         """Keep an ack; says whether it told something new (a first or an earlier time)."""

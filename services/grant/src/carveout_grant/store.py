@@ -6,8 +6,7 @@ announcing it are written in one transaction, and the relay publishes rows in or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -124,11 +123,6 @@ class GrantListing:
 class GrantStore(ServiceStore):
     tables = GrantTable
     processed_events = ProcessedEvent
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
 
     def record(
         self,
