@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -296,35 +297,58 @@ def _breach_problem(grant_id: str, event: ConditionBreached, proof: LeafProof) -
 def _check_told(
     evidence: Evidence, keys: TrustedKeys, events: set[str], breaches: set[str], findings: Findings
 ) -> None:
-    for n, item in enumerate(evidence.notifications):
-        event, problem = _signed(item, keys, "notification", topics.NOTIFICATIONS)
-        if event is not None and str(event.data.source_event_id) not in events | breaches:
-            problem = f"it tells of {event.data.source_event_id}, no event of this file"
-        if problem:
-            findings.add(f"notifications[{n}]", False, problem)
+    """The notifications and acknowledgements: each signed, and of an event in this file."""
+
+    def notification_problem(event: Any) -> str | None:
+        if str(event.data.source_event_id) not in events | breaches:
+            return f"it tells of {event.data.source_event_id}, no event of this file"
+        return None
+
+    def acknowledgement_problem(event: Any) -> str | None:
+        if not isinstance(event, EnforcementApplied):
+            return f"a {event.type}, not an enforcement.applied"
+        if event.data.grant_id != evidence.grant_id:
+            return f"an acknowledgement of {event.data.grant_id}, not {evidence.grant_id}"
+        if str(event.data.grant_event_id) not in events:
+            return f"it acknowledges {event.data.grant_event_id}, no grant event here"
+        return None
+
+    check = partial(_check_signed, keys, findings)
+    notifications = evidence.notifications
+    check(
+        "notifications", notifications, "notification", topics.NOTIFICATIONS, notification_problem
+    )
     findings.add(
         "notifications",
         True,
-        f"{len(evidence.notifications)}, signed by the notification service, "
-        "each of an event in this file",
+        f"{len(notifications)}, signed by the notification service, each of an event in this file",
     )
-    for n, item in enumerate(evidence.acknowledgements):
-        event, problem = _signed(item, keys, "enforcement", topics.ACKS)
-        if event is not None and not isinstance(event, EnforcementApplied):
-            problem = f"a {event.type}, not an enforcement.applied"
-        elif isinstance(event, EnforcementApplied):
-            if event.data.grant_id != evidence.grant_id:
-                problem = f"an acknowledgement of {event.data.grant_id}, not {evidence.grant_id}"
-            elif str(event.data.grant_event_id) not in events:
-                problem = f"it acknowledges {event.data.grant_event_id}, no grant event here"
-        if problem:
-            findings.add(f"acknowledgements[{n}]", False, problem)
+    acks = evidence.acknowledgements
+    check("acknowledgements", acks, "enforcement", topics.ACKS, acknowledgement_problem)
     findings.add(
         "propagation",
         True,
-        f"{len(evidence.acknowledgements)} acknowledgements, signed by enforcement, "
-        "each of a grant event in this file",
+        f"{len(acks)} acknowledgements, signed by enforcement, each of a grant event in this file",
     )
+
+
+def _check_signed(
+    keys: TrustedKeys,
+    findings: Findings,
+    name: str,
+    records: Sequence[SignedRecord],
+    service: str,
+    topic: str,
+    problem_of: Callable[[Any], str | None],
+) -> None:
+    """A finding for each of ``records`` that is not a ``topic`` event signed by
+    ``service``, or that ``problem_of`` finds wrong."""
+    for n, item in enumerate(records):
+        event, problem = _signed(item, keys, service, topic)
+        if event is not None:
+            problem = problem_of(event)
+        if problem:
+            findings.add(f"{name}[{n}]", False, problem)
 
 
 def propagation(evidence: Evidence) -> dict[int, list[dict[str, str]]]:
