@@ -22,7 +22,6 @@ from typing import Annotated, Any
 
 import typer
 from aiokafka.errors import KafkaError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from carveout_runtime.keyfiles import load_trusted_keys
@@ -51,7 +50,7 @@ from .audit_rebuild import (
 from .evidence import Evidence, propagation, read_evidence, verify_evidence, write_evidence
 from .evidence_export import gather
 from .keys import trusted_keys_file
-from .output import console, err, fail, json_option, print_json
+from .output import console, err, fail, json_option, print_json, reading_progress
 from .system import kafka_bootstrap, var_dir
 
 app = typer.Typer(
@@ -91,24 +90,18 @@ def _trusted(path: Path | None, *, required: bool) -> TrustedKeys | None:
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def step(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"reading {what}", total=total)
-            bar.update(tasks[what], completed=done, total=total)
-
-        yield step
+def _failing_plainly(bootstrap: str, cannot_write: str) -> Iterator[None]:
+    """Exit with a plain error on what a command talking to the system may meet: a check
+    that cannot be made, the log out of reach at ``bootstrap``, or a file it cannot write
+    (``cannot_write`` says which)."""
+    try:
+        yield
+    except AuditError as exc:
+        fail(str(exc))
+    except KafkaError as exc:
+        fail(f"cannot read the log at {bootstrap}: {exc}")
+    except OSError as exc:
+        fail(f"{cannot_write}: {exc}")
 
 
 def _show(findings: Findings, as_json: bool, extra: dict[str, Any]) -> None:
@@ -171,7 +164,7 @@ def verify(
     trusted = _trusted(trusted_keys, required=True)
     assert trusted is not None
     path = witness or witness_path()
-    try:
+    with _failing_plainly(bootstrap or kafka_bootstrap(), f"cannot keep the witness file {path}"):
         findings = Findings()
         services = Services(auditor_token())
         before = load_witness(path, trusted)
@@ -179,7 +172,7 @@ def verify(
         latest = check_checkpoints(findings, services, trusted)
         grown = check_growth(findings, services, before, latest)
         if from_log:
-            with _progress(as_json) as step:
+            with reading_progress(err, transient=True, disable=as_json) as step:
                 _rebuild(
                     findings,
                     services,
@@ -190,12 +183,6 @@ def verify(
                     step,
                 )
         save_witness(path, {**before, **{log: latest[log] for log in grown if log in latest}})
-    except AuditError as exc:
-        fail(str(exc))
-    except KafkaError as exc:
-        fail(f"cannot read the log at {bootstrap or kafka_bootstrap()}: {exc}")
-    except OSError as exc:
-        fail(f"cannot keep the witness file {path}: {exc}")
     logs = {log: {"size": seen.size} for log, seen in sorted(latest.items())}
     _show(findings, as_json, {"logs": logs, "witness": str(path)})
 
@@ -258,19 +245,13 @@ def export(
     assert trusted is not None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out or var_dir() / "audit" / f"evidence-{_SAFE_NAME.sub('_', grant)}-{stamp}.json"
-    try:
+    with _failing_plainly(bootstrap or kafka_bootstrap(), f"cannot write {path}"):
         services = Services(auditor_token())
-        with _progress(as_json) as step:
+        with reading_progress(err, transient=True, disable=as_json) as step:
             document = asyncio.run(
                 gather(grant, bootstrap or kafka_bootstrap(), services, trusted, step)
             )
         write_evidence(path, document)
-    except AuditError as exc:
-        fail(str(exc))
-    except KafkaError as exc:
-        fail(f"cannot read the log at {bootstrap or kafka_bootstrap()}: {exc}")
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc}")
     findings = verify_evidence(Evidence.model_validate(document), trusted)
     counts = {
         part: len(document[part])

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console()
 """Standard output: what a command answers."""
@@ -44,3 +47,32 @@ def fail(message: str) -> NoReturn:
 def print_json(payload: Any) -> None:
     """``payload`` as indented JSON on standard output, for scripts (times as ISO text)."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+ReadingStep = Callable[[str, int, int], None]
+"""Told how far a long read has come: what it reads, how many read, of how many."""
+
+
+@contextmanager
+def reading_progress(
+    shown: Console, *, transient: bool, disable: bool = False
+) -> Iterator[ReadingStep]:
+    """A progress bar for each thing a command reads (a topic, a log), shown on ``shown``;
+    ``transient``: gone once done."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=shown,
+        transient=transient,
+        disable=disable,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def step(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(f"reading {what}", total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield step

@@ -17,13 +17,12 @@ from typing import Annotated, Any
 
 import typer
 from aiokafka.errors import KafkaError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from carveout_runtime.replay import NotAFreshStore
 
-from .output import console, err, fail, json_option
+from .output import console, err, fail, json_option, reading_progress
 from .system import database_url, kafka_bootstrap, var_dir
 
 app = typer.Typer()
@@ -133,21 +132,7 @@ def replay(
             param_hint="--source-database-url",
         )
     shown = err if as_json else console
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=shown,
-        transient=as_json,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"reading {what}", total=total)
-            bar.update(tasks[what], completed=done, total=total)
-
+    with reading_progress(shown, transient=as_json) as progress:
         try:
             report = asyncio.run(
                 _module(service).replay(
