@@ -23,7 +23,7 @@ import base64
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -178,13 +178,7 @@ class SignedCheckpoint:
     signed_at: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "log": self.log,
-            "size": self.size,
-            "root": self.root,
-            "note": self.note,
-            "signed_at": self.signed_at,
-        }
+        return asdict(self)
 
 
 class CheckpointBook:
