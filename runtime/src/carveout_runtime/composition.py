@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from carveout_contracts import topics
 
 from . import telemetry
+from .app_state import installed
 from .consumers import DeadLetter, EventHandler, Process, consume, dead_letter_publisher
 from .event_signing import EventSigning
 from .http import AnyRole
@@ -229,10 +230,9 @@ C = TypeVar("C")
 
 def context_of(app: Any, kind: type[C]) -> C:
     """The ``kind`` context :meth:`ServiceShell.app` gave ``app``."""
-    found = getattr(app.state, "context", None)
-    if not isinstance(found, kind):
-        raise RuntimeError(f"this app has no {kind.__name__}: build it with create_app")
-    return found
+    return installed(
+        app, "context", kind, f"this app has no {kind.__name__}: build it with create_app"
+    )
 
 
 def service_context(kind: type[C]) -> Callable[[Request], Awaitable[C]]:

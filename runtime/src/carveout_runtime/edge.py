@@ -21,6 +21,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
 from .addresses import IPNetwork, Resolver, system_resolver
+from .app_state import installed
 from .auth import AuthError, Role, TokenBook
 from .settings import SharedSettings
 
@@ -268,10 +269,7 @@ class EdgeState:
 
 def edge_state(app: Any) -> EdgeState:
     """The :class:`EdgeState` :func:`install_edge` gave ``app``."""
-    state = getattr(app.state, "edge", None)
-    if not isinstance(state, EdgeState):
-        raise RuntimeError("this app has no edge: install_edge(app, ...) first")
-    return state
+    return installed(app, "edge", EdgeState, "this app has no edge: install_edge(app, ...) first")
 
 
 def install_edge(

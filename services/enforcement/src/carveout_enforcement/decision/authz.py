@@ -30,6 +30,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.security import APIKeyHeader
 
 from carveout_contracts import limits, topics
+from carveout_runtime.app_state import installed
 from carveout_runtime.auth import AuthError, Caller, Role
 from carveout_runtime.edge import CLOSE, declared_length, edge_state, respond
 from carveout_runtime.openapi import ErrorBody
@@ -199,10 +200,8 @@ class ServedUnder:
 
 def authz_of(app: FastAPI) -> AuthzEndpoint:
     """The :class:`AuthzEndpoint` :func:`serve_authz` gave ``app``."""
-    endpoint = getattr(app.state, "authz", None)
-    if not isinstance(endpoint, AuthzEndpoint):
-        raise RuntimeError("this app has no authorization endpoint: serve_authz(app, ...) first")
-    return endpoint
+    missing = "this app has no authorization endpoint: serve_authz(app, ...) first"
+    return installed(app, "authz", AuthzEndpoint, missing)
 
 
 def serve_authz(
