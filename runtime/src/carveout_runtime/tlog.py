@@ -76,6 +76,22 @@ class LeafSource(Protocol):
         ...
 
 
+def readable_leaf_hashes(
+    engine: Engine, query: Any, read: Callable[[Any], bytes | None]
+) -> list[tuple[int, bytes]]:
+    """The ``(index, leaf hash)`` of the ``(index, stored hash)`` rows ``query`` selects,
+    in its order (the index order), up to the first whose hash ``read`` cannot make out:
+    the tree stops before an unreadable leaf, as before a missing one."""
+    found = []
+    with Session(engine) as session:
+        for index, stored in session.exec(query):
+            hashed = read(stored)
+            if hashed is None or index is None:
+                break
+            found.append((int(index), hashed))
+    return found
+
+
 class TransparencyLogs:
     """The in-memory RFC 6962 tree of each log, kept level with the store's leaves."""
 

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session, col, select
 
 from carveout_contracts.common import iso_utc
-from carveout_runtime.tlog import LeafEntry, TransparencyLogs
+from carveout_runtime.tlog import LeafEntry, TransparencyLogs, readable_leaf_hashes
 
 from .rows import DecisionRow
 from .store import DecisionRecord
@@ -340,10 +340,12 @@ class DecisionLeaves:
             )
             return [origin(int(p)) for p in found if p is not None]
 
-    def _range(self, name: str, start: int, limit: int) -> Any:
+    @staticmethod
+    def _range(selected: Any, name: str, start: int, limit: int) -> Any:
+        """``selected`` (a select of decisions) narrowed to up to ``limit`` leaves of the
+        log ``name`` from index ``start``, in index order."""
         return (
-            select(DecisionRecord)
-            .where(
+            selected.where(
                 col(DecisionRecord.log_partition) == partition_of(name),
                 col(DecisionRecord.leaf_index) >= start,
             )
@@ -354,29 +356,15 @@ class DecisionLeaves:
     def leaf_hashes(self, name: str, start: int, limit: int) -> list[tuple[int, bytes]]:
         if partition_of(name) is None:
             return []
-        query = (
-            select(DecisionRecord.leaf_index, DecisionRecord.leaf_hash)
-            .where(
-                col(DecisionRecord.log_partition) == partition_of(name),
-                col(DecisionRecord.leaf_index) >= start,
-            )
-            .order_by(col(DecisionRecord.leaf_index))
-            .limit(limit)
-        )
-        found = []
-        with Session(self.engine) as session:
-            for index, stored in session.exec(query):
-                hashed = stored_hash(stored)
-                if hashed is None or index is None:
-                    break  # unreadable: the tree stops before it, as before a missing leaf
-                found.append((int(index), hashed))
-        return found
+        hashes = select(DecisionRecord.leaf_index, DecisionRecord.leaf_hash)
+        query = self._range(hashes, name, start, limit)
+        return readable_leaf_hashes(self.engine, query, stored_hash)
 
     def leaves(self, name: str, start: int, limit: int) -> list[LeafEntry]:
         if partition_of(name) is None:
             return []
         with Session(self.engine) as session:
-            rows = session.exec(self._range(name, start, limit)).all()
+            rows = session.exec(self._range(select(DecisionRecord), name, start, limit)).all()
         return [
             LeafEntry(
                 int(row.leaf_index or 0),

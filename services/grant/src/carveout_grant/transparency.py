@@ -15,7 +15,12 @@ from sqlmodel import Session, col, select
 from carveout_contracts import affected_grants, codec, limits, topics
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.http import ApiError, KnownQueryOnly, Reader
-from carveout_runtime.tlog import CheckpointBook, LeafEntry, TransparencyLogs
+from carveout_runtime.tlog import (
+    CheckpointBook,
+    LeafEntry,
+    TransparencyLogs,
+    readable_leaf_hashes,
+)
 from carveout_runtime.tlog_api import (
     LOG_ERRORS,
     InclusionProof,
@@ -57,14 +62,7 @@ class GrantHistory:
             .order_by(col(GrantLogLeaf.leaf_index))
             .limit(limit)
         )
-        found = []
-        with Session(self.engine) as session:
-            for index, stored in session.exec(query):
-                hashed = _hash(stored)
-                if hashed is None:
-                    break  # unreadable: the tree stops before it, as before a missing leaf
-                found.append((int(index), hashed))
-        return found
+        return readable_leaf_hashes(self.engine, query, _hash)
 
     def leaves(self, log: str, start: int, limit: int) -> list[LeafEntry]:
         if log != ORIGIN:
