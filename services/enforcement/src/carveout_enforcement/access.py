@@ -108,6 +108,11 @@ class AccessFacts(msgspec.Struct):
     units: Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)] = 0
     grant_id: Ident | None = None
 
+    def as_data(self) -> dict[str, Any]:
+        """The facts by name: the ``access.recorded`` data but for its request id. Only
+        these: a subclass read off the wire (a decision request) carries more fields."""
+        return {name: getattr(self, name) for name in AccessFacts.__struct_fields__}
+
 
 def facts_of(model: Any) -> AccessFacts:
     """The facts a pydantic model already validated holds (the contract's ``data``, or a

@@ -61,19 +61,7 @@ class Recording:
 
     def value(self) -> bytes:
         facts = self.facts
-        data = AccessRecordedData(
-            request_id=self.request_id,
-            grantee_id=facts.grantee_id,
-            model_id=facts.model_id,
-            grant_id=facts.grant_id,
-            user_id=facts.user_id,
-            user_country=facts.user_country,
-            deployment_region=facts.deployment_region,
-            purpose=facts.purpose,
-            safeguards=list(facts.safeguards),
-            units=facts.units,
-            gateway_id=facts.gateway_id,
-        )
+        data = AccessRecordedData(request_id=self.request_id, **facts.as_data())
         event = AccessRecorded(
             event_id=self.event_id,
             occurred_at=datetime.fromtimestamp(self.occurred_at, UTC),
