@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ class Leadership:
     renew_seconds: float = 1.0
 
 
+@dataclass(eq=False)
 class OutboxRelay:
     """Publishes the outbox's unpublished events, oldest first, and says when one is out.
 
@@ -47,27 +48,18 @@ class OutboxRelay:
     replica answers :meth:`wait_published` whoever relays, from the store's marks.
     """
 
-    def __init__(
-        self,
-        store: GrantStore,
-        publish: Publish,
-        poll_seconds: float,
-        clock: Clock = system_clock,
-        leadership: Leadership | None = None,
-        watch_seconds: float = 0.05,
-    ) -> None:
-        self.store = store
-        self.publish = publish
-        self.poll_seconds = poll_seconds
-        self.clock = clock
-        self.leadership = leadership
-        self.watch_seconds = watch_seconds
-        self._wake = asyncio.Event()
-        self._published_up_to = 0
-        self._progress = asyncio.Condition()
-        self._lease: Lease | None = None
-        self._asked_at: datetime | None = None
-        self.last_error: str | None = None
+    store: GrantStore
+    publish: Publish
+    poll_seconds: float
+    clock: Clock = system_clock
+    leadership: Leadership | None = None
+    watch_seconds: float = 0.05
+    last_error: str | None = field(default=None, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _published_up_to: int = field(default=0, init=False)
+    _progress: asyncio.Condition = field(default_factory=asyncio.Condition, init=False)
+    _lease: Lease | None = field(default=None, init=False)
+    _asked_at: datetime | None = field(default=None, init=False)
 
     def wake(self) -> None:
         self._wake.set()
