@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -110,3 +110,22 @@ def pages(request: Request, parts: Parts) -> Pages:
 
 
 Render = Annotated[Pages, Depends(pages)]
+
+Filter = Annotated[str, Query(max_length=200)]
+"""A listing's filter, read from the query (blank: not filtered)."""
+
+
+@dataclass(frozen=True)
+class RecordFilters:
+    """The grant and grantee a page of enforcement's records (breaches, decisions) is
+    narrowed to, from the query."""
+
+    grant_id: Filter = ""
+    grantee_id: Filter = ""
+
+    def params(self) -> dict[str, str]:
+        """As query parameters: the enforcement API's, and the page's filter form."""
+        return {"grant_id": self.grant_id, "grantee_id": self.grantee_id}
+
+
+RecordFilter = Annotated[RecordFilters, Depends()]

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 
-from ..deps import Parts, Render, SignedIn
+from ..deps import Filter, Parts, Render, SignedIn
 
 router = APIRouter()
-Filter = Annotated[str, Query(max_length=200)]
 STATUSES = ("active", "suspended", "revoked", "expired")
 DONE = {
     "issued": "Issued",

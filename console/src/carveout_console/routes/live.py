@@ -12,11 +12,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ..deps import ConsoleParts, Parts, SignedIn
+from ..deps import ConsoleParts, Parts, RecordFilter, SignedIn
 from ..sessions import Session
 
 router = APIRouter()
-Filter = Annotated[str, Query(max_length=200)]
 KEEPALIVE_SECONDS = 15.0
 """A quiet stream sends a comment this often, so that nothing between the browser and
 the console takes it for dead."""
@@ -75,16 +74,14 @@ async def breach_stream(
     request: Request,
     session: SignedIn,
     parts: Parts,
-    grant_id: Filter = "",
-    grantee_id: Filter = "",
+    filters: RecordFilter,
     seen: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
     """New breaches as they are listed; ``seen`` is how many the page already shows (a
     reconnecting browser's ``Last-Event-ID`` wins: it saw that many)."""
-    params = {"grant_id": grant_id, "grantee_id": grantee_id}
     start = last_event_id if last_event_id is not None else seen
-    return _stream(_breaches(request, parts, session, params, start))
+    return _stream(_breaches(request, parts, session, filters.params(), start))
 
 
 async def _propagation(

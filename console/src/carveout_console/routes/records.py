@@ -4,24 +4,22 @@ consumers set aside (dead letters, which a regulator may re-drive)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from ..deadletters_kafka import DlqError
-from ..deps import CheckedForm, Parts, Regulator, Render, SignedIn
+from ..deps import CheckedForm, Parts, RecordFilter, RecordFilters, Regulator, Render, SignedIn
 
 router = APIRouter()
-Filter = Annotated[str, Query(max_length=200)]
 
 
 async def _listing(
-    kind: str, session: SignedIn, parts: Parts, render: Render, grant_id: str, grantee_id: str
+    kind: str, session: SignedIn, parts: Parts, render: Render, by: RecordFilters
 ) -> Response:
     """Enforcement's newest ``kind`` (breaches or decisions), filtered by grant and grantee."""
-    filters = {"grant_id": grant_id, "grantee_id": grantee_id}
+    filters = by.params()
     page = await parts.services.read(
         "enforcement", f"/v1/{kind}", session.token, {**filters, "limit": 100}
     )
@@ -32,16 +30,16 @@ async def _listing(
 
 @router.get("/breaches")
 async def breaches(
-    session: SignedIn, parts: Parts, render: Render, grant_id: Filter = "", grantee_id: Filter = ""
+    session: SignedIn, parts: Parts, render: Render, filters: RecordFilter
 ) -> Response:
-    return await _listing("breaches", session, parts, render, grant_id, grantee_id)
+    return await _listing("breaches", session, parts, render, filters)
 
 
 @router.get("/decisions")
 async def decisions(
-    session: SignedIn, parts: Parts, render: Render, grant_id: Filter = "", grantee_id: Filter = ""
+    session: SignedIn, parts: Parts, render: Render, filters: RecordFilter
 ) -> Response:
-    return await _listing("decisions", session, parts, render, grant_id, grantee_id)
+    return await _listing("decisions", session, parts, render, filters)
 
 
 @router.get("/decisions/{access_event_id}")
