@@ -178,10 +178,12 @@ class Deliverer:
         held_back = False
         if room > 0:
             # More than there is room for: some may be for a host that is at its share.
-            due = self.store.due(self.clock(), limit=min(8 * room, 1000), exclude=busy)
+            due = self.store.due_heads(self.clock(), limit=min(8 * room, 1000), exclude=busy)
             chosen = within_shares(due, room, self._receivers, self.settings.delivery_per_receiver)
-            won = self.claims.claim(n.notification_id for n in chosen)
-            startable = [n for n in chosen if n.notification_id in won]
+            ids = [n.notification_id for n in chosen]
+            won = self.claims.claim(ids)
+            # Whole rows (payloads) only for those this replica is to start.
+            startable = self.store.rows([n for n in ids if n in won])
             if startable:
                 subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
                 for n in startable:

@@ -11,6 +11,7 @@ PostgreSQL, so replicas claiming at once never wait on each other's rows (nor de
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,15 @@ def held_by(replica: str) -> ColumnElement[bool]:
     return col(Row.claimed_by) == replica
 
 
+@dataclass(frozen=True, slots=True)
+class DueHead:
+    """A notification due, as far as choosing which to start needs it."""
+
+    notification_id: str
+    channel: str
+    address: str
+
+
 class DeliverySchedule:
     """The notifications' schedule and claims; mixed into the notification store."""
 
@@ -48,11 +58,34 @@ class DeliverySchedule:
     def due(self, now: datetime, limit: int = 100, exclude: Collection[str] = ()) -> list[Row]:
         """Pending notifications due and claimable at ``now``, earliest first, but those
         in ``exclude`` (this replica's attempts in flight)."""
-        query = select(Row).where(PENDING, Row.next_attempt_at <= iso(now), claimable_at(now))
+        return self.rows([head.notification_id for head in self.due_heads(now, limit, exclude)])
+
+    def due_heads(
+        self, now: datetime, limit: int = 100, exclude: Collection[str] = ()
+    ) -> list[DueHead]:
+        """What :meth:`due` returns, without the payloads: enough to choose among them.
+
+        The deliverer asks every round for several times more than it can start (some
+        may be for a receiver at its share); whole rows would be built, payloads and all,
+        for the many it leaves, each round.
+        """
+        query = select(Row.notification_id, Row.channel, Row.address).where(
+            PENDING, Row.next_attempt_at <= iso(now), claimable_at(now)
+        )
         if exclude:
             query = query.where(ID.not_in(list(exclude)))
+        with Session(self.engine) as session:
+            found = session.exec(query.order_by(col(Row.next_attempt_at)).limit(limit)).all()
+        return [DueHead(*row) for row in found]
+
+    def rows(self, notification_ids: Sequence[str]) -> list[Row]:
+        """The notifications of ``notification_ids``, in that order (those that exist)."""
+        if not notification_ids:
+            return []
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.exec(query.order_by(col(Row.next_attempt_at)).limit(limit)))
+            query = select(Row).where(ID.in_(notification_ids))
+            found = {n.notification_id: n for n in session.exec(query)}
+        return [found[n] for n in notification_ids if n in found]
 
     def next_due_at(self, exclude: Collection[str] = ()) -> datetime | None:
         """When the next pending notification may be started: :func:`.claims.startable_at`."""

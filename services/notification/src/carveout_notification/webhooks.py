@@ -8,7 +8,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -106,7 +106,20 @@ async def read_head(response: httpx.Response, ends: float) -> bytes:
     return bytes(head)
 
 
-def receiver_of(n: NotificationRecord) -> str | None:
+class Addressed(Protocol):
+    """A notification as far as its receiver goes."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+
+Chosen = TypeVar("Chosen", bound=Addressed)
+
+
+def receiver_of(n: Addressed) -> str | None:
     """The webhook host a notification goes to (``None`` for email: one relay, ours)."""
     if n.channel != "webhook":
         return None
@@ -114,8 +127,8 @@ def receiver_of(n: NotificationRecord) -> str | None:
 
 
 def within_shares(
-    due: list[NotificationRecord], room: int, in_flight: Mapping[str, int], share: int
-) -> list[NotificationRecord]:
+    due: list[Chosen], room: int, in_flight: Mapping[str, int], share: int
+) -> list[Chosen]:
     """At most ``room`` of ``due``, in order, none for a webhook host that already has
     ``share`` attempts in flight (``in_flight``: by host): one host's slow receivers cannot
     take every attempt and hold up everyone else's notifications."""
