@@ -92,12 +92,7 @@ def settle(
 ) -> None:
     """Wait until every replica is ready, the counts add up (or stop changing: then the
     checks say what is wrong), every outbox is published and every consumer caught up."""
-    wait_for(
-        lambda: all(cluster.ready(r) for r in cluster.every_replica),
-        within,
-        "every replica ready",
-        every=0.2,
-    )
+    cluster.wait_all_ready(within, "every replica ready")
     db = cluster.databases
     expected = len(load.accepted.ids) - injector.lost
     last: list[Any] = [None, 0]

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..system import SERVICES, System
+from ..system import SERVICES, System, wait_for
 from .databases import Databases
 
 REPLICA_PORT_STEP = 10
@@ -93,6 +93,34 @@ class Cluster:
             return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def unready(self) -> dict[str, str]:
+        """Each replica not ready, with what its ``/readyz`` says (or why it did not answer)."""
+        found = {}
+        for replica in self.every_replica:
+            try:
+                url = self.url(replica.service, replica.index) + "/readyz"
+                answer = httpx.get(url, timeout=2)
+            except httpx.HTTPError as exc:
+                found[replica.label] = repr(exc)
+                continue
+            if answer.status_code != 200:
+                found[replica.label] = answer.text[:400]
+        return found
+
+    def wait_all_ready(self, within: float, what: str) -> None:
+        """Wait until every replica is ready; a timeout names those that are not, and why."""
+        last: dict[str, str] = {}
+
+        def ready() -> bool:
+            nonlocal last
+            last = self.unready()
+            return not last
+
+        try:
+            wait_for(ready, within, what, every=0.2)
+        except AssertionError:
+            raise AssertionError(f"{what}: not within {within}s; not ready: {last}") from None
 
     def readyz(self, replica: Replica) -> dict[str, Any]:
         url = self.url(replica.service, replica.index) + "/readyz"

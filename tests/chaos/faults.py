@@ -153,12 +153,7 @@ class Injector:
 
     def broker_restart(self) -> None:
         cluster = self.cluster
-        wait_for(
-            lambda: all(cluster.ready(r) for r in cluster.every_replica),
-            120,
-            "every replica ready before the broker restart",
-            every=0.2,
-        )
+        cluster.wait_all_ready(120, "every replica ready before the broker restart")
         self.load.gate.close()
         try:
             ends = cluster.log_ends(topics.ACCESS)
@@ -201,12 +196,7 @@ class Injector:
         lost = sum(after[i] - before[i] for i in after)
         self.lost += lost
         self.log(f"the broker is back; {lost} accesses reported lost")
-        wait_for(
-            lambda: all(cluster.ready(r) for r in cluster.every_replica),
-            120,
-            "every replica ready after the broker restart",
-            every=0.2,
-        )
+        cluster.wait_all_ready(120, "every replica ready after the broker restart")
         self._take_baseline(since)
 
     def _take_baseline(self, since: datetime) -> None:
