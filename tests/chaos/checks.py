@@ -87,6 +87,25 @@ def caught_up(cluster: Cluster, within: float) -> None:
     )
 
 
+def unfinished(db: Any) -> dict[str, int]:
+    """What is still to be published or delivered, by what it is."""
+    return {
+        "breaches unpublished": db.rows(
+            "enforcement", "SELECT count(*) FROM breaches WHERE published_at IS NULL"
+        )[0][0],
+        "grant events unpublished": db.rows(
+            "grant", "SELECT count(*) FROM grant_events WHERE published_at IS NULL"
+        )[0][0],
+        "notifications pending": db.rows(
+            "notification", "SELECT count(*) FROM notifications WHERE status = 'pending'"
+        )[0][0],
+        "outcomes unannounced": db.rows(
+            "notification",
+            "SELECT count(*) FROM notifications WHERE status <> 'pending' AND announced_at IS NULL",
+        )[0][0],
+    }
+
+
 def settle(
     cluster: Cluster, load: Load, injector: Injector, hook: WebhookReceiver, within: float
 ) -> None:
@@ -105,20 +124,7 @@ def settle(
             db.rows("notification", "SELECT count(*) FROM notifications")[0][0],
             sum(hook.accepted().values()),
         )
-        quiet = (
-            db.rows("enforcement", "SELECT count(*) FROM breaches WHERE published_at IS NULL")[0][0]
-            == 0
-            and db.rows("grant", "SELECT count(*) FROM grant_events WHERE published_at IS NULL")[0][
-                0
-            ]
-            == 0
-            and db.rows(
-                "notification",
-                "SELECT count(*) FROM notifications WHERE status = 'pending' "
-                "OR announced_at IS NULL",
-            )[0][0]
-            == 0
-        )
+        quiet = not any(unfinished(db).values())
         if state[0] == expected and quiet:
             return True
         if state != last[0]:
@@ -127,7 +133,14 @@ def settle(
         last[1] += 1
         return bool(last[1] >= 40 and quiet)  # nothing changed in 20 s: the checks will say why
 
-    wait_for(counted, within, "the counts settled", every=0.5)
+    try:
+        wait_for(counted, within, "the counts settled", every=0.5)
+    except AssertionError:
+        raise AssertionError(
+            f"the counts settled: not within {within}s; (decisions, breaches, policy breaches, "
+            f"notifications, webhooks accepted) last {last[0]}, decisions expected {expected}; "
+            f"unpublished or undelivered: {unfinished(db)}"
+        ) from None
     caught_up(cluster, within)
 
 

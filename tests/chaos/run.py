@@ -125,7 +125,7 @@ def run(settings: Settings, console: Console) -> Result:
             settle(cluster, load, injector, hook, settings.settle_s)
         except AssertionError as exc:  # the system did not come back: that is the finding
             load.stop()
-            checks.append(Check("the system recovered from every fault", "yes", str(exc)[:300]))
+            checks.append(Check("the system recovered from every fault", "yes", str(exc)[:2000]))
         else:
             checks += effects(cluster, load, injector, hook, subscription)
             console.print("checking digests against replays")
