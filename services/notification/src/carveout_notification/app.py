@@ -14,6 +14,7 @@ from carveout_contracts import Envelope, codec, topics
 from carveout_contracts.common import utcnow
 from carveout_runtime.brokers import kafka_broker
 from carveout_runtime.composition import ServiceShell
+from carveout_runtime.group_progress import GroupProgress
 from carveout_runtime.stores import make_engine
 
 from . import api
@@ -60,8 +61,15 @@ def create_app(
         await shell.publish(codec.encode_value(event), event.TOPIC, event.key.encode())
 
     deliverer = Deliverer(store, settings, publish, clock=clock)
+    grants_stored = GroupProgress(settings.kafka_bootstrap, settings.group_id, topics.GRANTS)
+    shell.resources.append(grants_stored)
     notifier = grants.Notifier(
-        store, settings.store_retry_attempts, on_queued=deliverer.wake, clock=clock
+        store,
+        settings.store_retry_attempts,
+        on_queued=deliverer.wake,
+        clock=clock,
+        grants_stored=grants_stored,
+        grants_sync_s=settings.grants_sync_seconds,
     )
     consumers = {
         topic: shell.consume(

@@ -65,6 +65,12 @@ class NotificationSettings(SharedSettings, WebhookRules):
     retry_base_seconds: float = Field(1.0, description="First retry delay; doubles each time.")
     retry_cap_seconds: float = Field(300.0, description="Longest delay between two attempts.")
     delivery_poll_seconds: float = 0.5
+    grants_sync_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest one wait, before a breach of a grant not known yet is told, for "
+        "the grant events already on the log to be stored; it is waited for again after.",
+    )
     replica_id: str | None = Field(
         None,
         max_length=200,

@@ -10,16 +10,29 @@ before; what the event changes is decided by :func:`~..fanout.effects_of`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
+from carveout_contracts import ConditionBreached
 from carveout_contracts.common import utcnow
 from carveout_runtime.inbound import Inbound
 from carveout_runtime.retries import with_retries
 
+from ..domain import GrantContacts
 from ..fanout import NotifiableEvent, effects_of, grants_of
 from ..store import NotificationStore
+
+log = logging.getLogger("carveout.notification.fanout")
+
+
+class GrantsStored(Protocol):
+    """Whether the grant events on the log now are all in the store (whichever replica
+    read them): :class:`carveout_runtime.group_progress.GroupProgress`."""
+
+    async def wait_caught_up(self, within_s: float) -> bool: ...
 
 
 @dataclass
@@ -31,12 +44,20 @@ class Notifier:
     on_queued: Callable[[], None] | None = None
     """Told when notifications were queued: the deliverer's wake-up."""
     clock: Callable[[], datetime] = utcnow
+    grants_stored: GrantsStored | None = None
+    """Waited on before a breach of a grant the store does not know is told (``None``: a
+    replay, which folds each grant's events before the breaches the log received after)."""
+    grants_sync_s: float = 5.0
 
     async def __call__(self, event: NotifiableEvent, inbound: Inbound) -> None:
+        before = self._contacts(event)
+        if isinstance(event, ConditionBreached) and None in before.values():
+            await self._wait_for_grant_events(inbound)
+            before = self._contacts(event)
         now = self.clock()
         effects = effects_of(
             event,
-            before={grant_id: self.store.get_contacts(grant_id) for grant_id in grants_of(event)},
+            before=before,
             subscriptions=self.store.subscriptions_created(),
             appended_ms=inbound.appended_ms,
             now=now,
@@ -52,3 +73,24 @@ class Notifier:
         )
         if effects.notifications and self.on_queued is not None:
             self.on_queued()
+
+    def _contacts(self, event: NotifiableEvent) -> dict[str, GrantContacts | None]:
+        return {grant_id: self.store.get_contacts(grant_id) for grant_id in grants_of(event)}
+
+    async def _wait_for_grant_events(self, inbound: Inbound) -> None:
+        """Wait, without bound, until every grant event on the log now is stored.
+
+        A breach is published after enforcement applied its grant's events, so those are
+        on ``carveout.grants`` already; but the two topics are read apart, and a breach
+        told before its grant is known here would miss the grant's contacts (which a
+        replay, folding the log in order, would tell). Meanwhile the consumer shows as
+        stalled on the grants log.
+        """
+        if self.grants_stored is None:
+            return
+        while not await self.grants_stored.wait_caught_up(self.grants_sync_s):
+            if inbound.health is not None:
+                inbound.health.stall("grants log")
+            log.warning("grant events not stored within %ss; the breach waits", self.grants_sync_s)
+        if inbound.health is not None:
+            inbound.health.recover()

@@ -1,0 +1,66 @@
+"""How far a consumer group has committed a topic, against the topic's end now.
+
+A consumer of one topic sometimes needs to know that its group has stored everything
+another topic held when a record came in: a breach names a grant, and the grant event
+that made it was on ``carveout.grants`` before the breach was published. Offsets are
+committed only after the store has the records, so once the group's committed offsets
+reach the ends read now, the store holds every record the topic had, whichever replica
+of the group read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .logread import partitions
+
+
+class GroupProgress:
+    """A client that reads ``group_id``'s committed offsets on ``topic`` (it never joins
+    the group, so it takes no partition from the group's members)."""
+
+    def __init__(self, bootstrap: str, group_id: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topic = topic
+        self._client: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._client = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
+        )
+        await self._client.start()
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.stop()
+
+    async def ends(self) -> dict[TopicPartition, int]:
+        assert self._client is not None, "GroupProgress.start() first"
+        tps = await partitions(self._client, self.topic)
+        return dict(await self._client.end_offsets(tps)) if tps else {}
+
+    async def short_of(self, ends: dict[TopicPartition, int]) -> dict[int, int]:
+        """For each partition the group has not committed up to ``ends``: how far it has to go
+        (asked of the group's coordinator each time: committed offsets are not cached)."""
+        assert self._client is not None, "GroupProgress.start() first"
+        left = {}
+        for tp, end in ends.items():
+            committed = await self._client.committed(tp) or 0
+            if committed < end:
+                left[tp.partition] = end - committed
+        return left
+
+    async def wait_caught_up(self, within_s: float, every_s: float = 0.05) -> bool:
+        """Wait, at most ``within_s``, until the group has committed the topic up to the
+        ends it has now (not those of records arriving meanwhile); says whether it has."""
+        deadline = time.monotonic() + within_s
+        ends = await self.ends()
+        while await self.short_of(ends):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(every_s)
+        return True
