@@ -18,14 +18,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from .logread import partitions
 
 
-class GroupProgress:
-    """A client that reads ``group_id``'s committed offsets on ``topic`` (it never joins
-    the group, so it takes no partition from the group's members)."""
+class TopicEnds:
+    """A client that reads ``topic``'s end offsets and, given ``group_id``, that group's
+    committed offsets, without joining any group: it takes no partition from anyone."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, group_id: str | None = None) -> None:
         self.bootstrap = bootstrap
-        self.group_id = group_id
         self.topic = topic
+        self.group_id = group_id
         self._client: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -39,9 +39,16 @@ class GroupProgress:
             await self._client.stop()
 
     async def ends(self) -> dict[TopicPartition, int]:
-        assert self._client is not None, "GroupProgress.start() first"
+        assert self._client is not None, f"{type(self).__name__}.start() first"
         tps = await partitions(self._client, self.topic)
         return dict(await self._client.end_offsets(tps)) if tps else {}
+
+
+class GroupProgress(TopicEnds):
+    """How far ``group_id`` has committed ``topic``."""
+
+    def __init__(self, bootstrap: str, group_id: str, topic: str) -> None:
+        super().__init__(bootstrap, topic, group_id)
 
     async def short_of(self, ends: dict[TopicPartition, int]) -> dict[int, int]:
         """For each partition the group has not committed up to ``ends``: how far it has to go

@@ -18,10 +18,10 @@ import logging
 import time
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from carveout_contracts import topics
-from carveout_runtime.logread import partitions
+from carveout_runtime.group_progress import TopicEnds
 from carveout_runtime.retries import wait_set
 
 from .clock import Clock, system_clock
@@ -63,7 +63,7 @@ class GrantsLog:
         self.applied_next: dict[int, int] = {}
         self.subscriber: Any = None
         self._progress = asyncio.Event()
-        self._offsets: AIOKafkaConsumer | None = None
+        self._ends = TopicEnds(bootstrap, topics.GRANTS)
 
     def applied(self, record: Any) -> None:
         """The projection has handled this ``carveout.grants`` record."""
@@ -72,18 +72,13 @@ class GrantsLog:
         self._progress.set()
 
     async def start(self) -> None:
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await self._offsets.start()
+        await self._ends.start()
 
     async def stop(self) -> None:
-        if self._offsets is not None:
-            await self._offsets.stop()
+        await self._ends.stop()
 
     async def ends(self) -> dict[int, int]:
-        assert self._offsets is not None, "GrantsLog.start() first"
-        tps = await partitions(self._offsets, topics.GRANTS)
-        ends = await self._offsets.end_offsets(tps) if tps else {}
-        return {tp.partition: offset for tp, offset in ends.items()}
+        return {tp.partition: offset for tp, offset in (await self._ends.ends()).items()}
 
     async def _baseline(self, partitions: list[int]) -> None:
         """Partitions the projection has not read yet start at the group's committed offset."""
