@@ -80,13 +80,20 @@ class GrantPublic(BaseModel):
         return cls.model_validate({**doc, "status": grant.status_at(now)})
 
 
-class GrantIssuedAnswer(GrantPublic):
+class ActionOutcome(BaseModel):
+    """What every regulator action answers of the event it made: when it took effect, when
+    the log received it, and the token to ask enforcement for it."""
+
     event_id: str
     effective_at: datetime
     appended_at: datetime | None = Field(None, description=APPENDED)
     consistency_token: str
     published: bool
     propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
+
+
+class GrantIssuedAnswer(ActionOutcome, GrantPublic):
+    """The grant issued (its fields first), and the outcome of issuing it."""
 
 
 class GrantPage(BaseModel):
@@ -171,19 +178,18 @@ async def list_grants(
     return GrantPage(items=items, total=total, limit=listing.limit, offset=listing.offset)
 
 
-class ActionAnswer(BaseModel):
-    """What a regulator action did: the grant's new version and status, and the event."""
+class ActedOn(BaseModel):
+    """The grant a regulator action changed, as it is after it."""
 
     grant_id: str
     version: int
     status: PublicStatus
-    event_id: str
+
+
+class ActionAnswer(ActionOutcome, ActedOn):
+    """What a regulator action did: the grant's new version and status, and the event."""
+
     event_type: str
-    effective_at: datetime
-    appended_at: datetime | None = Field(None, description=APPENDED)
-    consistency_token: str
-    published: bool
-    propagation: VersionPropagationAnswer | None = Field(None, description=WAITED)
 
 
 class CarveoutRevokedAnswer(BaseModel):
