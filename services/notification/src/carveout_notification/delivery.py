@@ -185,7 +185,8 @@ class Deliverer:
             # Whole rows (payloads) only for those this replica is to start.
             startable = self.store.rows([n for n in ids if n in won])
             if startable:
-                subscriptions = {s.subscription_id: s for s in self.store.subscriptions()}
+                wanted = {n.subscription_id for n in startable}
+                subscriptions = {s.subscription_id: s for s in self.store.subscriptions(wanted)}
                 for n in startable:
                     self._start(n, subscriptions.get(n.subscription_id))
                 return None

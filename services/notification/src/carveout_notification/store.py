@@ -3,9 +3,10 @@ their delivery schedule (:mod:`.schedule`), and the processed-event marks."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
 from carveout_contracts.common import iso_utc as iso
@@ -67,10 +68,17 @@ class NotificationStore(DeliverySchedule, ServiceStore):
             session.add(row)
             session.commit()
 
-    def subscriptions_created(self) -> list[Subscribed]:
-        """Every subscription, with when it was created."""
+    def subscriptions_created(self, grant_ids: Collection[str] | None = None) -> list[Subscribed]:
+        """Every subscription, with when it was created; given ``grant_ids``, only those that
+        can want an event about them: the subscriptions of no one grant, and those grants'
+        contacts' own (every grant adds its contacts' subscriptions: reading them all for
+        each event would cost more with every grant issued)."""
+        query = select(SubscriptionRecord)
+        if grant_ids is not None:
+            grant = col(SubscriptionRecord.grant_id)
+            query = query.where(or_(grant.is_(None), grant.in_(list(grant_ids))))
         with Session(self.engine) as session:
-            rows = session.exec(select(SubscriptionRecord)).all()
+            rows = session.exec(query).all()
         return [
             (Subscription.model_validate_json(r.document), datetime.fromisoformat(r.created_at))
             for r in rows
@@ -105,9 +113,13 @@ class NotificationStore(DeliverySchedule, ServiceStore):
             session.commit()
             return True
 
-    def subscriptions(self) -> list[Subscription]:
+    def subscriptions(self, subscription_ids: Collection[str] | None = None) -> list[Subscription]:
+        """Every subscription, or those of ``subscription_ids``."""
+        query = select(SubscriptionRecord)
+        if subscription_ids is not None:
+            query = query.where(col(SubscriptionRecord.subscription_id).in_(list(subscription_ids)))
         with Session(self.engine) as session:
-            rows = session.exec(select(SubscriptionRecord)).all()
+            rows = session.exec(query).all()
         return [Subscription.model_validate_json(r.document) for r in rows]
 
     # ----------------------------------------------------------------- notifications

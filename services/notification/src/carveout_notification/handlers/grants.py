@@ -58,7 +58,7 @@ class Notifier:
         effects = effects_of(
             event,
             before=before,
-            subscriptions=self.store.subscriptions_created(),
+            subscriptions=self.store.subscriptions_created(grants_of(event)),
             appended_ms=inbound.appended_ms,
             now=now,
             traceparent=inbound.cause_traceparent(),
