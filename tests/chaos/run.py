@@ -125,7 +125,8 @@ def run(settings: Settings, console: Console) -> Result:
             settle(cluster, load, injector, hook, settings.settle_s)
         except AssertionError as exc:  # the system did not come back: that is the finding
             load.stop()
-            checks.append(Check("the system recovered from every fault", "yes", str(exc)[:2000]))
+            console.print(f"[red]the system did not recover[/]: {exc}", highlight=False)
+            checks.append(Check("the system recovered from every fault", "yes", str(exc)[:300]))
         else:
             checks += effects(cluster, load, injector, hook, subscription)
             console.print("checking digests against replays")
