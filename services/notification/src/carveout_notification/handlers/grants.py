@@ -10,6 +10,7 @@ before; what the event changes is decided by :func:`~..fanout.effects_of`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,15 +51,18 @@ class Notifier:
     grants_sync_s: float = 5.0
 
     async def __call__(self, event: NotifiableEvent, inbound: Inbound) -> None:
-        before = self._contacts(event)
+        # The store is read and written in a worker thread: the event loop meanwhile runs
+        # the deliveries and the other consumer, which share this process.
+        before = await asyncio.to_thread(self._contacts, event)
         if isinstance(event, ConditionBreached) and None in before.values():
             await self._wait_for_grant_events(inbound)
-            before = self._contacts(event)
+            before = await asyncio.to_thread(self._contacts, event)
+        subscriptions = await asyncio.to_thread(self.store.subscriptions_created, grants_of(event))
         now = self.clock()
         effects = effects_of(
             event,
             before=before,
-            subscriptions=self.store.subscriptions_created(grants_of(event)),
+            subscriptions=subscriptions,
             appended_ms=inbound.appended_ms,
             now=now,
             traceparent=inbound.cause_traceparent(),
@@ -70,6 +74,7 @@ class Notifier:
             attempts=self.retry_attempts,
             health=inbound.health,
             what=f"recording {event.type}",
+            in_thread=True,
         )
         if effects.notifications and self.on_queued is not None:
             self.on_queued()
