@@ -108,6 +108,25 @@ class Cluster:
                 found[replica.label] = answer.text[:400]
         return found
 
+    def wait_each_ready(self, within: float, what: str) -> None:
+        """Wait until each replica has been ready at least once from now (under traffic,
+        not necessarily all at the same instant); a timeout names those never ready."""
+        never = {r.label: "" for r in self.every_replica}
+
+        def poll() -> bool:
+            unready = self.unready()
+            for label in list(never):
+                if label in unready:
+                    never[label] = unready[label]
+                else:
+                    del never[label]
+            return not never
+
+        try:
+            wait_for(poll, within, what, every=0.2)
+        except AssertionError:
+            raise AssertionError(f"{what}: not within {within}s; never ready: {never}") from None
+
     def wait_all_ready(self, within: float, what: str) -> None:
         """Wait until every replica is ready; a timeout names those that are not, and why."""
         last: dict[str, str] = {}
