@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from functools import partial
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -15,7 +16,7 @@ from carveout_runtime.brokers import kafka_broker
 from carveout_runtime.composition import ServiceShell
 from carveout_runtime.stores import make_engine
 
-from . import api, transparency
+from . import api, outbox_signal, transparency
 from .acks_store import AckStore
 from .clock import Clock, system_clock
 from .deps import GrantContext
@@ -91,6 +92,7 @@ def create_app(
 
     shell.background["grants-partitions"] = read_partitions
     shell.background["outbox-relay"] = relay.run
+    shell.background["outbox-signal"] = partial(outbox_signal.listen, store.engine, relay.wake)
     transparency.install(shell, store, settings)
     shell.checks["outbox"] = outbox_relayed
     return shell.app(

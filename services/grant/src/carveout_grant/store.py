@@ -21,6 +21,7 @@ from carveout_runtime.service_store import GrantKeyColumns, ProcessedEventColumn
 from carveout_runtime.tlog import CheckpointColumns
 
 from .domain import Grant, PublicStatus
+from .outbox_signal import announce
 from .propagation import LogPosition
 from .turns import take_turn
 
@@ -204,6 +205,8 @@ class GrantStore(ServiceStore):
         session.flush()
         assert outbox.seq is not None
         append_history_leaf(session, outbox.event_id, outbox.payload)
+        if published_at is None:
+            announce(session)  # to be relayed: the relay, on whichever replica, hears at commit
         return outbox.seq
 
     def get(self, grant_id: str) -> Grant | None:

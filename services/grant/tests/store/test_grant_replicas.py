@@ -198,3 +198,37 @@ def test_actions_on_one_grant_through_two_replicas_make_each_version_once_in_ord
     assert versions == list(range(1, 22))
     grant = replicas[1].get("grt_1")
     assert grant is not None and grant.version == 21
+
+
+async def test_a_relay_hears_at_once_of_an_event_another_replica_recorded(
+    database_url: str,
+) -> None:
+    """On PostgreSQL each replica's relay listens for the outbox's appends, so the one that
+    relays need not wait for its next poll; on SQLite (one replica) there is nothing to
+    listen to and the listener ends at once."""
+    import asyncio
+
+    from carveout_grant import outbox_signal
+
+    relaying, recording = (GrantStore(make_engine(database_url)) for _ in range(2))
+    heard = asyncio.Event()
+    listener = asyncio.create_task(outbox_signal.listen(relaying.engine, heard.set))
+    try:
+        if relaying.engine.dialect.name != "postgresql":
+            await asyncio.wait_for(listener, 5)
+            return
+        await asyncio.wait_for(heard.wait(), 10)  # told once listening: anything recorded before
+        heard.clear()
+        await asyncio.to_thread(record_issue, recording, "grt_listened")
+        await asyncio.wait_for(heard.wait(), 10)
+        heard.clear()
+        published = datetime.now(UTC)
+        event = issue(request(), grant_id="grt_replayed", by="regulator", now=NOW)
+        change = GrantChange([apply(None, event)], event, None)
+        payload = event.model_dump_json()
+        await asyncio.to_thread(recording.record_from_log, change, payload, published)
+        with pytest.raises(TimeoutError):  # published already: nothing to relay
+            await asyncio.wait_for(heard.wait(), 0.5)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
