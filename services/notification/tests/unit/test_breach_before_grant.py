@@ -100,3 +100,31 @@ async def test_a_breach_of_a_known_grant_waits_for_nothing(store: NotificationSt
 
     assert grants.waits == []
     assert heard(store, contact_subscription(store)) == ["condition.breached", "grant.issued"]
+
+
+async def test_a_broker_error_while_waiting_is_waited_out_not_a_failure(
+    store: NotificationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker restarting while a breach waits: asked again, the breach still told."""
+    from carveout_notification.handlers import grants as handler
+
+    monkeypatch.setattr(handler, "ASK_AGAIN_S", 0)
+    issued = golden("grant.issued")
+    plain = Notifier(store, retry_attempts=1)
+
+    class Restarting:
+        asked = 0
+
+        async def wait_caught_up(self, within_s: float) -> bool:
+            self.asked += 1
+            if self.asked == 1:
+                raise ConnectionError("the broker is restarting")
+            await plain(issued, Inbound.at(SUBSCRIBED_MS))
+            return True
+
+    grants = Restarting()
+    notifier = Notifier(store, retry_attempts=1, grants_stored=grants)
+    await notifier(golden("condition.breached"), Inbound.at(SUBSCRIBED_MS + 1))
+
+    assert grants.asked == 2
+    assert "condition.breached" in heard(store, contact_subscription(store))

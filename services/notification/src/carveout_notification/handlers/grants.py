@@ -28,6 +28,9 @@ from ..store import NotificationStore
 
 log = logging.getLogger("carveout.notification.fanout")
 
+ASK_AGAIN_S = 0.5
+"""Between two questions to the broker that failed, while a breach waits for its grant."""
+
 
 class GrantsStored(Protocol):
     """Whether the grant events on the log now are all in the store (whichever replica
@@ -93,9 +96,17 @@ class Notifier:
         """
         if self.grants_stored is None:
             return
-        while not await self.grants_stored.wait_caught_up(self.grants_sync_s):
+        while not await self._grant_events_stored(self.grants_stored):
             if inbound.health is not None:
                 inbound.health.stall("grants log")
             log.warning("grant events not stored within %ss; the breach waits", self.grants_sync_s)
         if inbound.health is not None:
             inbound.health.recover()
+
+    async def _grant_events_stored(self, grants_stored: GrantsStored) -> bool:
+        try:
+            return await grants_stored.wait_caught_up(self.grants_sync_s)
+        except Exception as exc:  # a broker restarting, a coordinator moving: not known yet
+            log.warning("cannot tell yet whether the grant events are stored: %s", exc)
+            await asyncio.sleep(ASK_AGAIN_S)
+            return False
