@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from .event_signing import EventSigning
 
 
+REMEMBERED_EVENT_IDS = 100_000
+"""Event ids a service's consumer keeps in memory as processed (a few megabytes): after a
+broker restart every topic put back from the stores is read again, each record a duplicate
+(measured under chaos: a notification replica asking the store for each fell behind)."""
+
+
 class Seen:
     """What a ``process`` returns for an event it finds it has handled before (when only
     it can tell: see the enforcement replicas' grants consumer)."""
@@ -82,10 +88,15 @@ class EventHandler:
     health: ConsumerHealth | None = None
     signatures: EventSigning | None = None
     """Checks each record's signature (DESIGN §12) before it is read; ``None``: unchecked."""
+    remembered: int = 0
+    """How many event ids this consumer knows are processed, kept in memory (the newest;
+    none by default): a record delivered again (a rebalance, a topic put back from the
+    stores after a broker restart) is then skipped without asking the store."""
     processed: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
     dead_lettered: int = field(default=0, init=False)
     failed: int = field(default=0, init=False)
+    _known: dict[str, None] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.health is None:
@@ -131,13 +142,26 @@ class EventHandler:
         self.dead_lettered += 1
 
     async def _once(self, event: Any, inbound: Inbound) -> None:
-        if self.is_processed(str(event.event_id)):
+        event_id = str(event.event_id)
+        if event_id in self._known or self.is_processed(event_id):
+            self._remember(event_id)
             self.duplicates += 1
             return
-        if await self.process(event, inbound) is SEEN:
+        seen = await self.process(event, inbound) is SEEN
+        # Returned: its processed mark is committed (or it was there before).
+        self._remember(event_id)
+        if seen:
             self.duplicates += 1
             return
         self.processed += 1
+
+    def _remember(self, event_id: str) -> None:
+        if self.remembered <= 0:
+            return
+        self._known.pop(event_id, None)
+        self._known[event_id] = None  # the newest last: the oldest go first
+        if len(self._known) > self.remembered:
+            del self._known[next(iter(self._known))]
 
 
 def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
@@ -274,6 +298,7 @@ def consume(
         max_bytes=settings.record_max_bytes,
         health=ConsumerHealth(service or group_id, topic),
         signatures=signatures,
+        remembered=REMEMBERED_EVENT_IDS,
     )
     subscriber = subscribe(broker, topic, handler, group_id=group_id, settings=settings, **options)
     return handler, subscriber
