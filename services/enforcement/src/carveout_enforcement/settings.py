@@ -19,11 +19,7 @@ class EnforcementSettings(SharedSettings):
     store_retry_attempts: int = 5
     batch_max_records: int = Field(2000, description="Most access events judged in one batch.")
     grants_fetch_max_wait_ms: int = Field(
-        100,
-        description=(
-            "Longest a grants fetch waits for data (a new grant event ends the wait at once); "
-            "well under stale_after_seconds, which an answered fetch proves."
-        ),
+        5, description="Longest a grants fetch waits for data: revocations arrive this fast."
     )
     batch_timeout_ms: int = Field(20, description="Longest wait to fill a batch of accesses.")
     grants_sync_seconds: float = Field(
