@@ -3,12 +3,10 @@ accesses may be judged.
 
 Enforcement must never conclude "no grant" merely because it has not yet read the grant
 that covers an access, and must not judge an access after a revocation it has not read.
-Before judging a batch, the access pipeline waits until the projection has applied the
-grants log up to the ends it has now: the batch's accesses are already on the log, so
-every grant event the log received before them is applied (which versions cover an
-access is decided by when the log received each, see ``judge.CompiledGrant.period_at``).
-The decision API checks, at no cost, that the grants consumer has polled recently and has
-nothing left to apply.
+Before judging a batch, the access pipeline lets late grant events land
+(:func:`late_grant_wait`), then waits until the projection has applied the grants log up
+to the ends it has now; the decision API checks, at no cost, that the grants consumer has
+polled recently and has nothing left to apply.
 """
 
 from __future__ import annotations
@@ -52,6 +50,21 @@ class WholeLogRead:
 
     async def wait_caught_up(self, within_s: float) -> bool:
         return True
+
+
+def late_grant_wait(newest_occurred_at: float, guard_s: float, now: float) -> float:
+    """How long to wait before judging a batch whose newest access happened at
+    ``newest_occurred_at``: until it is ``guard_s`` old, and never longer than ``guard_s``.
+
+    A regulator action takes effect when the grant service commits it, and reaches the log
+    a few milliseconds later. Judging an access that happened in between before that
+    event lands would miss it; after the guard, the end offsets read next include every
+    action committed before the access happened. An access stamped ahead of the clock (a
+    gateway's clock minutes fast) waits the guard and no longer.
+    """
+    if guard_s <= 0:
+        return 0.0
+    return max(0.0, min(newest_occurred_at + guard_s - now, guard_s))
 
 
 class GrantsLog:

@@ -25,6 +25,13 @@ class EnforcementSettings(SharedSettings):
     grants_sync_seconds: float = Field(
         5.0, description="Longest an access batch waits for the grant projection to catch up."
     )
+    late_grant_guard_ms: int = Field(
+        25,
+        description=(
+            "Accesses are judged once their record time is this old, so every grant event "
+            "stamped before them has landed on the log; more than a publish ever takes."
+        ),
+    )
     stale_after_seconds: float = Field(
         1.0, description="Decisions fail closed ('stale') when the grants log is older than this."
     )

@@ -1,11 +1,15 @@
 """Judging a batch (``outcomes.judge_batch``): typed rows, usage counted in order without
-touching the totals it was given, the same whether judged whole or a slice at a time."""
+touching the totals it was given, the same whether judged whole or a slice at a time; and
+the late-grant guard's wait (``freshness.late_grant_wait``)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import pytest
+
+from carveout_enforcement.freshness import late_grant_wait
 from carveout_enforcement.judge import CompiledGrant, usage_keys
 from carveout_enforcement.outcomes import Judgement, judge_batch
 
@@ -50,3 +54,19 @@ def test_a_batch_judged_a_slice_at_a_time_is_judged_as_a_whole() -> None:
         sliced.extend(judge_batch(part, candidates, {}, 1, sliced.usage))
     assert sliced == whole
     assert [d.decision for d in whole.decisions] == ["allow", "allow", "deny", "deny"]
+
+
+@pytest.mark.parametrize(
+    ("newest_age_s", "guard_s", "wait_s"),
+    [
+        (0.0, 0.05, 0.05),  # just happened: the whole guard
+        (0.02, 0.05, 0.03),  # the rest of it
+        (3.0, 0.05, 0.0),  # old enough
+        (-240.0, 0.05, 0.05),  # stamped ahead of the clock: the guard, no longer
+        (0.0, 0.0, 0.0),  # no guard
+        (0.0, -1.0, 0.0),
+    ],
+)
+def test_late_grant_wait(newest_age_s: float, guard_s: float, wait_s: float) -> None:
+    now = NOON.timestamp()
+    assert late_grant_wait(now - newest_age_s, guard_s, now) == pytest.approx(wait_s)

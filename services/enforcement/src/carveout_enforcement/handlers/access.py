@@ -28,9 +28,9 @@ from carveout_runtime.log_restarts import HandledOffsets
 from carveout_runtime.retries import ConsumerHealth, describe_error, retrying, with_retries
 
 from ..access import Arrival, read_batch
-from ..clock import Clock, system_clock
+from ..clock import Clock, Sleep, system_clock, system_sleep
 from ..decision_log import DecisionLog
-from ..freshness import ProjectionCatchUp
+from ..freshness import ProjectionCatchUp, late_grant_wait
 from ..judge import UsageKey
 from ..outbox import BreachSink
 from ..outcomes import Judgement, judge_batch
@@ -62,6 +62,8 @@ class PipelineSettings:
     """Attempts at a batch that fails (not for want of a dependency) before it is split."""
     grants_sync_s: float = 5.0
     """The longest one wait for the grant projection; it is waited for again after."""
+    late_grant_guard_s: float = 0.0
+    """How old the newest access of a batch must be before it is judged."""
     max_future_skew_s: float = limits.DEFAULT_MAX_FUTURE_SKEW_SECONDS
     record_max_bytes: int = limits.DEFAULT_RECORD_BYTES
 
@@ -70,13 +72,14 @@ class PipelineSettings:
         return cls(
             retry_attempts=settings.consumer_retry_attempts,
             grants_sync_s=settings.grants_sync_seconds,
+            late_grant_guard_s=settings.late_grant_guard_ms / 1000,
             max_future_skew_s=settings.max_future_skew_seconds,
             record_max_bytes=settings.record_max_bytes,
         )
 
 
 class _Ready:
-    """Whether a batch has had its grant projection wait."""
+    """Whether a batch has had its late-grant guard and grant projection wait."""
 
     __slots__ = ("done",)
 
@@ -87,7 +90,7 @@ class _Ready:
 @dataclass(eq=False)
 class AccessPipeline:
     """The consumer of ``carveout.access``: each batch read, deduped, waited for (the
-    grant projection), judged (:func:`judge_batch`), recorded, its
+    late-grant guard, the grant projection), judged (:func:`judge_batch`), recorded, its
     usage applied and its breaches sent."""
 
     store: EnforcementStore
@@ -100,6 +103,7 @@ class AccessPipeline:
     settings: PipelineSettings = PipelineSettings()
     health: ConsumerHealth = field(default_factory=lambda: ConsumerHealth(SERVICE, topics.ACCESS))
     clock: Clock = system_clock
+    sleep: Sleep = system_sleep
     decision_log: DecisionLog | None = None
     """Where each batch's decisions are appended as leaves (DESIGN §12), if anywhere."""
     claims: PartitionClaims | None = None
@@ -159,7 +163,7 @@ class AccessPipeline:
         Each part is tried once (no backoff; an unavailable dependency is still waited
         for) and committed on its own, so one poison access among ``n`` costs about
         ``2·log2(n)`` attempts, well within the consumer's poll interval. The projection
-        wait done for the batch holds for its parts.
+        wait and the late-grant guard done for the batch hold for its parts.
         """
         pending = [items[len(items) // 2 :], items[: len(items) // 2]]  # a stack: left first
         while pending:
@@ -191,8 +195,8 @@ class AccessPipeline:
     ) -> int:
         """Judge and record the accesses not decided before; returns how many were.
 
-        The projection wait is done once per batch (``ready``): the projection only moves
-        forward, so a later attempt or part needs none.
+        The late-grant guard and the projection wait are done once per batch (``ready``):
+        the projection only moves forward, so a later attempt or part needs neither.
         """
         decided = await with_retries(
             lambda: self.store.decided(list(fresh)),
@@ -206,6 +210,7 @@ class AccessPipeline:
         if not todo:
             return len(fresh)
         if not ready.done:
+            await self._let_late_grant_events_land(todo)
             await self._wait_for_grant_projection()
             ready.done = True
         judged = await self._judge_in_slices(todo)
@@ -256,6 +261,24 @@ class AccessPipeline:
             log.warning("grant projection not caught up within %ss; the batch waits", within_s)
             await asyncio.sleep(GRANTS_LOG_PAUSE_S)  # in case the answer came at once
         self.health.recover()
+
+    async def _let_late_grant_events_land(self, todo: Sequence[Arrival]) -> None:
+        """Wait until the newest access's record time is ``late_grant_guard_s`` old, at most
+        that long.
+
+        A grant version covers the accesses stamped from its own record time on. Where
+        producers stamp the records (Tansu), the relay's event stamped just before an access
+        can land on the log just after the access is read; once the access's time is the
+        guard old, every event stamped before it has landed, and the ends read next take it
+        in. (Without a record time, the access's ``occurred_at`` stands in.)
+        """
+        newest = max(
+            access.occurred_at if appended_ms is None else appended_ms / 1000
+            for access, appended_ms in todo
+        )
+        wait = late_grant_wait(newest, self.settings.late_grant_guard_s, self.clock())
+        if wait > 0:
+            await self.sleep(wait)
 
 
 def _left_to_new_owner(lost: PartitionTakenOver) -> None:
