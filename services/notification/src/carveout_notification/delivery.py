@@ -182,11 +182,22 @@ class Deliverer:
             chosen = within_shares(due, room, self._receivers, self.settings.delivery_per_receiver)
             ids = [n.notification_id for n in chosen]
             won = self.claims.claim(ids)
-            # Whole rows (payloads) only for those this replica is to start.
-            startable = self.store.rows([n for n in ids if n in won])
-            if startable:
+            try:
+                # Whole rows (payloads) only for those this replica is to start.
+                startable = self.store.rows([n for n in ids if n in won])
                 wanted = {n.subscription_id for n in startable}
-                subscriptions = {s.subscription_id: s for s in self.store.subscriptions(wanted)}
+                subscriptions = (
+                    {s.subscription_id: s for s in self.store.subscriptions(wanted)}
+                    if wanted
+                    else {}
+                )
+            except Exception:
+                # Not started: not held either, or renewing them would keep them from all.
+                self.claims.ended(won)
+                with contextlib.suppress(Exception):
+                    self.claims.release(won)
+                raise
+            if startable:
                 for n in startable:
                     self._start(n, subscriptions.get(n.subscription_id))
                 return None

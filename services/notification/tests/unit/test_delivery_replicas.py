@@ -216,3 +216,28 @@ async def test_stopping_gives_up_the_claims_so_another_replica_starts_at_once(
     await b._round()  # no clock moved: b need not wait for a's lease
     await until(lambda: stored(store, nid).status == "delivered", "b's delivery")
     assert receiver.posts == [nid, nid]
+
+
+async def test_claims_won_by_a_round_that_then_fails_are_given_up_not_kept(
+    store: NotificationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails after a round claimed (the connection killed): the claims are given
+    up, not renewed round after round with nothing attempting them."""
+    clock, receiver = Clock(), Receiver()
+    (a, _), (b, _) = (replica(store, name, clock, receiver) for name in "ab")
+    nid = queue(store)
+
+    def connection_lost(ids: Any) -> Any:
+        raise ConnectionError("the store's connection was killed")
+
+    monkeypatch.setattr(store, "rows", connection_lost)
+    with pytest.raises(ConnectionError):
+        await a._round()
+    monkeypatch.undo()
+
+    assert nid not in a.claims.leases
+    assert stored(store, nid).claimed_by is None
+    await b._round()  # free for anyone at once, not when a's lease would run out
+    await until(lambda: receiver.posts == [nid], "b's attempt reaching the receiver")
+    receiver.gate.set()
+    await until(lambda: not b.in_flight(), "b's attempt ending")
