@@ -3,7 +3,6 @@ now, read without joining the group (on the real broker)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -42,10 +41,13 @@ async def test_caught_up_once_the_group_commits_the_ends_read_when_asked(
         await committer.commit({TopicPartition(topic, 0): 2})
         assert await progress.short_of(ends) == {1: 1}
 
-        waiting = asyncio.create_task(progress.wait_caught_up(within_s=10))
-        await producer.send_and_wait(topic, b"later", partition=0)  # not waited for
+        await producer.send_and_wait(topic, b"later", partition=0)  # after the ends read
         await committer.commit({TopicPartition(topic, 1): 1})
-        assert await waiting
+        assert await progress.short_of(ends) == {}
+        assert await progress.short_of(await progress.ends()) == {0: 1}
+        assert not await progress.wait_caught_up(within_s=0.2)  # the ends now include it
+        await committer.commit({TopicPartition(topic, 0): 3})
+        assert await progress.wait_caught_up(within_s=10)
     finally:
         await progress.stop()
         await committer.stop()

@@ -11,7 +11,6 @@ of the group read it.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -29,19 +28,31 @@ class TopicEnds:
         self._client: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._client = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
-        )
-        await self._client.start()
+        """Nothing yet: the client connects when first asked, so a service starting while
+        the broker is down waits for it where it waits for the broker, not at start-up."""
 
     async def stop(self) -> None:
         if self._client is not None:
             await self._client.stop()
+            self._client = None
+
+    async def connected(self) -> AIOKafkaConsumer:
+        if self._client is None:
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
+            )
+            try:
+                await client.start()
+            except BaseException:
+                await client.stop()
+                raise
+            self._client = client
+        return self._client
 
     async def ends(self) -> dict[TopicPartition, int]:
-        assert self._client is not None, f"{type(self).__name__}.start() first"
-        tps = await partitions(self._client, self.topic)
-        return dict(await self._client.end_offsets(tps)) if tps else {}
+        client = await self.connected()
+        tps = await partitions(client, self.topic)
+        return dict(await client.end_offsets(tps)) if tps else {}
 
 
 class GroupProgress(TopicEnds):
@@ -53,10 +64,10 @@ class GroupProgress(TopicEnds):
     async def short_of(self, ends: dict[TopicPartition, int]) -> dict[int, int]:
         """For each partition the group has not committed up to ``ends``: how far it has to go
         (asked of the group's coordinator each time: committed offsets are not cached)."""
-        assert self._client is not None, "GroupProgress.start() first"
+        client = await self.connected()
         left = {}
         for tp, end in ends.items():
-            committed = await self._client.committed(tp) or 0
+            committed = await client.committed(tp) or 0
             if committed < end:
                 left[tp.partition] = end - committed
         return left
@@ -64,10 +75,14 @@ class GroupProgress(TopicEnds):
     async def wait_caught_up(self, within_s: float, every_s: float = 0.05) -> bool:
         """Wait, at most ``within_s``, until the group has committed the topic up to the
         ends it has now (not those of records arriving meanwhile); says whether it has."""
-        deadline = time.monotonic() + within_s
-        ends = await self.ends()
-        while await self.short_of(ends):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(every_s)
-        return True
+        # The client's own requests wait out a missing coordinator without bound: the
+        # whole wait is bounded here instead.
+        try:
+            async with asyncio.timeout(within_s):
+                ends = await self.ends()
+                while True:  # the broker is asked: nothing here to wait on but time
+                    if not await self.short_of(ends):
+                        return True
+                    await asyncio.sleep(every_s)
+        except TimeoutError:
+            return False

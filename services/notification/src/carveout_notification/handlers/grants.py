@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from aiokafka.errors import KafkaError
+
 from carveout_contracts import ConditionBreached
 from carveout_contracts.common import utcnow
 from carveout_runtime.inbound import Inbound
@@ -106,7 +108,7 @@ class Notifier:
     async def _grant_events_stored(self, grants_stored: GrantsStored) -> bool:
         try:
             return await grants_stored.wait_caught_up(self.grants_sync_s)
-        except Exception as exc:  # a broker restarting, a coordinator moving: not known yet
+        except (KafkaError, OSError) as exc:  # a broker restarting: not known yet
             log.warning("cannot tell yet whether the grant events are stored: %s", exc)
             await asyncio.sleep(ASK_AGAIN_S)
             return False
