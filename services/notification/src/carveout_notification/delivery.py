@@ -48,8 +48,9 @@ from .held import HeldClaims
 from .mail import send_email
 from .outcomes import Announcer, outcome_event
 from .settings import NotificationSettings
+from .starting import take_due
 from .store import NotificationRecord, NotificationStore
-from .webhooks import receiver_of, send_webhook, within_shares
+from .webhooks import receiver_of, send_webhook
 
 log = logging.getLogger("carveout.notification.delivery")
 DELIVERIES = Counter(
@@ -177,31 +178,13 @@ class Deliverer:
         room = self.settings.delivery_concurrency - len(self._in_flight)
         held_back = False
         if room > 0:
-            # More than there is room for: some may be for a host that is at its share.
-            due = self.store.due_heads(self.clock(), limit=min(8 * room, 1000), exclude=busy)
-            chosen = within_shares(due, room, self._receivers, self.settings.delivery_per_receiver)
-            ids = [n.notification_id for n in chosen]
-            won = self.claims.claim(ids)
-            try:
-                # Whole rows (payloads) only for those this replica is to start.
-                startable = self.store.rows([n for n in ids if n in won])
-                wanted = {n.subscription_id for n in startable}
-                subscriptions = (
-                    {s.subscription_id: s for s in self.store.subscriptions(wanted)}
-                    if wanted
-                    else {}
-                )
-            except Exception:
-                # Not started: not held either, or renewing them would keep them from all.
-                self.claims.ended(won)
-                with contextlib.suppress(Exception):
-                    self.claims.release(won)
-                raise
-            if startable:
-                for n in startable:
-                    self._start(n, subscriptions.get(n.subscription_id))
+            share, now = self.settings.delivery_per_receiver, self.clock()
+            starts = take_due(self.store, self.claims, now, room, busy, self._receivers, share)
+            for n in starts.notifications:
+                self._start(n, starts.subscriptions.get(n.subscription_id))
+            if starts.notifications:
                 return None
-            held_back = bool(due)
+            held_back = starts.any_due
         await self.announce_pending()
         # Back before the claims held are due for renewal, whatever else wakes the loop.
         wait = min(self.settings.delivery_poll_seconds, self.claims.lease.check_every)
