@@ -151,6 +151,12 @@ class Injector:
             if labels.get("topic") == topics.ACCESS
         }
 
+    def _restarts_seen(self, index: int) -> float:
+        found = self.cluster.metrics(
+            Replica("enforcement", index), "carveout_broker_restarts_total"
+        )
+        return sum(value for _, value in found)
+
     def broker_restart(self) -> None:
         cluster = self.cluster
         # Traffic is held first: the lost accesses are counted at a quiet point, and under
@@ -171,6 +177,7 @@ class Injector:
                     every=0.1,
                 )
             before = self._lost_now()
+            restarts = [self._restarts_seen(i) for i in range(cluster.replicas)]
             pids = cluster.broker_pids()
             assert pids, "the embedded broker's process"
             since = datetime.now(UTC)
@@ -184,10 +191,9 @@ class Injector:
                 "the broker started again",
                 every=0.1,
             )
-            total = sum(ends.values())
             for index in range(cluster.replicas):
                 wait_for(
-                    lambda i=index: sum(self._access_ends_seen(i).values()) < total,  # type: ignore[misc]
+                    lambda i=index: self._restarts_seen(i) > restarts[i],  # type: ignore[misc]
                     60,
                     f"enforcement-{index} noticing the broker restarted",
                     every=0.1,

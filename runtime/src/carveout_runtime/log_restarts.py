@@ -42,6 +42,13 @@ RECORDS_LOST = Counter(
     ["service", "topic"],
 )
 
+RESTARTS = Counter(
+    "carveout_broker_restarts_total",
+    "Times this service found the broker restarted without its log, and put back the "
+    "topics its store is the record of.",
+    ["service"],
+)
+
 LOG_END = Gauge(
     "carveout_log_end_offset",
     "End offset of each partition of the topics this service watches for a broker restart, "
@@ -231,6 +238,7 @@ class LogRestartWatch:
             )
         if why is not None:
             self.restarts += 1
+            RESTARTS.labels(self.service).inc()
             log.warning(
                 "the broker restarted without its log (%s): putting back %s",
                 why,
