@@ -13,6 +13,7 @@ import json
 import socket
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -163,6 +164,15 @@ def effects(
         )
     )
     checks.append(Check("decisions of accesses never accepted", 0, len(decided - accepted)))
+    never = sorted(accepted - decided, key=lambda i: load.accepted.when[i][1])
+    if len(never) > injector.lost:  # more than were lost with the broker: say which
+        checks.append(
+            Check(
+                "accesses accepted and never judged (first five)",
+                [],
+                [_accepted(i, *load.accepted.when[i]) for i in never[:5]],
+            )
+        )
     for index in range(cluster.replicas):
         page = cluster.call(
             "enforcement", index, "GET", "/v1/decisions", role="auditor", params={"limit": 1}
@@ -366,3 +376,7 @@ def by_grant(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     for row in rows:
         found[row[0]].append(row)
     return found
+
+
+def _accepted(event_id: str, gateway: str, at: float) -> str:
+    return f"{event_id} via {gateway} at {datetime.fromtimestamp(at, UTC):%H:%M:%S.%f}"

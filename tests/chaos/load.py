@@ -122,10 +122,14 @@ class Accepted:
     raw: list[tuple[str, bytes]] = field(default_factory=list)
     """(key, value) of the accesses produced to Kafka: what duplicates re-send."""
     by_gateway: Counter[str] = field(default_factory=Counter)
+    when: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Each accepted access's gateway and when it was accepted (epoch seconds)."""
 
     def add(self, gateway: str, ids: list[str], raw: list[tuple[str, bytes]] | None = None) -> None:
         with self.lock:
             self.ids.update(ids)
+            at = time.time()
+            self.when.update((i, (gateway, at)) for i in ids)
             self.raw.extend(raw or [])
             self.by_gateway[gateway] += len(ids)
 
