@@ -137,7 +137,7 @@ class Deliverer:
             # Others take over the attempts stopped at once, not when their leases run out;
             # an accepted delivery not recorded yet stays claimed, so none sends it again.
             with contextlib.suppress(Exception):
-                self.claims.release(n for n in self.claims.leases if n not in self._unrecorded)
+                self.claims.release([n for n in self.claims.leases if n not in self._unrecorded])
             await self._http.aclose()
             self._resolving.shutdown(wait=False, cancel_futures=True)
 
@@ -157,8 +157,7 @@ class Deliverer:
         """
         self._wake.clear()
         if self._first_round:
-            # Claims left under this replica's id by its previous process: nothing of it is
-            # at work any more, so they are free for anyone now.
+            # Claims its previous process left under this replica's id: free for anyone now.
             self.claims.release()
             await self.announce_pending()
             self._first_round = False
@@ -178,8 +177,12 @@ class Deliverer:
         room = self.settings.delivery_concurrency - len(self._in_flight)
         held_back = False
         if room > 0:
-            share, now = self.settings.delivery_per_receiver, self.clock()
-            starts = take_due(self.store, self.claims, now, room, busy, self._receivers, share)
+            # Store calls in a worker thread: on the loop they left its consumers a few
+            # records a second (measured under chaos).
+            share, receivers = self.settings.delivery_per_receiver, dict(self._receivers)
+            starts = await asyncio.to_thread(
+                take_due, self.store, self.claims, self.clock(), room, busy, receivers, share
+            )
             for n in starts.notifications:
                 self._start(n, starts.subscriptions.get(n.subscription_id))
             if starts.notifications:
@@ -190,7 +193,7 @@ class Deliverer:
         wait = min(self.settings.delivery_poll_seconds, self.claims.lease.check_every)
         if room <= 0 or held_back:
             return wait  # until an attempt ends and wakes us (or another replica won them)
-        upcoming = self.store.next_due_at(exclude=busy)
+        upcoming = await asyncio.to_thread(self.store.next_due_at, busy)
         if upcoming is not None:
             wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
         return wait

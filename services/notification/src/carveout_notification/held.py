@@ -56,7 +56,9 @@ class HeldClaims:
     def renew_due(self) -> set[str]:
         """Renew the claims past the renewal point of their lease; returns those lost."""
         now = self.clock()
-        due = [nid for nid, until in self.leases.items() if self.lease.renewal_due(until, now)]
+        # A copy: worker threads add and end claims meanwhile (a round's, an announcement's).
+        leases = list(self.leases.items())
+        due = [nid for nid, until in leases if self.lease.renewal_due(until, now)]
         if not due:
             return set()
         until = self.lease.until(now)

@@ -83,9 +83,11 @@ class Announcer:
             return 0
         total = 0
         async with self._running:
-            while pending := self._claim():
+            # The store is read and written in worker threads: the event loop meanwhile
+            # runs the consumers of this process.
+            while pending := await asyncio.to_thread(self._claim):
                 ids = [nid for nid, _ in pending]
-                contexts = self.store.traceparents(ids)
+                contexts = await asyncio.to_thread(self.store.traceparents, ids)
                 try:
                     for nid, value in pending:
                         event = codec.decode(topics.NOTIFICATIONS, value)
@@ -97,7 +99,7 @@ class Announcer:
                     log.error("could not announce a notification outcome, will retry: %s", exc)
                     break
                 self.error = None
-                self.store.mark_announced(ids, self.claims.clock())
+                await asyncio.to_thread(self.store.mark_announced, ids, self.claims.clock())
                 self.claims.ended(ids)
                 total += len(pending)
         return total
