@@ -114,8 +114,10 @@ class AccessPipeline:
     judged: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
-    async def process(self, records: Sequence[Any]) -> None:
-        """Judge a batch; dead-letter what is too large, unreadable or keeps failing.
+    async def process(self, records: Sequence[Any]) -> bool:
+        """Judge a batch; dead-letter what is too large, unreadable or keeps failing. Says
+        whether the batch is done with: ``False`` when it was left, unrecorded, to the
+        partitions' new owner (its offsets must then not be committed).
 
         Only an unavailable store or broker, or a grant projection that is behind, is
         waited for without bound (``health`` shows it); any other failure of the batch is
@@ -142,21 +144,21 @@ class AccessPipeline:
                 failures=self.settings.retry_attempts,
                 health=self.health,
             )
-            return
+            return True
         except PartitionTakenOver as lost:
             _left_to_new_owner(lost)
-            return
+            return False
         except Exception as exc:
             if len(fresh) == 1:
                 [event_id] = fresh
                 await self._failed(sources[event_id], exc)
-                return
+                return True
             log.warning("%s keeps failing (%s): splitting it to find the culprits", what, exc)
-        await self._bisect(list(fresh.items()), sources, ready)
+        return await self._bisect(list(fresh.items()), sources, ready)
 
     async def _bisect(
         self, items: list[tuple[str, Arrival]], sources: dict[str, Any], ready: _Ready
-    ) -> None:
+    ) -> bool:
         """Judge a batch that keeps failing by halves, in order: a half that fails is split
         again, down to single accesses, which are dead-lettered ``failed``.
 
@@ -177,7 +179,7 @@ class AccessPipeline:
                 )
             except PartitionTakenOver as lost:
                 _left_to_new_owner(lost)
-                return
+                return False
             except Exception as exc:
                 if len(part) == 1:
                     [(event_id, _)] = part
@@ -185,6 +187,7 @@ class AccessPipeline:
                 else:
                     middle = len(part) // 2
                     pending += [part[middle:], part[:middle]]
+        return True
 
     async def _failed(self, record: Any, exc: Exception) -> None:
         log.error("an access keeps failing; set aside as failed", exc_info=exc)
@@ -325,6 +328,10 @@ def subscribe(
         batch = records if isinstance(records, tuple | list) else (records,)
         # Counted as handled from now: a batch in hand is judged, whatever the broker does.
         pipeline.handled.handled_all(batch)
-        await pipeline.process(batch)
+        if not await pipeline.process(batch):
+            # Left unrecorded to the partitions' new owner: the consumer goes back to the
+            # batch's first records and commits nothing past them (a broker that takes a
+            # commit from a member it no longer counts would otherwise skip the batch).
+            await message.nack()
 
     return subscriber
