@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -99,7 +100,7 @@ class ServiceShell:
     ) -> EventHandler:
         """Consume ``topic`` in the service's group (or ``group_id``); ready once within
         ``max_lag`` of its end."""
-        handler, subscriber = consume(
+        handler, subscriber, commits = consume(
             self.broker,
             topic,
             process=process,
@@ -113,6 +114,9 @@ class ServiceShell:
             **options,
         )
         self.watch(topic, subscriber, max_lag=max_lag, health=handler.health)
+        self.background[f"commits {group_id or self.settings.group_id}/{topic}"] = partial(
+            commits.run, subscriber
+        )
         return handler
 
     def watch(self, topic: str, subscriber: Any, *, max_lag: int = 0, health: Any = None) -> None:

@@ -12,6 +12,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from carveout_contracts import limits
 
+from .commits import OffsetCommits
 from .inbound import Inbound
 from .retries import ConsumerHealth, describe_error, retrying
 from .settings import SharedSettings
@@ -211,16 +212,19 @@ def dead_letter_publisher(broker: KafkaBroker, service: str) -> DeadLetter:
     return dead_letter
 
 
-def group_options(settings: SharedSettings, group_id: str) -> dict[str, Any]:
+def group_options(
+    settings: SharedSettings, group_id: str, *, commit_each: bool = True
+) -> dict[str, Any]:
     """How every Carveout consumer reads in its group: from the earliest record, its offset
-    committed once the handler returns (nacked on error: the record comes again), and
-    rebalanced within the settings' session timeout."""
+    committed once the handler returns (nacked on error: the record comes again), or, with
+    ``commit_each`` false, by the caller (:mod:`.commits`); rebalanced within the
+    settings' session timeout."""
     from faststream import AckPolicy
 
     session_ms = settings.session_timeout_ms
     return dict(
         group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.NACK_ON_ERROR if commit_each else AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         session_timeout_ms=session_ms,
         heartbeat_interval_ms=max(100, session_ms // 6),
@@ -238,15 +242,18 @@ def subscribe(
     description: str,
     after: Callable[[Any], None] | None = None,
     fetch_max_wait_ms: int | None = None,
-) -> DefaultSubscriber:
-    """Subscribe ``handler`` to ``topic`` with raw bytes, committing offsets after it returns.
+) -> tuple[DefaultSubscriber, OffsetCommits]:
+    """Subscribe ``handler`` to ``topic`` with raw bytes; the offsets of the records it has
+    processed are committed by the :class:`~.commits.OffsetCommits` returned (its ``run``
+    is to be run beside the subscriber).
 
     A handler dead-letters what it cannot process and waits out an unavailable dependency,
-    so it raises only when stopped; then it is nacked: the consumer seeks back and the
-    message comes again, instead of being skipped. ``after`` is told of each
-    record once it is handled (for progress tracking). FastStream's Prometheus middleware
-    counts and times each record (``carveout_kafka_received_messages_total``).
+    so it raises only when stopped; then nothing of the record is committed, and it comes
+    again. ``after`` is told of each record once it is handled (for progress tracking).
+    FastStream's Prometheus middleware counts and times each record
+    (``carveout_kafka_received_messages_total``).
     """
+    commits = OffsetCommits()
 
     async def raw_body(message: Any) -> bytes:
         return bytes(message.body)
@@ -257,7 +264,7 @@ def subscribe(
         fetch_max_wait_ms=fetch_max_wait_ms or settings.fetch_max_wait_ms,
         title=f"{group_id}/{topic}",
         description=description,
-        **group_options(settings, group_id),
+        **group_options(settings, group_id, commit_each=False),
     )
 
     @subscriber
@@ -265,8 +272,11 @@ def subscribe(
         await handler.handle(body, message)
         if after is not None:
             after(message.raw_message)
+        commits.processed(message.raw_message)
+        if commits.due():
+            await commits.flush(subscriber.consumer)
 
-    return subscriber
+    return subscriber, commits
 
 
 def consume(
@@ -282,8 +292,8 @@ def consume(
     signatures: EventSigning | None = None,
     service: str | None = None,
     **options: Any,
-) -> tuple[EventHandler, DefaultSubscriber]:
-    """An :class:`EventHandler` for ``topic`` and the subscriber feeding it.
+) -> tuple[EventHandler, DefaultSubscriber, OffsetCommits]:
+    """An :class:`EventHandler` for ``topic``, the subscriber feeding it and its commits.
 
     A record is tried ``retry_attempts`` times (``settings.consumer_retry_attempts`` unless
     given) before it is dead-lettered ``failed``. ``options`` are :func:`subscribe`'s
@@ -300,5 +310,7 @@ def consume(
         signatures=signatures,
         remembered=REMEMBERED_EVENT_IDS,
     )
-    subscriber = subscribe(broker, topic, handler, group_id=group_id, settings=settings, **options)
-    return handler, subscriber
+    subscriber, commits = subscribe(
+        broker, topic, handler, group_id=group_id, settings=settings, **options
+    )
+    return handler, subscriber, commits
