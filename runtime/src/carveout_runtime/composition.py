@@ -14,7 +14,6 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -114,8 +113,8 @@ class ServiceShell:
             **options,
         )
         self.watch(topic, subscriber, max_lag=max_lag, health=handler.health)
-        self.background[f"commits {group_id or self.settings.group_id}/{topic}"] = partial(
-            commits.run, subscriber
+        self.background[f"commits {group_id or self.settings.group_id}/{topic}"] = (
+            functools.partial(commits.run, subscriber)
         )
         return handler
 

@@ -52,19 +52,20 @@ class WholeLogRead:
         return True
 
 
-def late_grant_wait(newest_occurred_at: float, guard_s: float, now: float) -> float:
-    """How long to wait before judging a batch whose newest access happened at
-    ``newest_occurred_at``: until it is ``guard_s`` old, and never longer than ``guard_s``.
+def late_grant_wait(newest_at: float, guard_s: float, now: float) -> float:
+    """How long to wait before judging a batch whose newest access the log took at
+    ``newest_at`` (its record time; its ``occurred_at`` when it has none): until that is
+    ``guard_s`` old, and never longer than ``guard_s``.
 
-    A regulator action takes effect when the grant service commits it, and reaches the log
-    a few milliseconds later. Judging an access that happened in between before that
-    event lands would miss it; after the guard, the end offsets read next include every
-    action committed before the access happened. An access stamped ahead of the clock (a
+    A grant version covers the accesses stamped from its own record time on; where
+    producers stamp records, an event stamped just before an access can land on the log
+    just after the access is read. After the guard, the end offsets read next include
+    every event stamped before the access. An access stamped ahead of the clock (a
     gateway's clock minutes fast) waits the guard and no longer.
     """
     if guard_s <= 0:
         return 0.0
-    return max(0.0, min(newest_occurred_at + guard_s - now, guard_s))
+    return max(0.0, min(newest_at + guard_s - now, guard_s))
 
 
 class GrantsLog:

@@ -25,7 +25,7 @@ from carveout_runtime.inbound import Inbound
 from carveout_runtime.retries import with_retries
 
 from ..domain import GrantContacts
-from ..fanout import NotifiableEvent, effects_of, grants_of
+from ..fanout import NotifiableEvent, Subscribed, effects_of, grants_of
 from ..store import NotificationStore
 
 log = logging.getLogger("carveout.notification.fanout")
@@ -58,11 +58,10 @@ class Notifier:
     async def __call__(self, event: NotifiableEvent, inbound: Inbound) -> None:
         # The store is read and written in a worker thread: the event loop meanwhile runs
         # the deliveries and the other consumer, which share this process.
-        before = await asyncio.to_thread(self._contacts, event)
+        before, subscriptions = await asyncio.to_thread(self._load, event)
         if isinstance(event, ConditionBreached) and None in before.values():
             await self._wait_for_grant_events(inbound)
-            before = await asyncio.to_thread(self._contacts, event)
-        subscriptions = await asyncio.to_thread(self.store.subscriptions_created, grants_of(event))
+            before, subscriptions = await asyncio.to_thread(self._load, event)
         now = self.clock()
         effects = effects_of(
             event,
@@ -84,8 +83,14 @@ class Notifier:
         if effects.notifications and self.on_queued is not None:
             self.on_queued()
 
-    def _contacts(self, event: NotifiableEvent) -> dict[str, GrantContacts | None]:
-        return {grant_id: self.store.get_contacts(grant_id) for grant_id in grants_of(event)}
+    def _load(
+        self, event: NotifiableEvent
+    ) -> tuple[dict[str, GrantContacts | None], list[Subscribed]]:
+        """What the fan-out decides on: the contacts of the event's grants, and the
+        subscriptions that can want it."""
+        grant_ids = grants_of(event)
+        contacts = {grant_id: self.store.get_contacts(grant_id) for grant_id in grant_ids}
+        return contacts, self.store.subscriptions_created(grant_ids)
 
     async def _wait_for_grant_events(self, inbound: Inbound) -> None:
         """Wait, without bound, until every grant event on the log now is stored.
